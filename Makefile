@@ -1,0 +1,67 @@
+# coinsite: `make run` serves the site on the embedded default, `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export MLFLOW_DISABLE_TELEMETRY := true
+# glibc's allocator makes conv-net timings swing up to 3.7x; these two keep them stable.
+export MALLOC_MMAP_THRESHOLD_ := 100000000000
+export MALLOC_TRIM_THRESHOLD_ := 100000000000
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/coinsite
+DIST_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/coinsite CELERY_BROKER_URL=redis://127.0.0.1:6379/0 \
+	MLFLOW_TRACKING_URI=http://127.0.0.1:5000 COINSITE_VAR_DIR=$(CURDIR)/var/distributed
+
+.PHONY: help venv run run-distributed test test-fast test-postgres browser-deps bench bench-train lint demo clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $(STAMP)
+
+venv: $(STAMP) ## create or reuse the virtualenv and install requirements
+
+demo: venv ## migrate, create demo users, demo coins and the first trained model (if none is registered)
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py bootstrap_demo
+
+run: demo ## set everything up and serve http://127.0.0.1:8000 on the embedded default
+	@echo "Serving coinsite on http://127.0.0.1:8000 (Ctrl-C stops)"
+	$(PY) manage.py runserver 127.0.0.1:8000 --noreload
+
+run-distributed: venv ## PostgreSQL + Redis + Celery workers + beat + MLflow server + gunicorn, one Ctrl-C stops all
+	@psql -h 127.0.0.1 -U postgres -tc "SELECT 1 FROM pg_database WHERE datname='coinsite'" | grep -q 1 \
+		|| psql -h 127.0.0.1 -U postgres -c "CREATE DATABASE coinsite"
+	mkdir -p var/distributed
+	$(DIST_ENV) $(PY) manage.py migrate --noinput
+	$(DIST_ENV) $(VENV)/bin/honcho -f Procfile start
+
+browser-deps: venv ## Debian's chromium for the browser tests (Playwright's Python package comes with requirements)
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
+
+test: venv browser-deps ## the whole suite: SQLite/eager pass, then the PostgreSQL + Redis + Celery worker pass
+	COINSITE_VAR_DIR=$(CURDIR)/var/test $(PY) -m pytest -m "not integration"
+	$(MAKE) test-postgres
+
+test-postgres: venv ## database tests and integration tests on PostgreSQL, Redis and real Celery workers
+	DATABASE_URL=$(TEST_DATABASE_URL) COINSITE_VAR_DIR=$(CURDIR)/var/test $(PY) -m pytest \
+		-m "integration or not (browser or slow)" --ignore=tests/training/ml
+
+test-fast: venv ## unit tests only (no browser, no slow, no integration)
+	COINSITE_VAR_DIR=$(CURDIR)/var/test $(PY) -m pytest -m "not (integration or browser or slow)"
+
+lint: venv ## ruff
+	$(VENV)/bin/ruff check .
+
+bench: demo ## /api/predict (gunicorn) vs bare in-process vs mlflow models serve: latency and throughput
+	$(PY) scripts/bench_serving.py
+
+bench-train: venv ## real training pipeline vs a bare PyTorch loop: seconds/epoch, pairs/s, peak RSS
+	$(PY) scripts/bench_train.py
+
+clean: ## remove local state (database, media, MLflow store); keeps the virtualenv
+	rm -rf var

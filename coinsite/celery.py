@@ -1,0 +1,27 @@
+"""The Celery app: queues `inference` and `training`, safe redelivery when a worker dies.
+
+Without CELERY_BROKER_URL the settings make every task run eagerly in-process (the embedded default).
+"""
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "coinsite.settings")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+app = Celery("coinsite")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.task_queues = (Queue("inference"), Queue("training"), Queue("celery"))
+app.conf.task_default_queue = "celery"
+app.conf.task_routes = {
+    "predictions.tasks.*": {"queue": "inference"},
+    "training.tasks.*": {"queue": "training"},
+}
+# A task is acknowledged only after it ran: a worker killed mid-task (SIGKILL, OOM, lost host) gives it back to the
+# broker, and another worker runs it again. Tasks re-read state by id, so a second run is harmless.
+app.conf.task_acks_late = True
+app.conf.task_reject_on_worker_lost = True
+app.conf.worker_prefetch_multiplier = 1
+app.autodiscover_tasks()

@@ -1,0 +1,179 @@
+"""The one settings module, read from the environment (django-environ).
+
+No variables set: the embedded default (SQLite file in var/, Celery eager, MLflow on a local SQLite file, media in
+var/media). With DATABASE_URL, CELERY_BROKER_URL and MLFLOW_TRACKING_URI: PostgreSQL, Redis + real workers, an MLflow
+tracking server. Same code either way.
+"""
+
+import os
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("COINSITE_VAR_DIR", BASE_DIR / "var"))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+env = environ.Env()
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+DEBUG = env.bool("DJANGO_DEBUG", default=True)
+# Production has no default secret: with DEBUG off the key must come from the environment.
+SECRET_KEY = env("DJANGO_SECRET_KEY") if not DEBUG else env("DJANGO_SECRET_KEY", default="dev-only-insecure-key")
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_celery_beat",
+    "predictions",
+    "training",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "coinsite.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "predictions.context_processors.active_model",
+            ],
+        },
+    },
+]
+WSGI_APPLICATION = "coinsite.wsgi.application"
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web requests and in-process tasks write concurrently: wait for the lock instead of failing.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 30, "transaction_mode": "IMMEDIATE"})
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "coin-list"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_URL = "media/"
+MEDIA_ROOT = Path(env("DJANGO_MEDIA_ROOT", default=str(VAR_DIR / "media")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+# Uploads: two photos up to MAX_UPLOAD_BYTES each, plus the form around them.
+COINSITE_MAX_UPLOAD_BYTES = env.int("COINSITE_MAX_UPLOAD_BYTES", default=10 * 1024 * 1024)
+COINSITE_MAX_IMAGE_PIXELS = env.int("COINSITE_MAX_IMAGE_PIXELS", default=50_000_000)
+DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * COINSITE_MAX_UPLOAD_BYTES  # base64 JSON of two photos is 4/3 of their size
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * COINSITE_MAX_UPLOAD_BYTES
+COINSITE_PREDICT_MAX_INPUTS = env.int("COINSITE_PREDICT_MAX_INPUTS", default=16)
+
+# Celery: eager in-process without a broker (embedded default), Redis workers with one.
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_RESULT_BACKEND = None
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = TIME_ZONE
+
+# MLflow: local SQLite file + artifact folder by default, a tracking server with MLFLOW_TRACKING_URI.
+MLFLOW_TRACKING_URI = env("MLFLOW_TRACKING_URI", default=f"sqlite:///{VAR_DIR / 'mlflow.db'}")
+MLFLOW_ARTIFACT_ROOT = env("MLFLOW_ARTIFACT_ROOT", default=str(VAR_DIR / "mlartifacts"))
+MLFLOW_EXPERIMENT_NAME = env("MLFLOW_EXPERIMENT_NAME", default="coin-year")
+MLFLOW_MODEL_NAME = env("MLFLOW_MODEL_NAME", default="coin-year")
+TRAINING_CONFIG_PATH = env("TRAINING_CONFIG_PATH", default=str(BASE_DIR / "configs" / "default.yaml"))
+
+# The learning loop.
+AUTO_PROMOTE = env.bool("AUTO_PROMOTE", default=False)
+PROMOTION_MARGIN_YEARS = env.float("PROMOTION_MARGIN_YEARS", default=0.5)
+EVALUATION_SHARE = env.float("EVALUATION_SHARE", default=0.15)
+RETRAIN_MIN_NEW_LABELS = env.int("RETRAIN_MIN_NEW_LABELS", default=20)
+HARD_EXAMPLE_YEARS = env.int("HARD_EXAMPLE_YEARS", default=20)
+HARD_EXAMPLE_WEIGHT = env.float("HARD_EXAMPLE_WEIGHT", default=2.0)
+INFERENCE_ALIAS_POLL_SECONDS = env.float("INFERENCE_ALIAS_POLL_SECONDS", default=5.0)
+INFERENCE_BATCH_WAIT_MS = env.float("INFERENCE_BATCH_WAIT_MS", default=2.0)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 20,
+    "EXCEPTION_HANDLER": "predictions.apis.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "coinsite API",
+    "DESCRIPTION": "Predict a coin's minting year from a front and a back photo.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 30)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", default="INFO")},
+    "loggers": {"alembic": {"level": "WARNING"}, "mlflow": {"level": "WARNING"}},
+}

@@ -1,0 +1,260 @@
+"""The process-wide model holder and the inference entry points.
+
+One holder per process serves the version that MLflow alias `production` points to. A background thread checks the
+alias every INFERENCE_ALIAS_POLL_SECONDS and, when it moved, loads the new version first and then swaps one reference:
+a batch that started on the old model finishes on it, nothing fails in between, no restart is needed. Every prediction
+carries the version that actually produced it.
+
+Concurrent requests are batched: callers hand preprocessed tensors to one dispatcher thread, which takes everything
+queued while the previous forward pass ran and scores it in a single pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+
+from training.ml import images
+
+from .models import Coin, Prediction
+
+logger = logging.getLogger(__name__)
+
+
+class NoProductionModel(RuntimeError):
+    """No model version is registered with alias `production` yet."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "No model is in production yet: predictions wait until the first model is trained and registered."
+        )
+
+
+@dataclass(frozen=True)
+class PairPrediction:
+    year: int
+    low: int
+    high: int
+    version: int
+    latency_ms: float
+
+
+class ModelHolder:
+    """Holds the Production model of this process and swaps it atomically when the alias moves."""
+
+    def __init__(self, *, name: str, poll_seconds: float) -> None:
+        self.name = name
+        self.poll_seconds = poll_seconds
+        self._loaded = None  # training.ml.registry.LoadedModel, replaced as a whole (atomic reference swap)
+        self._load_lock = threading.Lock()
+        self._poller: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def current(self):
+        """The model to use now; loads it on first use. Raises NoProductionModel when none is registered."""
+        loaded = self._loaded
+        if loaded is None:
+            self.refresh()
+            loaded = self._loaded
+            if loaded is None:
+                raise NoProductionModel()
+        self._ensure_poller()
+        return loaded
+
+    def refresh(self) -> bool:
+        """Check the alias now and swap if it moved; True when a new version was swapped in."""
+        from training.ml import registry
+        from training.mlflow_access import mlflow_ready
+
+        mlflow_ready()
+        with self._load_lock:
+            version = registry.get_alias_version(self.name, "production")
+            if version is None:
+                return False
+            if self._loaded is not None and self._loaded.version == version:
+                return False
+            started = time.perf_counter()
+            fresh = registry.load_predictor(self.name, version, cache_dir=str(settings.VAR_DIR / "model-cache"))
+            previous = self._loaded.version if self._loaded is not None else None
+            self._loaded = fresh  # the swap: in-flight batches keep their own reference to the old model
+            logger.info(
+                "inference: serving %s v%s (was v%s), loaded in %.0f ms",
+                self.name, version, previous, (time.perf_counter() - started) * 1000,
+            )
+            return True
+
+    def _ensure_poller(self) -> None:
+        if self._poller is not None and self._poller.is_alive():
+            return
+        self._stop.clear()
+        self._poller = threading.Thread(target=self._poll, name="model-alias-poller", daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.refresh()
+            except Exception:  # a registry hiccup must not kill serving: keep the current model, retry later
+                logger.exception("inference: checking alias 'production' failed; keeping the current model")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class MicroBatcher:
+    """Scores preprocessed pairs in as few forward passes as possible: whoever is queued while a pass runs shares the
+    next one. A single client waits for nothing extra."""
+
+    def __init__(self, holder: ModelHolder, *, max_batch: int = 32) -> None:
+        self.holder = holder
+        self.max_batch = max_batch
+        self._queue: queue.Queue = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._thread_lock = threading.Lock()
+
+    def predict(self, front, back) -> tuple[np.ndarray, int]:
+        """front/back: (N,C,H,W) tensors of one caller. Returns ([year, low, high] per row, the version used)."""
+        model = self.holder.current()  # raises NoProductionModel before anything is queued
+        del model
+        future: Future = Future()
+        self._queue.put((front, back, future))
+        self._ensure_thread()
+        return future.result()
+
+    def _ensure_thread(self) -> None:
+        with self._thread_lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="inference-batcher", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        import torch
+
+        while True:
+            items = [self._queue.get()]
+            rows = items[0][0].shape[0]
+            while rows < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                items.append(item)
+                rows += item[0].shape[0]
+            try:
+                model = self.holder.current()
+                fronts = torch.cat([item[0] for item in items])
+                backs = torch.cat([item[1] for item in items])
+                output = np.asarray(model.predict_pairs(fronts, backs))
+                start = 0
+                for front, _back, future in items:
+                    count = front.shape[0]
+                    future.set_result((output[start : start + count], model.version))
+                    start += count
+            except BaseException as error:  # hand the failure to every waiting caller, keep serving
+                for _front, _back, future in items:
+                    if not future.done():
+                        future.set_exception(error)
+
+
+_holder: ModelHolder | None = None
+_batcher: MicroBatcher | None = None
+_singleton_lock = threading.Lock()
+
+
+def get_batcher() -> MicroBatcher:
+    global _holder, _batcher
+    with _singleton_lock:
+        if _batcher is None:
+            _holder = ModelHolder(name=settings.MLFLOW_MODEL_NAME, poll_seconds=settings.INFERENCE_ALIAS_POLL_SECONDS)
+            _batcher = MicroBatcher(_holder)
+        return _batcher
+
+
+def reset() -> None:
+    """Forget the loaded model (tests; and after the tracking store changed)."""
+    global _holder, _batcher
+    with _singleton_lock:
+        if _holder is not None:
+            _holder.stop()
+        _holder, _batcher = None, None
+
+
+def production_version_loaded() -> int | None:
+    """The version this process serves now, without loading anything."""
+    holder = _holder
+    loaded = holder._loaded if holder is not None else None
+    return loaded.version if loaded is not None else None
+
+
+def predict_pairs(pairs: list[tuple[bytes, bytes]]) -> list[PairPrediction]:
+    """Decode, preprocess and score photo pairs with the Production model (batched with concurrent callers).
+
+    Raises NoProductionModel when none is registered, images.ImageError for a bad photo.
+    """
+    batcher = get_batcher()
+    started = time.perf_counter()
+    config = batcher.holder.current().config
+    front, back = images.preprocess_batch(pairs, config)
+    output, version = batcher.predict(front, back)
+    latency_ms = (time.perf_counter() - started) * 1000 / max(len(pairs), 1)
+    return [_to_prediction(row, version, latency_ms) for row in output]
+
+
+def _to_prediction(row, version: int, latency_ms: float) -> PairPrediction:
+    year = int(round(float(row[0])))
+    low = min(int(np.floor(float(row[1]))), year)
+    high = max(int(np.ceil(float(row[2]))), year)
+    return PairPrediction(year=year, low=low, high=high, version=version, latency_ms=latency_ms)
+
+
+def prediction_store(*, coin: Coin, result: PairPrediction) -> Prediction:
+    """Record a prediction with the mirror row of the version that made it, and mark the coin predicted."""
+    from training.services import model_version_mirror
+
+    with transaction.atomic():
+        prediction = Prediction.objects.create(
+            coin=coin,
+            year=result.year,
+            interval_low=max(0, result.low),
+            interval_high=result.high,
+            model_version=model_version_mirror(version=result.version),
+            latency_ms=result.latency_ms,
+        )
+        Coin.objects.filter(pk=coin.pk).update(status=Coin.Status.PREDICTED, status_detail="")
+    coin.status = Coin.Status.PREDICTED
+    return prediction
+
+
+def coin_predict(*, coin_id: int, force: bool = False) -> Prediction | None:
+    """Predict one stored coin. Safe to run twice (acks_late redelivery): a coin already scored by the serving
+    version keeps that prediction unless `force` (re-score). Leaves the coin pending when no model exists yet."""
+    coin = Coin.objects.filter(pk=coin_id).first()
+    if coin is None:
+        return None
+    try:
+        version = get_batcher().holder.current().version
+    except NoProductionModel:
+        logger.info("coin %s stays pending: no production model yet", coin_id)
+        return None
+    if not force:
+        existing = coin.predictions.filter(model_version__name=settings.MLFLOW_MODEL_NAME, model_version__version=version)
+        if existing.exists():
+            return existing.first()
+    try:
+        with coin.front_image.open("rb") as f:
+            front = f.read()
+        with coin.back_image.open("rb") as f:
+            back = f.read()
+        [result] = predict_pairs([(front, back)])
+    except (images.ImageError, FileNotFoundError) as error:
+        Coin.objects.filter(pk=coin.pk).update(status=Coin.Status.FAILED, status_detail=str(error)[:300])
+        return None
+    return prediction_store(coin=coin, result=result)

@@ -1,0 +1,122 @@
+"""What collectors and curators touch: coins, the predictions made for them, and curators' corrections."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+YEAR_MIN = 1700
+YEAR_MAX = 2025
+
+
+def coin_image_path(instance: Coin, filename: str) -> str:
+    """Photos live under coins/<owner>/<random>.<ext>: unguessable names, never the client's file name."""
+    ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else "jpg"
+    return f"coins/{instance.owner_id}/{uuid.uuid4().hex}.{ext[:5]}"
+
+
+class Coin(models.Model):
+    class Source(models.TextChoices):
+        UPLOAD = "upload", "Upload"
+        API = "api", "API"
+        IMPORT = "import", "Import"
+        DEMO = "demo", "Demo"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        PREDICTED = "predicted", "Predicted"
+        FAILED = "failed", "Failed"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="coins")
+    front_image = models.ImageField(upload_to=coin_image_path)
+    back_image = models.ImageField(upload_to=coin_image_path)
+    front_sha256 = models.CharField(max_length=64, db_index=True)
+    back_sha256 = models.CharField(max_length=64, db_index=True)
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.UPLOAD)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    status_detail = models.CharField(max_length=300, blank=True)
+    verified_year = models.PositiveSmallIntegerField(null=True, blank=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    excluded_from_training = models.BooleanField(default=False)
+    notes = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("review_coin", "Can review coins and correct their year")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(verified_year__isnull=True) | Q(verified_year__gte=YEAR_MIN, verified_year__lte=YEAR_MAX),
+                name="coin_verified_year_in_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Coin #{self.pk}"
+
+    @property
+    def latest_prediction(self) -> Prediction | None:
+        """The newest prediction; uses the prefetched list when selectors prefetched it."""
+        cached = getattr(self, "_prefetched_objects_cache", {}).get("predictions")
+        if cached is not None:
+            return max(cached, key=lambda p: (p.created_at, p.pk), default=None)
+        return self.predictions.order_by("-created_at", "-id").first()
+
+    @property
+    def display_year(self) -> int | None:
+        """What the coin's year is believed to be now: the curator's if there is one, else the model's."""
+        if self.verified_year is not None:
+            return self.verified_year
+        prediction = self.latest_prediction
+        return prediction.year if prediction else None
+
+
+class Prediction(models.Model):
+    coin = models.ForeignKey(Coin, on_delete=models.CASCADE, related_name="predictions")
+    year = models.PositiveSmallIntegerField()
+    interval_low = models.PositiveSmallIntegerField()
+    interval_high = models.PositiveSmallIntegerField()
+    model_version = models.ForeignKey("training.ModelVersion", on_delete=models.PROTECT, related_name="predictions")
+    latency_ms = models.FloatField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(interval_low__lte=models.F("year")), name="prediction_low_le_year"),
+            models.CheckConstraint(condition=Q(interval_high__gte=models.F("year")), name="prediction_high_ge_year"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.year} ({self.interval_low}–{self.interval_high})"
+
+    @property
+    def interval_width(self) -> int:
+        return self.interval_high - self.interval_low
+
+
+class Correction(models.Model):
+    """An audit trail of curators' decisions: written once, never edited."""
+
+    coin = models.ForeignKey(Coin, on_delete=models.CASCADE, related_name="corrections")
+    curator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="corrections")
+    old_year = models.PositiveSmallIntegerField(null=True, blank=True)
+    new_year = models.PositiveSmallIntegerField(null=True, blank=True)
+    excluded = models.BooleanField(default=False, help_text="The curator marked the photos unusable for training.")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(new_year__isnull=True) | Q(new_year__gte=YEAR_MIN, new_year__lte=YEAR_MAX),
+                name="correction_new_year_in_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.old_year} → {self.new_year}"

@@ -1,0 +1,60 @@
+"""The three roles and what each may do. Groups are created by a data migration; checks go through permissions."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
+
+COLLECTOR = "collector"
+CURATOR = "curator"
+MODEL_OWNER = "model_owner"
+
+# Permission codenames per group ("app_label.codename").
+ROLE_PERMISSIONS: dict[str, list[str]] = {
+    COLLECTOR: ["predictions.add_coin", "predictions.view_coin", "predictions.delete_coin"],
+    CURATOR: [
+        "predictions.review_coin",
+        "predictions.view_coin",
+        "predictions.change_coin",
+        "predictions.view_prediction",
+        "predictions.view_correction",
+        "predictions.add_correction",
+    ],
+    MODEL_OWNER: [
+        "training.promote_modelversion",
+        "training.start_trainingrun",
+        "training.view_modelversion",
+        "training.view_trainingrun",
+        "training.change_trainingrun",
+        "training.add_trainingrun",
+        "training.view_datasetversion",
+        "training.view_promotion",
+        "predictions.view_coin",
+        "predictions.view_prediction",
+        "django_celery_beat.view_periodictask",
+        "django_celery_beat.change_periodictask",
+        "django_celery_beat.add_periodictask",
+        "django_celery_beat.view_crontabschedule",
+        "django_celery_beat.add_crontabschedule",
+        "django_celery_beat.change_crontabschedule",
+        "django_celery_beat.view_intervalschedule",
+        "django_celery_beat.add_intervalschedule",
+        "django_celery_beat.change_intervalschedule",
+    ],
+}
+
+
+def can_review(user: AbstractBaseUser | AnonymousUser) -> bool:
+    return user.is_authenticated and user.has_perm("predictions.review_coin")
+
+
+def can_promote(user: AbstractBaseUser | AnonymousUser) -> bool:
+    return user.is_authenticated and user.has_perm("training.promote_modelversion")
+
+
+def can_train(user: AbstractBaseUser | AnonymousUser) -> bool:
+    return user.is_authenticated and user.has_perm("training.start_trainingrun")
+
+
+def user_add_role(*, user, role: str) -> None:
+    """Put a user in one of the role groups (the groups themselves come from the data migration)."""
+    user.groups.add(Group.objects.get(name=role))

@@ -1,0 +1,142 @@
+"""Writes of coins, predictions and corrections. Pages, the API, admin actions and tasks all call these."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.utils import timezone
+
+from training.ml import images
+
+from .models import YEAR_MAX, YEAR_MIN, Coin, Correction
+from .roles import can_review
+
+EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "HEIF": "heic", "HEIC": "heic", "BMP": "bmp", "TIFF": "tif"}
+
+
+@dataclass(frozen=True)
+class CheckedPhoto:
+    """Photo bytes that passed validation, with what storage needs to know about them."""
+
+    data: bytes
+    sha256: str
+    extension: str
+
+
+def photo_check(data: bytes, *, field: str) -> CheckedPhoto:
+    """Validate one side's photo before anything is written; raises images.ImageError naming the field."""
+    try:
+        image_format = images.validate_image_bytes(
+            data, max_bytes=settings.COINSITE_MAX_UPLOAD_BYTES, max_pixels=settings.COINSITE_MAX_IMAGE_PIXELS
+        )
+    except images.ImageError as error:
+        error.field = field
+        raise
+    return CheckedPhoto(data=data, sha256=hashlib.sha256(data).hexdigest(), extension=EXTENSIONS.get(image_format, "img"))
+
+
+def coin_create(
+    *,
+    owner,
+    front: bytes,
+    back: bytes,
+    source: str = Coin.Source.UPLOAD,
+    verified_year: int | None = None,
+    notes: str = "",
+    enqueue_prediction: bool = True,
+) -> Coin:
+    """Store a coin with both photos and their hashes in one transaction, then (after commit) ask for a prediction.
+
+    Photos are validated first, so bad input leaves nothing behind; if the database write fails after the files were
+    saved, the files are removed again.
+    """
+    checked_front = photo_check(front, field="front_image")
+    checked_back = photo_check(back, field="back_image")
+    return coin_create_checked(
+        owner=owner,
+        front=checked_front,
+        back=checked_back,
+        source=source,
+        verified_year=verified_year,
+        notes=notes,
+        enqueue_prediction=enqueue_prediction,
+    )
+
+
+def coin_create_checked(
+    *,
+    owner,
+    front: CheckedPhoto,
+    back: CheckedPhoto,
+    source: str = Coin.Source.UPLOAD,
+    verified_year: int | None = None,
+    notes: str = "",
+    enqueue_prediction: bool = True,
+) -> Coin:
+    """coin_create() for photos already checked (the API checks a whole batch before it stores any of it)."""
+    coin = Coin(
+        owner=owner,
+        front_sha256=front.sha256,
+        back_sha256=back.sha256,
+        source=source,
+        verified_year=verified_year,
+        verified_at=timezone.now() if verified_year is not None else None,
+        notes=notes[:500],
+    )
+    saved_names: list[str] = []
+    try:
+        with transaction.atomic():
+            coin.front_image.save(f"front.{front.extension}", ContentFile(front.data), save=False)
+            saved_names.append(coin.front_image.name)
+            coin.back_image.save(f"back.{back.extension}", ContentFile(back.data), save=False)
+            saved_names.append(coin.back_image.name)
+            coin.full_clean()
+            coin.save()
+            if enqueue_prediction:
+                from .tasks import coin_predict_task
+
+                coin_id = coin.id
+                transaction.on_commit(lambda: coin_predict_task.delay(coin_id))
+    except BaseException:
+        storage = Coin._meta.get_field("front_image").storage
+        for name in saved_names:
+            storage.delete(name)
+        raise
+    return coin
+
+
+@transaction.atomic
+def coin_correct(*, coin: Coin, curator, year: int | None = None, exclude: bool = False) -> Correction:
+    """The one way a year becomes a label: confirm or correct it (or mark the photos unusable), with an audit row."""
+    if not can_review(curator):
+        raise PermissionDenied("Only curators can confirm or correct a coin's year.")
+    if not exclude and year is None:
+        raise ValidationError({"year": "Give the coin's year, or mark the photos unusable."})
+    if year is not None and not YEAR_MIN <= year <= YEAR_MAX:
+        raise ValidationError({"year": f"The year must be between {YEAR_MIN} and {YEAR_MAX}."})
+    coin = Coin.objects.select_for_update().get(pk=coin.pk)
+    correction = Correction(
+        coin=coin, curator=curator, old_year=coin.display_year, new_year=year, excluded=exclude
+    )
+    correction.full_clean()
+    correction.save()
+    if year is not None:
+        coin.verified_year = year
+        coin.verified_at = timezone.now()
+    coin.excluded_from_training = exclude
+    coin.save(update_fields=["verified_year", "verified_at", "excluded_from_training", "updated_at"])
+    return correction
+
+
+def coin_delete(*, coin: Coin) -> None:
+    """Delete a coin and its photo files (after the row is gone for good)."""
+    names = [coin.front_image.name, coin.back_image.name]
+    storage = coin.front_image.storage
+    with transaction.atomic():
+        coin.delete()
+        transaction.on_commit(lambda: [storage.delete(name) for name in names if name])

@@ -1,0 +1,140 @@
+"""What model owners touch: frozen datasets, training runs and the mirror of the MLflow registry."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class DatasetVersion(models.Model):
+    """The training data of a run, frozen: coin ids, image hashes and years, identified by their content hash."""
+
+    class Kind(models.TextChoices):
+        TRAINING = "training", "Training"
+        EVALUATION = "evaluation", "Evaluation"
+
+    content_hash = models.CharField(max_length=64, unique=True)
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.TRAINING)
+    manifest = models.JSONField(help_text="[{coin_id, front_sha256, back_sha256, year, weight}, ...]")
+    coin_count = models.PositiveIntegerField(default=0)
+    year_min = models.PositiveSmallIntegerField(null=True, blank=True)
+    year_max = models.PositiveSmallIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} dataset {self.content_hash[:10]} ({self.coin_count} coins)"
+
+
+class TrainingRun(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    class Verdict(models.TextChoices):
+        NONE = "", "—"
+        RECOMMENDED = "recommended", "Recommended"
+        REJECTED = "rejected", "Rejected"
+        PROMOTED = "promoted", "Promoted"
+
+    config = models.JSONField(default=dict)
+    dataset_version = models.ForeignKey(
+        DatasetVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="training_runs"
+    )
+    evaluation_dataset = models.ForeignKey(
+        DatasetVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="evaluation_runs"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    verdict = models.CharField(max_length=12, choices=Verdict.choices, default="", blank=True)
+    fine_tune = models.BooleanField(default=False)
+    cancel_requested = models.BooleanField(default=False)
+    mlflow_run_id = models.CharField(max_length=64, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    comparison = models.JSONField(default=dict, blank=True)
+    progress = models.JSONField(default=dict, blank=True, help_text="{fold, folds, epoch, epochs}")
+    error = models.TextField(blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="training_runs"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("start_trainingrun", "Can start and cancel training runs")]
+
+    def __str__(self) -> str:
+        return f"Training run #{self.pk} ({self.status})"
+
+    @property
+    def duration(self):
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None
+
+
+class ModelVersion(models.Model):
+    """Mirror of one registered MLflow model version, so the site can join predictions and show metrics cheaply."""
+
+    name = models.CharField(max_length=100, default="coin-year")
+    version = models.PositiveIntegerField()
+    run_id = models.CharField(max_length=64, blank=True)
+    training_run = models.OneToOneField(
+        TrainingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="model_version"
+    )
+    metrics = models.JSONField(default=dict, blank=True)
+    aliases = models.JSONField(default=list, blank=True)
+    is_production = models.BooleanField(default=False)
+    promoted_at = models.DateTimeField(null=True, blank=True)
+    promoted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-version"]
+        permissions = [("promote_modelversion", "Can promote and roll back model versions")]
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="modelversion_unique_name_version"),
+            models.UniqueConstraint(
+                fields=["name"], condition=models.Q(is_production=True), name="modelversion_one_production"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+    @property
+    def cv_mae(self) -> float | None:
+        return self.metrics.get("mae")
+
+
+class Promotion(models.Model):
+    """Audit row of every move of the `production` alias: who, when, from which version to which."""
+
+    class Action(models.TextChoices):
+        PROMOTE = "promote", "Promote"
+        ROLLBACK = "rollback", "Roll back"
+        AUTO = "auto", "Auto-promote"
+        INITIAL = "initial", "First version"
+
+    name = models.CharField(max_length=100, default="coin-year")
+    from_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    to_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="promotions")
+    action = models.CharField(max_length=10, choices=Action.choices)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.action}: {self.from_version} → {self.to_version}"
