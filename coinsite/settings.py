@@ -93,6 +93,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns at start-up when it is missing
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env("DJANGO_MEDIA_ROOT", default=str(VAR_DIR / "media")))
@@ -135,6 +136,7 @@ EVALUATION_SHARE = env.float("EVALUATION_SHARE", default=0.15)
 RETRAIN_MIN_NEW_LABELS = env.int("RETRAIN_MIN_NEW_LABELS", default=20)
 HARD_EXAMPLE_YEARS = env.int("HARD_EXAMPLE_YEARS", default=20)
 HARD_EXAMPLE_WEIGHT = env.float("HARD_EXAMPLE_WEIGHT", default=2.0)
+TRAINING_LEASE_SECONDS = env.int("TRAINING_LEASE_SECONDS", default=900)  # a RUNNING run silent this long is dead
 INFERENCE_ALIAS_POLL_SECONDS = env.float("INFERENCE_ALIAS_POLL_SECONDS", default=5.0)
 INFERENCE_BATCH_WAIT_MS = env.float("INFERENCE_BATCH_WAIT_MS", default=2.0)
 

@@ -119,6 +119,7 @@ class MicroBatcher:
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
+        self.forward_passes = 0  # how many batched forward passes ran (batching is visible in tests and benchmarks)
 
     def predict(self, front, back) -> tuple[np.ndarray, int]:
         """front/back: (N,C,H,W) tensors of one caller. Returns ([year, low, high] per row, the version used)."""
@@ -153,6 +154,7 @@ class MicroBatcher:
                 fronts = torch.cat([item[0] for item in items])
                 backs = torch.cat([item[1] for item in items])
                 output = np.asarray(model.predict_pairs(fronts, backs))
+                self.forward_passes += 1
                 start = 0
                 for front, _back, future in items:
                     count = front.shape[0]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import F, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.shortcuts import get_object_or_404
 
-from .models import Coin, Prediction
+from .models import Coin, Correction, Prediction
 
 
 def _with_predictions(queryset: QuerySet[Coin]) -> QuerySet[Coin]:
@@ -40,3 +40,45 @@ def review_queue() -> QuerySet[Coin]:
     return _with_predictions(
         Coin.objects.filter(verified_year__isnull=True, excluded_from_training=False, status=Coin.Status.PREDICTED)
     ).order_by("created_at", "id")
+
+
+# --- review queue (admin) ---------------------------------------------------------------------------------------------
+
+AWAITING_REVIEW = Q(verified_year__isnull=True, excluded_from_training=False, status=Coin.Status.PREDICTED)
+"""The same coins as review_queue(): predicted, not verified, not excluded (as a Q for the admin's filters)."""
+
+
+def coin_review_list() -> QuerySet[Coin]:
+    """Every coin with its latest prediction's year, interval (low, high, width) and model version as columns.
+
+    The admin's review queue sorts and filters by these (widest interval first, decade of the predicted year); as
+    correlated subqueries they cost one query for the whole page instead of one per coin.
+    """
+    latest = Prediction.objects.filter(coin=OuterRef("pk")).order_by("-created_at", "-id")
+    return (
+        Coin.objects.select_related("owner")
+        .annotate(
+            pred_year=Subquery(latest.values("year")[:1]),
+            pred_low=Subquery(latest.values("interval_low")[:1]),
+            pred_high=Subquery(latest.values("interval_high")[:1]),
+            pred_version=Subquery(latest.values("model_version__version")[:1]),
+        )
+        .annotate(interval_width=F("pred_high") - F("pred_low"))
+    )
+
+
+def prediction_decades() -> list[int]:
+    """Decades (1870, 1880, ...) in which some prediction falls: the choices of the queue's decade filter."""
+    years = Prediction.objects.values_list("year", flat=True).distinct()
+    return sorted({year // 10 * 10 for year in years})
+
+
+def coin_get_for_review(*, coin_id: int) -> Coin:
+    """Any coin (curators see all of them) with its predictions (and model versions) and its corrections' curators."""
+    return get_object_or_404(
+        Coin.objects.select_related("owner").prefetch_related(
+            Prefetch("predictions", queryset=Prediction.objects.select_related("model_version")),
+            Prefetch("corrections", queryset=Correction.objects.select_related("curator")),
+        ),
+        pk=coin_id,
+    )

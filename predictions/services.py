@@ -98,16 +98,25 @@ def coin_create_checked(
             coin.full_clean()
             coin.save()
             if enqueue_prediction:
-                from .tasks import coin_predict_task
-
-                coin_id = coin.id
-                transaction.on_commit(lambda: coin_predict_task.delay(coin_id))
+                coin_prediction_enqueue(coin_id=coin.id)
     except BaseException:
+        # Only reached when the row was NOT committed (enqueueing is robust, see below): drop the orphaned files.
         storage = Coin._meta.get_field("front_image").storage
         for name in saved_names:
             storage.delete(name)
         raise
     return coin
+
+
+def coin_prediction_enqueue(*, coin_id: int, force: bool = False) -> None:
+    """Ask for a prediction once the coin is committed.
+
+    `robust=True`: a broker or registry failure while enqueueing (or, on the embedded default, while the eager task
+    runs) is logged and never undoes or fails an upload that is already stored; the pending sweeper retries it.
+    """
+    from .tasks import coin_predict_task
+
+    transaction.on_commit(lambda: coin_predict_task.delay(coin_id, force=force), robust=True)
 
 
 @transaction.atomic
@@ -140,3 +149,82 @@ def coin_delete(*, coin: Coin) -> None:
     with transaction.atomic():
         coin.delete()
         transaction.on_commit(lambda: [storage.delete(name) for name in names if name])
+
+
+def coins_requeue_pending(*, older_than_seconds: int = 120) -> int:
+    """Enqueue a prediction again for every coin still pending after `older_than_seconds`; returns how many."""
+    from datetime import timedelta
+
+    from .tasks import coin_predict_task
+
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    coin_ids = list(Coin.objects.filter(status=Coin.Status.PENDING, created_at__lte=cutoff).values_list("id", flat=True))
+    for coin_id in coin_ids:
+        coin_predict_task.delay(coin_id)
+    return len(coin_ids)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Appended by the API engineer (issue 5, POST /api/predict); the functions above are the lead's and are unchanged.
+# ---------------------------------------------------------------------------------------------------------------------
+
+from .models import Prediction  # noqa: E402  (appended section: the lead owns the imports at the top)
+
+
+def coin_batch_predict(
+    *, owner, pairs: list[tuple[CheckedPhoto, CheckedPhoto]], source: str = Coin.Source.API
+) -> list[Prediction]:
+    """Predict a batch of already checked photo pairs synchronously and keep every pair as a coin with its prediction.
+
+    The whole batch is scored in one call before anything is written, so a missing Production model
+    (inference.NoProductionModel) or a failed forward pass leaves no row and no file. Then all coins and predictions
+    are written in one transaction; if that fails, the photo files saved so far are removed again. Returns the
+    predictions in the order of `pairs` (each with its `.coin`).
+    """
+    from training.services import model_version_mirror
+
+    from .inference import predict_pairs, prediction_store
+
+    results = predict_pairs([(front.data, back.data) for front, back in pairs])
+    for version in {result.version for result in results}:
+        model_version_mirror(version=version)  # may ask the registry: do it before the transaction, not inside
+    coins: list[Coin] = []
+    predictions: list[Prediction] = []
+    try:
+        with transaction.atomic():
+            for (front, back), result in zip(pairs, results, strict=True):
+                coin = coin_create_checked(
+                    owner=owner, front=front, back=back, source=source, enqueue_prediction=False
+                )
+                coins.append(coin)
+                prediction = prediction_store(coin=coin, result=result)
+                prediction.coin = coin
+                predictions.append(prediction)
+    except BaseException:
+        storage = Coin._meta.get_field("front_image").storage
+        for coin in coins:
+            for name in (coin.front_image.name, coin.back_image.name):
+                if name:
+                    storage.delete(name)
+        raise
+    return predictions
+
+
+@transaction.atomic
+def coins_confirm_predicted(*, coins, curator) -> tuple[int, int]:
+    """Bulk "confirm predicted year": coin_correct() with each coin's latest predicted year, all or nothing.
+
+    Coins without a prediction or already verified are skipped (returned as the second number): confirming in bulk
+    must never overwrite a curator's earlier decision with the model's guess.
+    """
+    if not can_review(curator):
+        raise PermissionDenied("Only curators can confirm or correct a coin's year.")
+    confirmed = skipped = 0
+    for coin in coins:
+        prediction = coin.latest_prediction
+        if prediction is None or coin.verified_year is not None:
+            skipped += 1
+            continue
+        coin_correct(coin=coin, curator=curator, year=prediction.year)
+        confirmed += 1
+    return confirmed, skipped

@@ -1,6 +1,22 @@
-from django.urls import path
-from django.views.generic import RedirectView
+"""The collector pages and sign-in (the API lives in predictions.api_urls)."""
+
+from django.contrib.auth import views as auth_views
+from django.urls import path, re_path
+
+from . import views
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/admin/"), name="coin-list"),
+    path("", views.coin_list, name="coin-list"),
+    path("coins/upload/", views.coin_upload, name="coin-upload"),
+    path("coins/<int:coin_id>/", views.coin_detail, name="coin-detail"),
+    path("coins/<int:coin_id>/status.json", views.coin_status, name="coin-status"),
+    path("coins/<int:coin_id>/delete/", views.coin_delete, name="coin-delete"),
+    re_path(r"^coins/(?P<coin_id>[0-9]+)/(?P<side>front|back)/$", views.coin_image, name="coin-image"),
+    path("accounts/signup/", views.signup, name="signup"),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(redirect_authenticated_user=True),
+        name="login",
+    ),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
 ]

@@ -97,3 +97,69 @@ def postgres_only(settings):
         if REQUIRE_INTEGRATION:
             pytest.fail(message)
         pytest.skip(message)
+
+
+TINY_OVERRIDES = ["image_size=32", "epochs=2", "folds=2", "batch_size=8", "patience=0", "head_hidden=32"]
+
+
+@pytest.fixture(scope="session")
+def tiny_fit():
+    """A tiny but real K-fold fit on generated coins (seconds on CPU), shared by the tests that need a model."""
+    from training.ml.config import load_config
+    from training.ml.data import CoinSample
+    from training.ml.synthetic import iter_coins
+    from training.ml.train import fit
+
+    config = load_config(overrides=TINY_OVERRIDES)
+    samples = [
+        CoinSample(front=front, back=back, year=year, key=str(i))
+        for i, (front, back, year) in enumerate(iter_coins(16, seed=7, size=96))
+    ]
+    return fit(config, samples, progress=False)
+
+
+@pytest.fixture(scope="session")
+def registered_tiny_versions(tiny_fit, mlflow_dir):
+    """Two versions of the tiny model registered in the session's MLflow store: (first, second)."""
+    from training.ml import registry
+
+    registry.configure(
+        f"sqlite:///{mlflow_dir / 'mlflow.db'}", artifact_root=str(mlflow_dir / "artifacts"), experiment="coin-year"
+    )
+    versions = []
+    for run_name in ("tiny-a", "tiny-b"):
+        with registry.TrainingTracker(tiny_fit.config, experiment="coin-year", run_name=run_name) as tracker:
+            tracker.log_result(tiny_fit, manifest=[])
+            tracker.log_model(tiny_fit)
+            versions.append(tracker.register("coin-year"))
+    return tuple(versions)
+
+
+@pytest.fixture
+def production_model(registered_tiny_versions, isolated_mlflow, settings):
+    """A real (tiny) model registered as `coin-year` with alias production; yields its version number.
+
+    The process-wide inference holder is reset around the test, so it loads what the alias says now."""
+    from predictions import inference
+    from training.ml import registry
+    from training.mlflow_access import mlflow_ready
+
+    settings.MLFLOW_MODEL_NAME = "coin-year"
+    mlflow_ready()
+    version = registered_tiny_versions[0]
+    registry.set_alias("coin-year", "production", version)
+    inference.reset()
+    yield version
+    inference.reset()
+    registry.set_alias("coin-year", "production", version)
+
+
+@pytest.fixture
+def no_model(settings):
+    """A model name with nothing registered: as on a fresh install before the first training."""
+    from predictions import inference
+
+    settings.MLFLOW_MODEL_NAME = "coin-year-nothing-registered"
+    inference.reset()
+    yield
+    inference.reset()

@@ -64,10 +64,19 @@ class TrainingRun(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="The training lease: refreshed while the run works; stale = worker died."
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
         permissions = [("start_trainingrun", "Can start and cancel training runs")]
+        constraints = [
+            # The training lock lives in the database: at most one run is RUNNING at a time (any host, any worker).
+            models.UniqueConstraint(
+                fields=["status"], condition=models.Q(status="running"), name="trainingrun_one_running"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Training run #{self.pk} ({self.status})"

@@ -1,11 +1,56 @@
-"""Celery tasks of the `training` queue: thin, take ids, call services."""
+"""Celery tasks of the `training` queue: thin, take ids, re-read state, call services.
+
+Every task is safe to run twice (acks_late redelivery after a worker died): the services check the state first.
+"""
+
+from __future__ import annotations
+
+import logging
 
 from celery import shared_task
 
 from . import services
+
+logger = logging.getLogger(__name__)
+
+# While another run holds the training lock, a queued run waits its turn: retried every minute, for up to a day.
+BUSY_RETRY_SECONDS = 60
+BUSY_MAX_RETRIES = 24 * 60
 
 
 @shared_task(name="training.tasks.dataset_freeze_task")
 def dataset_freeze_task(kind: str = "training") -> int:
     """Freeze the current labels (used by the scheduler and to check a worker end to end)."""
     return services.dataset_freeze(kind=kind).id
+
+
+@shared_task(name="training.tasks.training_run_execute_task", bind=True, acks_late=True)
+def training_run_execute_task(self, run_id: int) -> str:
+    """Run one queued training run (no-op when it is not queued any more). Waits for the lock by retrying."""
+    try:
+        run = services.training_run_execute(run_id=run_id)
+    except services.TrainingBusy as busy:
+        if self.request.is_eager:  # in-process (embedded default): nobody would retry; the run stays queued
+            logger.warning("training run %s stays queued: %s", run_id, busy)
+            return "queued"
+        raise self.retry(countdown=BUSY_RETRY_SECONDS, max_retries=BUSY_MAX_RETRIES) from busy
+    return run.status
+
+
+@shared_task(name="training.tasks.training_run_reap_stale_task")
+def training_run_reap_stale_task() -> list[int]:
+    """Mark runs whose worker died (stale heartbeat) as failed, releasing the training lock."""
+    return services.training_run_reap_stale()
+
+
+@shared_task(name="training.tasks.retrain_if_enough_labels_task")
+def retrain_if_enough_labels_task() -> int | None:
+    """The scheduled retraining (django-celery-beat): starts a run only with enough new verified labels."""
+    run = services.retrain_if_enough_labels()
+    return run.id if run is not None else None
+
+
+@shared_task(name="training.tasks.coins_rescore_task", acks_late=True)
+def coins_rescore_task(coin_ids: list[int]) -> int:
+    """Re-predict coins with the current Production version (after a promotion)."""
+    return services.coins_rescore_now(coin_ids=coin_ids)

@@ -76,19 +76,21 @@ _MIN_RENDER = 150
 
 # (year, RGB in 0..1) anchors of the metal colour; linear interpolation between.
 _METAL_ANCHORS: tuple[tuple[int, tuple[int, int, int]], ...] = (
-    (1700, (150, 78, 48)),  # dark copper
-    (1760, (176, 100, 58)),  # copper
-    (1820, (178, 124, 72)),  # bronze
-    (1870, (170, 138, 92)),  # brass-bronze
-    (1910, (198, 198, 194)),  # silver
-    (1960, (156, 164, 168)),  # cupro-nickel, cool grey
-    (2000, (200, 172, 100)),  # brass
-    (2025, (218, 186, 84)),  # nordic gold
+    (1700, (140, 64, 42)),  # deep red copper
+    (1740, (172, 86, 52)),  # copper
+    (1780, (188, 112, 62)),  # orange copper
+    (1820, (170, 126, 76)),  # bronze
+    (1860, (126, 98, 78)),  # dark chocolate bronze
+    (1890, (160, 150, 134)),  # billon, grey-brown
+    (1920, (206, 206, 202)),  # silver
+    (1960, (144, 158, 174)),  # cupro-nickel, cool grey
+    (1990, (182, 178, 128)),  # nickel-brass
+    (2025, (228, 190, 70)),  # nordic gold
 )
 _ANCHOR_YEARS = np.array([a[0] for a in _METAL_ANCHORS], dtype=np.float64)
 _ANCHOR_RGB = np.array([a[1] for a in _METAL_ANCHORS], dtype=np.float64) / 255.0
 # How "coppery" the alloy is (drives green patina vs. dark toning).
-_ANCHOR_COPPER = np.array([1.0, 1.0, 0.9, 0.6, 0.0, 0.1, 0.5, 0.5])
+_ANCHOR_COPPER = np.array([1.0, 1.0, 1.0, 0.9, 0.8, 0.3, 0.0, 0.1, 0.4, 0.5])
 
 _LEGENDS_OLD = (
     "GEORGIVS II DEI GRATIA",
@@ -263,7 +265,7 @@ class _Spec:
         t = _era(year)
         self.year = year
         self.t = t
-        colour = _metal_colour(year) * (1.0 + rng.normal(0, 0.035, 3)) * (1.0 + rng.normal(0, 0.04))
+        colour = _metal_colour(year) * (1.0 + rng.normal(0, 0.02, 3)) * (1.0 + rng.normal(0, 0.04))
         self.metal = np.clip(colour, 0.05, 1.0)
         self.copper = _copperness(year)
         age = (YEAR_MAX - year) / (YEAR_MAX - YEAR_MIN)
@@ -679,52 +681,55 @@ def _shade(h: np.ndarray, s: _Spec, rng: np.random.Generator) -> Image.Image:
 # --------------------------------------------------------------------------
 
 
+def _bg_colour(rng: np.random.Generator, lo: float, hi: float) -> np.ndarray:
+    """Random surface colour, mostly muted (tables, cloth, paper are rarely vivid)."""
+    col = rng.uniform(lo, hi, 3)
+    g = col.mean()
+    return g + (col - g) * rng.uniform(0.0, 0.75)
+
+
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     kind = int(rng.integers(4))
     shape = (size, size)
     unit = size / 256.0
+    yy, xx, _ = _grid(size)
+    yy, xx = yy * size, xx * size
     if kind == 0:  # plain surface (paper, table, felt)
-        col = rng.uniform(0.15, 0.95, 3) * rng.uniform(0.6, 1.0)
-        if rng.random() < 0.5:  # near-neutral
-            col = np.full(3, rng.uniform(0.2, 0.95)) + rng.normal(0, 0.03, 3)
+        col = _bg_colour(rng, 0.12, 0.95)
         var = (_lowfreq(rng, shape, 4) - 0.5) * 0.12
         img = col[None, None, :] * (1.0 + var[..., None])
-        img += rng.normal(0, 0.01, (size, size, 1))
     elif kind == 1:  # cloth: weave plus fuzz
-        col = rng.uniform(0.1, 0.85, 3)
-        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+        col = _bg_colour(rng, 0.1, 0.85)
         f = rng.uniform(0.9, 2.2) / unit
         ang = rng.uniform(0, math.pi)
         u = xx * math.cos(ang) + yy * math.sin(ang)
         v = -xx * math.sin(ang) + yy * math.cos(ang)
         weave = 0.5 + 0.25 * np.sin(u * f) * np.sin(v * f) + 0.25 * np.sin(u * f * 0.5)
-        fuzz = _blur(rng.normal(0, 1, shape).astype(np.float32), 0.8 * unit) * 0.06
+        fuzz = _blur(rng.standard_normal(shape, dtype=np.float32), 0.8 * unit) * 0.06
         var = (_lowfreq(rng, shape, 5) - 0.5) * 0.25
         img = col[None, None, :] * (0.85 + 0.15 * weave + fuzz + var)[..., None]
     elif kind == 2:  # wood: stripes bent by low-frequency noise
         light = np.array([0.72, 0.52, 0.32]) * rng.uniform(0.6, 1.2)
         darkc = light * rng.uniform(0.45, 0.7)
-        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
         ang = rng.uniform(0, math.pi)
         u = xx * math.cos(ang) + yy * math.sin(ang)
         v = -xx * math.sin(ang) + yy * math.cos(ang)
-        bend = _lowfreq(rng, shape, 3) * rng.uniform(15, 45) * unit
+        bend = _lowfreq(rng, shape, 3) * (rng.uniform(15, 45) * unit)
         freq = rng.uniform(0.05, 0.16) / unit
-        s = 0.5 + 0.5 * np.sin((v + bend) * freq + 0.3 * np.sin(u * 0.02 / unit))
-        s = s**rng.uniform(1.5, 4.0)
-        fine = _blur(rng.normal(0, 1, shape).astype(np.float32), 0.7 * unit) * 0.04
-        img = light[None, None, :] * (1 - s[..., None]) + darkc[None, None, :] * s[..., None]
+        st = 0.5 + 0.5 * np.sin((v + bend) * freq + 0.3 * np.sin(u * (0.02 / unit)))
+        st = st ** rng.uniform(1.5, 4.0)
+        fine = _blur(rng.standard_normal(shape, dtype=np.float32), 0.7 * unit) * 0.04
+        img = light[None, None, :] * (1 - st[..., None]) + darkc[None, None, :] * st[..., None]
         img = img * (1.0 + fine[..., None])
-        # plank seams
-        if rng.random() < 0.5:
+        if rng.random() < 0.5:  # plank seams
             pitch = rng.uniform(70, 140) * unit
             seam = np.abs(((v + rng.uniform(0, pitch)) % pitch) - pitch / 2) > pitch / 2 - 1.2 * unit
             img[seam] *= 0.55
-    else:  # gradient paper / backdrop, sometimes with speckles (granite, cork)
-        c1 = rng.uniform(0.1, 0.95, 3)
-        c2 = np.clip(c1 * rng.uniform(0.6, 1.3) + rng.normal(0, 0.05, 3), 0, 1)
-        g = _lowfreq(rng, shape, 2)
-        img = c1[None, None, :] * (1 - g[..., None]) + c2[None, None, :] * g[..., None]
+    else:  # two-tone backdrop, sometimes speckled (granite, cork)
+        c1 = _bg_colour(rng, 0.1, 0.95)
+        c2 = np.clip(c1 * rng.uniform(0.6, 1.3) + rng.normal(0, 0.04, 3), 0, 1)
+        g = _lowfreq(rng, shape, 2)[..., None]
+        img = c1[None, None, :] * (1 - g) + c2[None, None, :] * g
         if rng.random() < 0.5:
             sp = rng.random(shape) < rng.uniform(0.01, 0.08)
             img[sp] *= rng.uniform(0.4, 1.6)
@@ -735,51 +740,69 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
 def _photograph(face: Image.Image, rng: np.random.Generator, size: int, diam: int) -> Image.Image:
     """Place the rendered face on a background and simulate a phone camera."""
     unit = size / 256.0
-    # slight tilt of the camera: the disc becomes a mild ellipse
-    squash = 1.0 - abs(rng.normal(0, 0.04))
-    tilt_axis = rng.uniform(0, 180)
-    coin = face.resize((diam, diam), Image.LANCZOS) if face.size[0] != diam else face
-    if squash < 0.995:
-        coin = coin.rotate(tilt_axis, resample=Image.BICUBIC)
-        coin = coin.resize((diam, max(2, int(round(diam * squash)))), Image.BICUBIC)
-        pad = Image.new("RGBA", (diam, diam), (0, 0, 0, 0))
-        pad.paste(coin, (0, (diam - coin.size[1]) // 2))
-        coin = pad.rotate(-tilt_axis, resample=Image.BICUBIC)
-    coin = coin.rotate(rng.uniform(-25, 25), resample=Image.BICUBIC)
-    bg = _background(rng, size)
+    if face.size[0] > diam * 1.25:
+        face = face.resize((diam, diam), Image.BILINEAR)
+    # one affine map: scale to diam, slight camera tilt (disc -> mild ellipse), rotation
+    scale = diam / face.size[0]
+    squash = 1.0 - min(abs(rng.normal(0, 0.04)), 0.15)
+    axis = rng.uniform(0, math.pi)
+    theta = math.radians(rng.uniform(-25, 25))
+    ca, sa = math.cos(axis), math.sin(axis)
+    tilt_inv = np.array([[ca, -sa], [sa, ca]]) @ np.diag([1.0, 1.0 / squash]) @ np.array([[ca, sa], [-sa, ca]])
+    ct, st = math.cos(theta), math.sin(theta)
+    m = tilt_inv @ np.array([[ct, st], [-st, ct]]) / scale  # output offset -> input offset
+    cin = face.size[0] / 2.0
+    cout = diam / 2.0
+    off = np.array([cin, cin]) - m @ np.array([cout, cout])
+    coin = face.transform(
+        (diam, diam),
+        Image.AFFINE,
+        (m[0, 0], m[0, 1], off[0], m[1, 0], m[1, 1], off[1]),
+        resample=Image.BICUBIC,
+    )
+    img = _background(rng, size)
     slack = max(size - diam, 0)
     ox = int(round(slack / 2 + rng.uniform(-0.4, 0.4) * slack))
     oy = int(round(slack / 2 + rng.uniform(-0.4, 0.4) * slack))
-    # soft shadow
-    alpha = np.zeros((size, size), np.float32)
-    a = np.asarray(coin.getchannel("A"), dtype=np.float32) / 255.0
+    # soft shadow, cast away from the light
+    alpha = coin.getchannel("A")
     sdx, sdy = (rng.uniform(1, 6, 2) * unit).astype(int)
-    x0, y0 = ox + sdx, oy + sdy
-    x1, y1 = min(x0 + diam, size), min(y0 + diam, size)
-    if x1 > x0 and y1 > y0:
-        alpha[y0:y1, x0:x1] = a[: y1 - y0, : x1 - x0]
-    shadow = _blur(alpha, rng.uniform(2, 6) * unit) * rng.uniform(0.25, 0.55)
-    img = bg * (1.0 - shadow[..., None])
+    sh = Image.new("L", (size, size), 0)
+    sh.paste(alpha, (ox + int(sdx), oy + int(sdy)))
+    sh = sh.filter(ImageFilter.GaussianBlur(rng.uniform(2, 6) * unit))
+    shadow = np.asarray(sh, dtype=np.float32) * (rng.uniform(0.25, 0.55) / 255.0)
+    img *= 1.0 - shadow[..., None]
     # coin
     cp = np.asarray(coin, dtype=np.float32) / 255.0
-    x1, y1 = min(ox + diam, size), min(oy + diam, size)
-    sub = cp[: y1 - oy, : x1 - ox]
-    ca = sub[..., 3:4]
-    img[oy:y1, ox:x1] = img[oy:y1, ox:x1] * (1 - ca) + sub[..., :3] * ca
-    # uneven light: linear gradient, vignette, white balance, exposure
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5
+    ca4 = cp[..., 3:4]
+    win = img[oy : oy + diam, ox : ox + diam]
+    win *= 1.0 - ca4
+    win += cp[..., :3] * ca4
+    # uneven light: linear gradient, vignette, white balance, exposure, sensor noise
+    yy, xx, rr = _grid(size)
     ga = rng.uniform(0, 2 * math.pi)
-    grad = 1.0 + rng.uniform(0.05, 0.35) * (xx * math.cos(ga) + yy * math.sin(ga))
-    vig = 1.0 - rng.uniform(0.0, 0.35) * (xx**2 + yy**2) * 2
-    wb = 1.0 + rng.normal(0, 0.035, 3)
-    expo = rng.uniform(0.85, 1.12)
-    img = img * (grad * vig * expo)[..., None] * wb[None, None, :].astype(np.float32)
-    img += rng.normal(0, rng.uniform(0.004, 0.02), img.shape).astype(np.float32)
+    light = (1.0 + rng.uniform(0.05, 0.25) * (xx * math.cos(ga) + yy * math.sin(ga))) * (
+        1.0 - rng.uniform(0.0, 0.25) * rr
+    ) * rng.uniform(0.92, 1.08)
+    wb = (1.0 + rng.normal(0, 0.02, 3)).astype(np.float32)
+    img *= light[..., None]
+    img *= wb
+    img += rng.standard_normal(img.shape, dtype=np.float32) * rng.uniform(0.004, 0.02)
     out = Image.fromarray(np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8), "RGB")
     blur = rng.uniform(0.0, 0.9) * unit
     if blur > 0.2:
         out = out.filter(ImageFilter.GaussianBlur(blur))
     return out
+
+
+@lru_cache(maxsize=8)
+def _grid(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel coordinates in [-0.5, 0.5) and 2 * squared radius, for photo-level effects."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5
+    rr = 2.0 * (xx**2 + yy**2)
+    for a in (yy, xx, rr):
+        a.setflags(write=False)
+    return yy, xx, rr
 
 
 # --------------------------------------------------------------------------

@@ -1,0 +1,328 @@
+"""The API's serializers: input serializers parse and check a request, output serializers shape an answer.
+
+Input serializers check the shape of a request (and, for photos, that each one is a valid image within the limits) and
+return what the services take; they never write. Every problem is reported with the path of the field it concerns
+(`inputs[2].back_image_base64`), which the API's exception handler turns into {"error": ..., "field": ...}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from django.conf import settings
+from django.template.defaultfilters import filesizeformat
+from django.urls import NoReverseMatch, reverse
+from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
+from rest_framework import serializers
+from rest_framework.settings import api_settings
+
+from training.ml import images
+
+from . import services
+from .models import YEAR_MAX, YEAR_MIN, Coin, Prediction
+
+FRONT_BASE64 = "front_image_base64"
+BACK_BASE64 = "back_image_base64"
+SIDES_BASE64 = (FRONT_BASE64, BACK_BASE64)
+
+
+def _shown_key(key) -> str:
+    """A client's unexpected key, short enough to name without echoing whatever it holds."""
+    text = str(key)
+    return repr(text if len(text) <= 40 else text[:40] + "…")
+
+
+# --- errors ---------------------------------------------------------------------------------------------------------
+
+
+@extend_schema_serializer(component_name="Error")
+class ErrorSerializer(serializers.Serializer):
+    """Every error of the API has this shape."""
+
+    error = serializers.CharField(help_text="What is wrong, in words.")
+    field = serializers.CharField(
+        allow_null=True, help_text="The field concerned, e.g. `inputs[2].back_image_base64`; null for the request."
+    )
+
+
+# --- POST /api/predict ----------------------------------------------------------------------------------------------
+
+
+@extend_schema_field(OpenApiTypes.BYTE)
+class Base64PhotoField(serializers.CharField):
+    """A photo as base64 text. Only a JSON string is accepted (a number is not a photo)."""
+
+    default_error_messages = {
+        "invalid": "must be a string holding the photo's bytes in base64.",
+        "blank": "is empty (zero bytes): send the photo's bytes in base64.",
+        "required": "is missing: every input needs both a front and a back photo.",
+        "null": "is null: send the photo's bytes in base64.",
+    }
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(trim_whitespace=False, **kwargs)  # base64 of a 10 MB photo: do not copy it to strip it
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return data
+
+
+@extend_schema_serializer(component_name="PredictInput")
+class PredictItemSerializer(serializers.Serializer):
+    front_image_base64 = Base64PhotoField(
+        help_text="The coin's front (obverse) photo: JPEG, PNG, WebP, HEIC... in base64."
+    )
+    back_image_base64 = Base64PhotoField(help_text="The coin's back (reverse) photo, in base64.")
+
+    default_error_messages = {
+        "invalid": "must be an object with exactly the keys front_image_base64 and back_image_base64.",
+    }
+
+    def to_internal_value(self, data):
+        if isinstance(data, Mapping):
+            unexpected = [key for key in data if key not in SIDES_BASE64]
+            if unexpected:
+                raise serializers.ValidationError(
+                    {
+                        api_settings.NON_FIELD_ERRORS_KEY: [
+                            f"has an unexpected key {_shown_key(unexpected[0])}: an input has exactly the keys "
+                            "front_image_base64 and back_image_base64."
+                        ]
+                    }
+                )
+        return super().to_internal_value(data)
+
+
+@extend_schema_serializer(component_name="Predict")
+class PredictInputSerializer(serializers.Serializer):
+    """The Model-Serving JSON: {"inputs": [{"front_image_base64": .., "back_image_base64": ..}, ...]}.
+
+    After the shape of every input is checked, every photo is decoded once and validated; the checked bytes are kept
+    in `validated_data["pairs"]` (a list of (front, back) services.CheckedPhoto) so nothing is decoded twice. A photo
+    problem raises images.ImageError with the field path set (413/415 are not 400s, so it is not a ValidationError).
+    """
+
+    inputs = PredictItemSerializer(
+        many=True,
+        allow_empty=False,
+        help_text="One object per coin; the answer has one prediction per input, in the same order.",
+        error_messages={
+            "required": 'is missing: the body must be {{"inputs": [{{"front_image_base64": ..., "back_image_base64": ...}}]}}.',
+            "null": "is null: it must be a list of inputs.",
+            "not_a_list": "must be a list of inputs, not {input_type}.",
+            "empty": "is empty: send at least one input.",
+        },
+    )
+
+    # DRF formats these messages: literal braces are doubled.
+    default_error_messages = {
+        "invalid": 'The body must be a JSON object: {{"inputs": [{{"front_image_base64": ..., "back_image_base64": ...}}]}}.',
+    }
+
+    @staticmethod
+    def max_inputs() -> int:
+        return settings.COINSITE_PREDICT_MAX_INPUTS
+
+    def to_internal_value(self, data):
+        if isinstance(data, Mapping):
+            unexpected = [key for key in data if key != "inputs"]
+            if unexpected:
+                raise serializers.ValidationError(
+                    {
+                        api_settings.NON_FIELD_ERRORS_KEY: [
+                            f"The body has an unexpected key {_shown_key(unexpected[0])}: it has exactly one key, "
+                            '"inputs".'
+                        ]
+                    }
+                )
+            inputs = data.get("inputs")
+            if isinstance(inputs, list) and len(inputs) > self.max_inputs():
+                # Checked before anything else so an oversized batch costs nothing more.
+                raise serializers.ValidationError(
+                    {"inputs": f"has too many inputs ({len(inputs)}): at most {self.max_inputs()} per request."}
+                )
+        return super().to_internal_value(data)
+
+    def validate(self, attrs):
+        return {
+            "pairs": [
+                tuple(_photo_from_base64(item[side], field=f"inputs[{index}].{side}") for side in SIDES_BASE64)
+                for index, item in enumerate(attrs["inputs"])
+            ]
+        }
+
+
+def _photo_from_base64(text: str, *, field: str) -> services.CheckedPhoto:
+    """Decode one photo once (bounded by the upload limit) and check it like an uploaded file."""
+    try:
+        data = images.decode_base64(text, max_bytes=settings.COINSITE_MAX_UPLOAD_BYTES)
+    except images.ImageError as error:
+        error.field = field
+        raise
+    return services.photo_check(data, field=field)
+
+
+@extend_schema_serializer(component_name="Predictions")
+class PredictOutputSerializer(serializers.Serializer):
+    predictions = serializers.ListField(
+        child=serializers.IntegerField(help_text="The predicted minting year."),
+        help_text="One year per input, in the order of the inputs.",
+    )
+
+
+class _PredictItemSchema(OpenApiSerializerExtension):
+    """The schema says what the API enforces: no keys beyond the two photos."""
+
+    target_class = PredictItemSerializer
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        schema["additionalProperties"] = False
+        return schema
+
+
+class _PredictInputSchema(OpenApiSerializerExtension):
+    """The schema says what the API enforces: one key, 1 to COINSITE_PREDICT_MAX_INPUTS inputs."""
+
+    target_class = PredictInputSerializer
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        schema["additionalProperties"] = False
+        inputs = schema["properties"]["inputs"]
+        inputs["minItems"] = 1
+        inputs["maxItems"] = PredictInputSerializer.max_inputs()
+        return schema
+
+
+# --- coins ----------------------------------------------------------------------------------------------------------
+
+
+@extend_schema_serializer(component_name="CoinUpload")
+class CoinCreateInputSerializer(serializers.Serializer):
+    """A multipart upload of both photos, read and validated; validated_data holds services.CheckedPhoto objects under
+    `front` and `back`."""
+
+    front_image = serializers.FileField(
+        help_text="The coin's front (obverse) photo.",
+        error_messages={
+            "required": "is missing: upload the coin's front photo as front_image.",
+            "empty": "is empty (zero bytes).",
+            "invalid": "is not a file: send it as a multipart/form-data file part.",
+        },
+    )
+    back_image = serializers.FileField(
+        help_text="The coin's back (reverse) photo.",
+        error_messages={
+            "required": "is missing: upload the coin's back photo as back_image.",
+            "empty": "is empty (zero bytes).",
+            "invalid": "is not a file: send it as a multipart/form-data file part.",
+        },
+    )
+    notes = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+
+    def validate(self, attrs):
+        limit = settings.COINSITE_MAX_UPLOAD_BYTES
+        checked = {}
+        for side in ("front", "back"):
+            upload, field = attrs[f"{side}_image"], f"{side}_image"
+            if upload.size > limit:  # refused by its size: a huge upload is never read into memory
+                raise images.ImageTooLargeError(
+                    f"the image is {filesizeformat(upload.size)}, more than the limit of {filesizeformat(limit)}",
+                    field=field,
+                )
+            upload.seek(0)
+            checked[side] = services.photo_check(upload.read(), field=field)
+        return {**checked, "notes": attrs.get("notes", "")}
+
+
+class CoinFilterSerializer(serializers.Serializer):
+    year_min = serializers.IntegerField(required=False, min_value=YEAR_MIN, max_value=YEAR_MAX)
+    year_max = serializers.IntegerField(required=False, min_value=YEAR_MIN, max_value=YEAR_MAX)
+    status = serializers.ChoiceField(required=False, choices=Coin.Status.choices)
+
+
+@extend_schema_serializer(component_name="Prediction")
+class PredictionOutputSerializer(serializers.ModelSerializer):
+    model_version = serializers.IntegerField(
+        source="model_version.version", help_text="The model version that made it."
+    )
+
+    class Meta:
+        model = Prediction
+        fields = ["year", "interval_low", "interval_high", "model_version", "latency_ms", "created_at"]
+
+
+@extend_schema_serializer(component_name="Coin")
+class CoinOutputSerializer(serializers.ModelSerializer):
+    predictions = serializers.SerializerMethodField()
+    year = serializers.IntegerField(
+        source="display_year", allow_null=True, help_text="The curator's year if verified, else the latest prediction."
+    )
+    front_image_url = serializers.SerializerMethodField()
+    back_image_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Coin
+        fields = [
+            "id",
+            "status",
+            "status_detail",
+            "source",
+            "year",
+            "verified_year",
+            "predictions",
+            "notes",
+            "front_image_url",
+            "back_image_url",
+            "created_at",
+        ]
+
+    @extend_schema_field(PredictionOutputSerializer(many=True))
+    def get_predictions(self, coin: Coin):
+        """Newest first (uses the list the selector prefetched)."""
+        predictions = sorted(coin.predictions.all(), key=lambda p: (p.created_at, p.pk), reverse=True)
+        return PredictionOutputSerializer(predictions, many=True).data
+
+    def _image_url(self, coin: Coin, side: str) -> str | None:
+        try:
+            path = reverse("coin-image", kwargs={"coin_id": coin.pk, "side": side})
+        except NoReverseMatch:  # the protected image view is not routed (yet)
+            return None
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request is not None else path
+
+    @extend_schema_field(serializers.URLField(allow_null=True, help_text="The front photo (owner only)."))
+    def get_front_image_url(self, coin: Coin) -> str | None:
+        return self._image_url(coin, "front")
+
+    @extend_schema_field(serializers.URLField(allow_null=True, help_text="The back photo (owner only)."))
+    def get_back_image_url(self, coin: Coin) -> str | None:
+        return self._image_url(coin, "back")
+
+
+@extend_schema_serializer(component_name="PaginatedCoinList")
+class CoinPageSerializer(serializers.Serializer):
+    """The schema of a page of coins (rest_framework.pagination.PageNumberPagination's answer)."""
+
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = CoinOutputSerializer(many=True)
+
+
+# --- models ---------------------------------------------------------------------------------------------------------
+
+
+@extend_schema_serializer(component_name="ModelVersion")
+class ModelVersionOutputSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    version = serializers.IntegerField()
+    run_id = serializers.CharField(help_text="The MLflow run that trained it.")
+    metrics = serializers.JSONField(help_text="Cross-validated metrics (mae, mse, r2, baseline_mae, ...).")
+    aliases = serializers.ListField(child=serializers.CharField())
+    promoted_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()

@@ -1,0 +1,212 @@
+"""The collector pages: thin views over the same services and selectors the API and the admin use."""
+
+from __future__ import annotations
+
+import io
+import mimetypes
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseNotModified, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
+
+from training.ml import images
+
+from . import selectors, services
+from .forms import SIDE_LABELS, CoinFilterForm, CoinUploadForm, SignUpForm
+from .models import Coin
+from .roles import can_promote, can_review
+
+COINS_PER_PAGE = 12
+THUMBNAIL_PX = 320
+# Formats every browser displays as they are; anything else (HEIC, TIFF, BMP) is served as a JPEG rendition.
+BROWSER_FORMATS = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+DISPLAY_PX = 2048
+# Photos never change under their (random) name, but who may see them can: cache privately, revalidate daily.
+IMAGE_CACHE_CONTROL = "private, max-age=86400"
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    """Create an account (it joins the collectors through the post_save signal) and sign it in."""
+    if request.user.is_authenticated:
+        return redirect("coin-list")
+    form = SignUpForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        messages.success(request, f"Welcome, {user.username}. Upload a front and a back photo to date your first coin.")
+        return redirect("coin-upload")
+    return render(request, "registration/signup.html", {"form": form}, status=400 if form.errors else 200)
+
+
+@require_safe
+def coin_list(request: HttpRequest) -> HttpResponse:
+    """Home page: the collector's coins (filtered, paginated), or a short landing page for visitors."""
+    if not request.user.is_authenticated:
+        return render(request, "predictions/landing.html")
+    form = CoinFilterForm(request.GET or None)
+    filters = form.selector_kwargs() if form.is_bound else {}
+    status = 200
+    if form.is_bound and not form.is_valid():
+        status = 400
+        for problem in form.error_messages_flat():
+            messages.error(request, f"{problem} The filter was not applied.")
+    coins = selectors.coin_list_for_user(user=request.user, **filters)
+    page = Paginator(coins, COINS_PER_PAGE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "form": form,
+        "page": page,
+        "filtered": any(value not in (None, "") for value in filters.values()),
+        "querystring": query.urlencode(),
+    }
+    return render(request, "predictions/coin_list.html", context, status=status)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def coin_upload(request: HttpRequest) -> HttpResponse:
+    """Two photos in, one coin out (redirect to its page); the prediction follows from a Celery task."""
+    context = {
+        "max_upload_bytes": settings.COINSITE_MAX_UPLOAD_BYTES,
+        "max_upload_mb": settings.COINSITE_MAX_UPLOAD_BYTES / (1024 * 1024),
+    }
+    if request.method == "GET":
+        return render(request, "predictions/coin_upload.html", {**context, "form": CoinUploadForm()})
+    form = CoinUploadForm(request.POST, request.FILES)
+    status = 400
+    if form.is_valid():
+        try:
+            coin = services.coin_create(
+                owner=request.user,
+                front=form.photo_bytes("front_image"),
+                back=form.photo_bytes("back_image"),
+                source=Coin.Source.UPLOAD,
+            )
+        except images.ImageError as error:
+            field = error.field if error.field in form.fields else None
+            label = SIDE_LABELS.get(field or "", "Photo")
+            form.add_error(field, f"{label}: {error}")
+            status = error.http_status
+        else:
+            coin.refresh_from_db(fields=["status"])  # in-process (eager) Celery may have predicted it already
+            if coin.status == Coin.Status.PREDICTED:
+                messages.success(request, "Photos received and dated.")
+            else:
+                messages.success(request, "Photos received. The year appears here as soon as the model has looked.")
+            return redirect("coin-detail", coin_id=coin.id)
+    return render(request, "predictions/coin_upload.html", {**context, "form": form}, status=status)
+
+
+@login_required
+@require_safe
+def coin_detail(request: HttpRequest, coin_id: int) -> HttpResponse:
+    coin = selectors.coin_get_for_user(user=request.user, coin_id=coin_id)
+    predictions = sorted(coin.predictions.all(), key=lambda p: (p.created_at, p.pk), reverse=True)
+    return render(
+        request,
+        "predictions/coin_detail.html",
+        {
+            "coin": coin,
+            "prediction": predictions[0] if predictions else None,
+            "earlier_predictions": predictions[1:],
+            "status_url": reverse("coin-status", kwargs={"coin_id": coin.id}),
+        },
+    )
+
+
+@login_required
+@require_safe
+def coin_status(request: HttpRequest, coin_id: int) -> JsonResponse:
+    """What the coin page polls while the prediction is pending."""
+    coin = selectors.coin_get_for_user(user=request.user, coin_id=coin_id)
+    prediction = coin.latest_prediction
+    response = JsonResponse(
+        {
+            "status": coin.status,
+            "status_detail": coin.status_detail,
+            "year": prediction.year if prediction else None,
+            "low": prediction.interval_low if prediction else None,
+            "high": prediction.interval_high if prediction else None,
+            "version": prediction.model_version.version if prediction else None,
+            "model": str(prediction.model_version) if prediction else None,
+            "verified_year": coin.verified_year,
+        }
+    )
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_POST
+def coin_delete(request: HttpRequest, coin_id: int) -> HttpResponse:
+    coin = selectors.coin_get_for_user(user=request.user, coin_id=coin_id)
+    label = str(coin)
+    services.coin_delete(coin=coin)
+    messages.success(request, f"{label} and its photos were deleted.")
+    return redirect("coin-list")
+
+
+def _may_see_photos(user, coin: Coin) -> bool:
+    """The owner, curators (review queue) and model owners/staff see a coin's photos; nobody else learns it exists."""
+    return coin.owner_id == user.pk or can_review(user) or can_promote(user) or user.is_staff
+
+
+@login_required
+@require_safe
+def coin_image(request: HttpRequest, coin_id: int, side: str) -> HttpResponse:
+    """One side's photo, through the permission check (media is never public). `?size=thumb` gives a small JPEG for
+    lists; formats browsers cannot show (HEIC, TIFF, BMP) are sent as a JPEG rendition."""
+    coin = get_object_or_404(Coin, pk=coin_id)
+    if not _may_see_photos(request.user, coin):
+        raise Http404("No coin matches the given query.")
+    field = coin.front_image if side == "front" else coin.back_image
+    digest = coin.front_sha256 if side == "front" else coin.back_sha256
+    thumb = request.GET.get("size") == "thumb"
+    extension = field.name.rsplit(".", 1)[-1].lower() if "." in field.name else ""
+    etag = f'"{digest}-{"thumb" if thumb else "full"}"'
+    if etag in request.headers.get("If-None-Match", ""):
+        response = HttpResponseNotModified()
+    else:
+        try:
+            if thumb or extension not in BROWSER_FORMATS:
+                response = HttpResponse(_jpeg_rendition(field, THUMBNAIL_PX if thumb else DISPLAY_PX), "image/jpeg")
+            else:
+                content_type = BROWSER_FORMATS.get(extension) or mimetypes.guess_type(field.name)[0]
+                response = FileResponse(field.open("rb"), content_type=content_type)
+        except (FileNotFoundError, OSError) as error:
+            raise Http404("The photo file is missing.") from error
+        response["Content-Disposition"] = f'inline; filename="coin-{coin.id}-{side}.{"jpg" if thumb else extension}"'
+        response["X-Content-Type-Options"] = "nosniff"
+    response["ETag"] = etag
+    response["Cache-Control"] = IMAGE_CACHE_CONTROL
+    patch_vary_headers(response, ["Cookie"])
+    return response
+
+
+def _jpeg_rendition(field, max_px: int) -> bytes:
+    """A JPEG no larger than max_px on its longer side, EXIF orientation applied (JPEG decoded at reduced scale)."""
+    from PIL import Image, ImageOps
+
+    try:
+        from pillow_heif import register_heif_opener
+
+        register_heif_opener()
+    except ImportError:  # pragma: no cover - pillow_heif is in requirements
+        pass
+    with field.open("rb") as handle, Image.open(io.BytesIO(handle.read())) as image:
+        image.draft("RGB", (max_px, max_px))
+        image = ImageOps.exif_transpose(image)
+        image.thumbnail((max_px, max_px))
+        if image.mode not in ("RGB", "L"):
+            image = image.convert("RGB")
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=82, optimize=True)
+    return buffer.getvalue()

@@ -1,0 +1,61 @@
+/* The model owners' admin: confirm before Promote / Roll back / Cancel, refresh pages while a training run is
+   active, and a readable placeholder when an MLflow plot cannot be loaded. No dependencies. */
+(function () {
+  "use strict";
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var question = form && form.getAttribute && form.getAttribute("data-mt-confirm");
+    if (question && !window.confirm(question)) {
+      event.preventDefault();
+    }
+  }, true);
+
+  function busy() {
+    // Never reload under the owner's hands: a selected row, a focused field or an open action menu.
+    if (document.hidden) return true;
+    if (document.querySelector("input.action-select:checked, #action-toggle:checked")) return true;
+    var active = document.activeElement;
+    return !!(active && /^(INPUT|TEXTAREA|SELECT)$/.test(active.tagName));
+  }
+
+  function startAutorefresh() {
+    var marker = document.querySelector("[data-mt-autorefresh]");
+    if (!marker) return;
+    var seconds = parseInt(marker.getAttribute("data-mt-autorefresh"), 10) || 5;
+    var timer = window.setInterval(function () {
+      if (!busy()) window.location.reload();
+    }, seconds * 1000);
+    var stop = marker.querySelector("[data-mt-autorefresh-stop]");
+    if (stop) {
+      stop.addEventListener("click", function () {
+        window.clearInterval(timer);
+        marker.textContent = "Automatic refresh stopped; reload the page to see new progress.";
+      });
+    }
+  }
+
+  function plotFallbacks() {
+    document.querySelectorAll("img[data-mt-plot]").forEach(function (img) {
+      function missing() {
+        var figure = img.closest("figure");
+        if (!figure) return;
+        var caption = figure.querySelector("figcaption");
+        figure.classList.add("mt-plot--missing");
+        figure.textContent = (caption ? caption.textContent + ": " : "") + "plot not available";
+      }
+      if (img.complete && img.naturalWidth === 0 && img.getAttribute("src")) {
+        missing();
+      } else {
+        img.addEventListener("error", missing);
+      }
+    });
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", function () { startAutorefresh(); plotFallbacks(); });
+  } else {
+    startAutorefresh();
+    plotFallbacks();
+  }
+})();

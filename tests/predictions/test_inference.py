@@ -1,0 +1,133 @@
+"""The process-wide model holder: loads Production, batches concurrent callers, follows alias moves without a restart."""
+
+import threading
+import time
+
+import pytest
+
+from predictions import inference
+from predictions.models import Coin
+from tests.factories import CoinFactory, jpeg_bytes
+from training.ml import registry
+
+pytestmark = pytest.mark.django_db
+
+
+def pair(seed: int) -> tuple[bytes, bytes]:
+    return jpeg_bytes(seed=2 * seed), jpeg_bytes(color=(90, 90, 110), seed=2 * seed + 1)
+
+
+def test_predict_pairs_returns_one_year_per_pair_with_interval_and_version(production_model):
+    results = inference.predict_pairs([pair(1), pair(2), pair(3)])
+
+    assert len(results) == 3
+    for result in results:
+        assert result.low <= result.year <= result.high
+        assert result.version == production_model
+        assert result.latency_ms > 0
+
+
+def test_same_pair_gives_same_year_alone_and_in_a_batch(production_model):
+    alone = inference.predict_pairs([pair(5)])[0]
+    batched = inference.predict_pairs([pair(4), pair(5), pair(6)])[1]
+    assert (alone.year, alone.low, alone.high) == (batched.year, batched.low, batched.high)
+
+
+def test_without_a_registered_model_predictions_wait(no_model, collector):
+    coin = CoinFactory(owner=collector)
+
+    with pytest.raises(inference.NoProductionModel):
+        inference.predict_pairs([pair(1)])
+    assert inference.coin_predict(coin_id=coin.id) is None
+
+    coin.refresh_from_db()
+    assert coin.status == Coin.Status.PENDING
+
+
+def test_coin_predict_stores_prediction_of_the_serving_version_once(production_model, collector):
+    coin = CoinFactory(owner=collector)
+
+    first = inference.coin_predict(coin_id=coin.id)
+    again = inference.coin_predict(coin_id=coin.id)  # a redelivered task (acks_late) must not predict twice
+
+    coin.refresh_from_db()
+    assert coin.status == Coin.Status.PREDICTED
+    assert first.pk == again.pk and coin.predictions.count() == 1
+    assert first.model_version.version == production_model
+
+
+def test_coin_with_unreadable_photo_is_marked_failed_not_crashed(production_model, collector):
+    coin = CoinFactory(owner=collector)
+    coin.front_image.storage.delete(coin.front_image.name)
+
+    assert inference.coin_predict(coin_id=coin.id) is None
+
+    coin.refresh_from_db()
+    assert coin.status == Coin.Status.FAILED
+
+
+def test_concurrent_callers_share_forward_passes(production_model):
+    inference.predict_pairs([pair(0)])  # load the model first
+    batcher = inference.get_batcher()
+    passes_before = batcher.forward_passes
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def client(n: int) -> None:
+        try:
+            start.wait()
+            for k in range(4):
+                inference.predict_pairs([pair(10 * n + k)])
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert not errors
+    assert batcher.forward_passes - passes_before < 32, "every request ran its own forward pass: no batching"
+
+
+def test_alias_move_switches_version_without_restart_and_no_request_fails(
+    production_model, registered_tiny_versions, settings
+):
+    # given: a holder that checks the alias often, and a client sending requests in a loop
+    settings.INFERENCE_ALIAS_POLL_SECONDS = 0.2
+    inference.reset()
+    old_version, new_version = registered_tiny_versions
+    seen: list[int] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            try:
+                seen.append(inference.predict_pairs([pair(len(seen) % 7)])[0].version)
+            except BaseException as error:  # noqa: BLE001 - reported below
+                errors.append(error)
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while old_version not in seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+        # when: the owner moves the alias to the new version
+        registry.set_alias("coin-year", "production", new_version)
+
+        deadline = time.monotonic() + 30
+        while (not seen or seen[-1] != new_version) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+    # then: every request succeeded, and the versions switched once, from old to new
+    assert not errors
+    assert seen[0] == old_version and seen[-1] == new_version
+    switch = seen.index(new_version)
+    assert set(seen[:switch]) == {old_version} and set(seen[switch:]) == {new_version}

@@ -1,0 +1,650 @@
+"""The collector pages: who sees what, the upload flow and its errors, filters, pagination and the footer."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+from PIL import Image
+
+from predictions.models import Coin
+from predictions.roles import COLLECTOR
+from tests.factories import CoinFactory, ModelVersionFactory, PredictionFactory, jpeg_bytes
+
+pytestmark = pytest.mark.django_db
+
+
+# --- helpers ---------------------------------------------------------------------------------------------------------
+
+
+def photo(data: bytes, name: str = "coin.jpg", content_type: str = "image/jpeg") -> SimpleUploadedFile:
+    return SimpleUploadedFile(name, data, content_type=content_type)
+
+
+def gif_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 150, 40)).save(buffer, "GIF")
+    return buffer.getvalue()
+
+
+def files_under(root: Path) -> list[Path]:
+    return [path for path in Path(root).rglob("*") if path.is_file()] if Path(root).exists() else []
+
+
+def page_urls(coin: Coin) -> dict[str, str]:
+    return {
+        "coin-detail": reverse("coin-detail", kwargs={"coin_id": coin.id}),
+        "coin-status": reverse("coin-status", kwargs={"coin_id": coin.id}),
+        "coin-image-front": reverse("coin-image", kwargs={"coin_id": coin.id, "side": "front"}),
+        "coin-image-back": reverse("coin-image", kwargs={"coin_id": coin.id, "side": "back"}),
+    }
+
+
+@pytest.fixture
+def coin(collector):
+    return CoinFactory(owner=collector)
+
+
+# --- who sees what ---------------------------------------------------------------------------------------------------
+
+
+def test_anonymous_visitor_gets_the_landing_page_at_home(client):
+    response = client.get(reverse("coin-list"))
+
+    assert response.status_code == 200
+    assert b"What year is your coin?" in response.content
+    assert reverse("signup").encode() in response.content
+    assert reverse("login").encode() in response.content
+
+
+@pytest.mark.parametrize("name", ["coin-detail", "coin-status", "coin-image-front", "coin-image-back"])
+def test_anonymous_visitor_is_sent_to_sign_in_for_coin_pages(client, coin, name):
+    url = page_urls(coin)[name]
+
+    response = client.get(url)
+
+    assert response.status_code == 302
+    assert response["Location"] == f"{reverse('login')}?next={url}"
+
+
+def test_anonymous_visitor_is_sent_to_sign_in_for_the_upload_page(client):
+    response = client.get(reverse("coin-upload"))
+
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+
+
+@pytest.mark.parametrize("name", ["coin-detail", "coin-status", "coin-image-front", "coin-image-back"])
+def test_collector_opens_own_coin_pages(client, collector, coin, name):
+    client.force_login(collector)
+
+    response = client.get(page_urls(coin)[name])
+
+    assert response.status_code == 200
+
+
+def test_collector_opens_home_and_upload_pages(client, collector):
+    client.force_login(collector)
+
+    assert client.get(reverse("coin-list")).status_code == 200
+    assert client.get(reverse("coin-upload")).status_code == 200
+
+
+@pytest.mark.parametrize("name", ["coin-detail", "coin-status", "coin-image-front", "coin-image-back"])
+def test_collector_cannot_see_other_collectors_coin(client, other_collector, coin, name):
+    client.force_login(other_collector)
+
+    response = client.get(page_urls(coin)[name])
+
+    assert response.status_code == 404
+
+
+def test_collector_cannot_delete_other_collectors_coin(client, other_collector, coin):
+    client.force_login(other_collector)
+
+    response = client.post(reverse("coin-delete", kwargs={"coin_id": coin.id}))
+
+    assert response.status_code == 404
+    assert Coin.objects.filter(pk=coin.pk).exists()
+
+
+@pytest.mark.parametrize("role_user", ["curator", "model_owner"])
+def test_curators_and_model_owners_see_any_coins_photos(client, coin, role_user, request):
+    client.force_login(request.getfixturevalue(role_user))
+
+    response = client.get(page_urls(coin)["coin-image-front"])
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/jpeg"
+
+
+def test_curator_does_not_get_another_collectors_coin_page(client, curator, coin):
+    client.force_login(curator)
+
+    assert client.get(page_urls(coin)["coin-detail"]).status_code == 404
+
+
+# --- photos ----------------------------------------------------------------------------------------------------------
+
+
+def test_coin_photo_is_served_privately_with_its_type_and_a_validator(client, collector, coin):
+    client.force_login(collector)
+    url = page_urls(coin)["coin-image-back"]
+
+    response = client.get(url)
+    body = b"".join(response.streaming_content)
+
+    assert response["Content-Type"] == "image/jpeg"
+    assert response["Cache-Control"] == "private, max-age=86400"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert "Cookie" in response["Vary"]
+    with coin.back_image.open("rb") as stored:
+        assert body == stored.read()
+    assert coin.back_sha256 in response["ETag"]
+
+
+def test_coin_photo_revalidation_answers_not_modified(client, collector, coin):
+    client.force_login(collector)
+    url = page_urls(coin)["coin-image-front"]
+    etag = client.get(url)["ETag"]
+
+    response = client.get(url, headers={"If-None-Match": etag})
+
+    assert response.status_code == 304
+
+
+def test_coin_photo_thumbnail_is_a_small_jpeg(client, collector):
+    big = CoinFactory(
+        owner=collector,
+        front_image=SimpleUploadedFile("front.png", _png_bytes((1200, 900)), content_type="image/png"),
+    )
+    client.force_login(collector)
+
+    response = client.get(page_urls(big)["coin-image-front"] + "?size=thumb")
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/jpeg"
+    with Image.open(io.BytesIO(response.content)) as thumb:
+        assert thumb.format == "JPEG"
+        assert max(thumb.size) == 320
+
+
+def test_coin_photo_in_a_format_browsers_cannot_show_is_served_as_jpeg(client, collector):
+    buffer = io.BytesIO()
+    Image.new("RGB", (300, 200), (120, 100, 80)).save(buffer, "BMP")
+    bmp_coin = CoinFactory(owner=collector, back_image=SimpleUploadedFile("back.bmp", buffer.getvalue()))
+    client.force_login(collector)
+
+    response = client.get(page_urls(bmp_coin)["coin-image-back"])
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/jpeg"
+    with Image.open(io.BytesIO(response.content)) as shown:
+        assert (shown.format, shown.size) == ("JPEG", (300, 200))
+
+
+def test_coin_photo_url_accepts_only_front_or_back(client, collector, coin):
+    client.force_login(collector)
+
+    assert client.get(f"/coins/{coin.id}/side/").status_code == 404
+
+
+def test_media_url_is_not_served(client, collector, coin):
+    client.force_login(collector)
+
+    assert client.get(f"/media/{coin.front_image.name}").status_code == 404
+
+
+def _png_bytes(size: tuple[int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (120, 100, 80)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+# --- upload ----------------------------------------------------------------------------------------------------------
+
+
+def test_upload_page_tells_the_browser_the_size_limit(client, collector, settings):
+    settings.COINSITE_MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+    client.force_login(collector)
+
+    response = client.get(reverse("coin-upload"))
+
+    assert f'data-max-bytes="{5 * 1024 * 1024}"'.encode() in response.content
+    assert b"up to 5 MB each" in response.content
+    assert b'capture="environment"' in response.content
+
+
+def test_upload_with_good_photos_creates_a_coin_and_redirects_to_it(
+    client, collector, settings, no_model, django_capture_on_commit_callbacks
+):
+    # given a collector and no model in production
+    client.force_login(collector)
+    front, back = jpeg_bytes(seed=1), jpeg_bytes(color=(60, 60, 90), seed=2)
+
+    # when they upload two good photos (the prediction task runs eagerly on commit)
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = client.post(
+            reverse("coin-upload"), {"front_image": photo(front, "front.jpg"), "back_image": photo(back, "back.jpg")}
+        )
+
+    # then the coin is stored with both photos, the page redirects to it, and the coin waits for a model
+    coin = Coin.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("coin-detail", kwargs={"coin_id": coin.id})
+    assert len(callbacks) == 1
+    assert coin.owner == collector
+    assert coin.source == Coin.Source.UPLOAD
+    assert coin.status == Coin.Status.PENDING
+    assert not coin.predictions.exists()
+    assert len(files_under(settings.MEDIA_ROOT)) == 2
+    with coin.front_image.open("rb") as stored:
+        assert stored.read() == front
+
+    page = client.get(response["Location"])
+    assert b"Looking at your photos" in page.content
+    assert b"No model is in production yet" in page.content
+    assert client.get(reverse("coin-status", kwargs={"coin_id": coin.id})).json()["status"] == "pending"
+
+
+@pytest.mark.slow
+def test_upload_with_a_model_in_production_is_dated_before_the_page_returns(
+    client, collector, production_model, django_capture_on_commit_callbacks
+):
+    # given a collector and a (tiny, real) model in production
+    client.force_login(collector)
+
+    # when they upload two photos (Celery eager: the prediction runs on commit, inside the request)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            reverse("coin-upload"),
+            {"front_image": photo(jpeg_bytes(seed=4)), "back_image": photo(jpeg_bytes(seed=5))},
+        )
+
+    # then the coin page shows the year in words and the version that made it
+    coin = Coin.objects.get()
+    prediction = coin.predictions.get()
+    assert coin.status == Coin.Status.PREDICTED
+    assert prediction.model_version.version == production_model
+    page = client.get(response["Location"])
+    text = _text(page)
+    in_words = f"{prediction.year}, likely {prediction.interval_low}–{prediction.interval_high}"
+    assert (in_words if prediction.interval_low != prediction.interval_high else str(prediction.year)) in text
+    assert f"Predicted by coin-year v{production_model}" in text
+
+
+def _upload_case(name: str, settings) -> tuple[dict, int, list[str]]:
+    """(files to post, expected status, words the error message must contain)."""
+    good = jpeg_bytes()
+    truncated = jpeg_bytes(size=(400, 400), seed=3)
+    cases = {
+        "missing side": ({"front_image": photo(good)}, 400, ["Back photo", "no file was chosen"]),
+        "zero bytes": ({"front_image": photo(b""), "back_image": photo(good)}, 400, ["Front photo", "empty"]),
+        "text file": (
+            {"front_image": photo(good), "back_image": photo(b"just some notes\n" * 20, "notes.txt", "text/plain")},
+            400,
+            ["Back photo", "not an image"],
+        ),
+        "truncated jpeg": (
+            {"front_image": photo(truncated[: len(truncated) // 2]), "back_image": photo(good)},
+            400,
+            ["Front photo", "truncated"],
+        ),
+        "gif unsupported": (
+            {"front_image": photo(good), "back_image": photo(gif_bytes(), "coin.gif", "image/gif")},
+            415,
+            ["Back photo", "GIF"],
+        ),
+        "over size limit": (
+            {"front_image": photo(good), "back_image": photo(good)},
+            413,
+            ["Front photo", "more than the limit"],
+        ),
+        "over pixel limit": ({"front_image": photo(good), "back_image": photo(good)}, 413, ["Front photo", "pixels"]),
+    }
+    if name == "over size limit":
+        settings.COINSITE_MAX_UPLOAD_BYTES = len(good) - 1
+    if name == "over pixel limit":
+        settings.COINSITE_MAX_IMAGE_PIXELS = 100
+    return cases[name]
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing side",
+        "zero bytes",
+        "text file",
+        "truncated jpeg",
+        "gif unsupported",
+        "over size limit",
+        "over pixel limit",
+    ],
+)
+def test_bad_upload_is_refused_with_the_problem_named_and_nothing_left_behind(
+    client, collector, settings, case, django_capture_on_commit_callbacks
+):
+    # given a collector and a bad pair of photos
+    client.force_login(collector)
+    files, expected_status, words = _upload_case(case, settings)
+
+    # when they upload it
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("coin-upload"), files)
+
+    # then the form comes back with the HTTP status and a message naming the side and the problem
+    assert response.status_code == expected_status
+    errors = [str(error) for field_errors in response.context["form"].errors.values() for error in field_errors]
+    assert any(all(word.lower() in error.lower() for word in words) for error in errors), errors
+    assert b"These photos could not be used" in response.content
+    # and nothing was stored
+    assert Coin.objects.count() == 0
+    assert files_under(settings.MEDIA_ROOT) == []
+
+
+def test_upload_page_refuses_other_methods(client, collector):
+    client.force_login(collector)
+
+    assert client.put(reverse("coin-upload")).status_code == 405
+
+
+# --- the coin page ---------------------------------------------------------------------------------------------------
+
+
+def test_coin_page_shows_the_year_in_words_and_the_model_that_made_it(client, collector):
+    version = ModelVersionFactory(version=3, metrics={"mae": 7.25})
+    prediction = PredictionFactory(
+        coin=CoinFactory(owner=collector, status=Coin.Status.PREDICTED),
+        year=1874,
+        interval_low=1869,
+        interval_high=1879,
+        model_version=version,
+    )
+    client.force_login(collector)
+
+    response = client.get(reverse("coin-detail", kwargs={"coin_id": prediction.coin_id}))
+    text = _text(response)
+
+    assert "1874, likely 1869–1879" in text
+    assert "Predicted by coin-year v3" in text
+    assert "Verified by a curator Not yet" in text
+    assert '<div data-state="pending" hidden>' in response.content.decode()
+
+
+def test_coin_page_shows_the_curator_verified_year(client, collector):
+    coin = CoinFactory(owner=collector, status=Coin.Status.PREDICTED, verified_year=1876)
+    PredictionFactory(coin=coin, year=1874)
+    client.force_login(collector)
+
+    text = _text(client.get(reverse("coin-detail", kwargs={"coin_id": coin.id})))
+
+    assert "Verified by a curator 1876" in text
+
+
+def test_coin_page_of_a_failed_prediction_says_why(client, collector):
+    coin = CoinFactory(owner=collector, status=Coin.Status.FAILED, status_detail="The photo is truncated")
+    client.force_login(collector)
+
+    text = _text(client.get(reverse("coin-detail", kwargs={"coin_id": coin.id})))
+
+    assert "The model could not read these photos: The photo is truncated." in text
+
+
+def test_pending_coin_page_refreshes_itself(client, collector, coin):
+    client.force_login(collector)
+
+    html = client.get(reverse("coin-detail", kwargs={"coin_id": coin.id})).content.decode()
+
+    assert f'data-status-url="{reverse("coin-status", kwargs={"coin_id": coin.id})}"' in html
+    assert 'data-status="pending"' in html
+    assert '<noscript><meta http-equiv="refresh" content="5"></noscript>' in html
+
+
+def test_predicted_coin_page_does_not_refresh(client, collector):
+    coin = PredictionFactory(coin=CoinFactory(owner=collector, status=Coin.Status.PREDICTED)).coin
+    client.force_login(collector)
+
+    html = client.get(reverse("coin-detail", kwargs={"coin_id": coin.id})).content.decode()
+
+    assert 'http-equiv="refresh"' not in html
+
+
+def test_status_json_reports_the_prediction(client, collector):
+    version = ModelVersionFactory(version=4)
+    coin = CoinFactory(owner=collector, status=Coin.Status.PREDICTED, verified_year=1880)
+    PredictionFactory(coin=coin, year=1874, interval_low=1869, interval_high=1879, model_version=version)
+    client.force_login(collector)
+
+    response = client.get(reverse("coin-status", kwargs={"coin_id": coin.id}))
+
+    assert response["Cache-Control"] == "no-store"
+    assert response.json() == {
+        "status": "predicted",
+        "status_detail": "",
+        "year": 1874,
+        "low": 1869,
+        "high": 1879,
+        "version": 4,
+        "model": "coin-year v4",
+        "verified_year": 1880,
+    }
+
+
+def test_status_json_of_a_pending_coin_has_no_year(client, collector, coin):
+    client.force_login(collector)
+
+    data = client.get(reverse("coin-status", kwargs={"coin_id": coin.id})).json()
+
+    assert data["status"] == "pending"
+    assert data["year"] is data["low"] is data["high"] is data["version"] is data["verified_year"] is None
+
+
+def test_collector_deletes_own_coin_and_its_photos(
+    client, collector, coin, settings, django_capture_on_commit_callbacks
+):
+    client.force_login(collector)
+    assert len(files_under(settings.MEDIA_ROOT)) == 2
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("coin-delete", kwargs={"coin_id": coin.id}))
+
+    assert response.status_code == 302
+    assert response["Location"] == reverse("coin-list")
+    assert not Coin.objects.exists()
+    assert files_under(settings.MEDIA_ROOT) == []
+
+
+def test_delete_needs_a_post(client, collector, coin):
+    client.force_login(collector)
+
+    assert client.get(reverse("coin-delete", kwargs={"coin_id": coin.id})).status_code == 405
+    assert Coin.objects.filter(pk=coin.pk).exists()
+
+
+# --- my coins: filters and pagination --------------------------------------------------------------------------------
+
+
+def _coin_ids(response) -> list[int]:
+    return [coin.id for coin in response.context["page"].object_list]
+
+
+def test_my_coins_lists_only_own_coins_newest_first_with_year_and_status(client, collector, other_collector):
+    older = PredictionFactory(coin=CoinFactory(owner=collector, status=Coin.Status.PREDICTED), year=1874).coin
+    newer = CoinFactory(owner=collector)
+    CoinFactory(owner=other_collector)
+    client.force_login(collector)
+
+    response = client.get(reverse("coin-list"))
+    text = _text(response)
+
+    assert _coin_ids(response) == [newer.id, older.id]
+    assert "1874, likely 1869–1879" in text
+    assert "Pending" in text and "Predicted" in text
+    assert f"/coins/{older.id}/front/?size=thumb" in response.content.decode()
+
+
+def test_my_coins_filters_by_year_range(client, collector):
+    coins = {
+        year: PredictionFactory(coin=CoinFactory(owner=collector, status=Coin.Status.PREDICTED), year=year).coin
+        for year in (1750, 1850, 1950)
+    }
+    client.force_login(collector)
+
+    response = client.get(reverse("coin-list"), {"year_min": 1800, "year_max": 1900})
+
+    assert response.status_code == 200
+    assert _coin_ids(response) == [coins[1850].id]
+    assert "1 coin matches these filters" in _text(response)
+
+
+def test_my_coins_filters_by_status(client, collector):
+    failed = CoinFactory(owner=collector, status=Coin.Status.FAILED)
+    CoinFactory(owner=collector, status=Coin.Status.PENDING)
+    client.force_login(collector)
+
+    response = client.get(reverse("coin-list"), {"status": "failed"})
+
+    assert _coin_ids(response) == [failed.id]
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"year_min": "abc"}, "Year from: Enter a whole number."),
+        ({"year_max": "3000"}, "Year to: Ensure this value is less than or equal to 2025."),
+        ({"status": "lost"}, "Status: Select a valid choice."),
+        ({"year_min": "1900", "year_max": "1800"}, "“Year from” (1900) is after “Year to” (1800)"),
+    ],
+)
+def test_invalid_filter_values_get_a_clear_message_not_a_500(client, collector, params, message):
+    coin = CoinFactory(owner=collector)
+    client.force_login(collector)
+
+    response = client.get(reverse("coin-list"), params)
+
+    assert response.status_code == 400
+    assert message in _text(response)
+    assert "The filter was not applied." in _text(response)
+    assert _coin_ids(response) == [coin.id]
+
+
+def test_my_coins_are_paginated_by_twelve(client, collector):
+    coins = [CoinFactory(owner=collector) for _ in range(13)]
+    client.force_login(collector)
+
+    first = client.get(reverse("coin-list"))
+    second = client.get(reverse("coin-list"), {"page": 2})
+
+    assert len(_coin_ids(first)) == 12
+    assert _coin_ids(second) == [coins[0].id]
+    assert "Page 1 of 2" in _text(first)
+    assert "Page 2 of 2" in _text(second)
+
+
+@pytest.mark.parametrize("page", ["999", "abc", "-1"])
+def test_out_of_range_page_numbers_show_a_page_not_an_error(client, collector, page):
+    CoinFactory(owner=collector)
+    client.force_login(collector)
+
+    response = client.get(reverse("coin-list"), {"page": page})
+
+    assert response.status_code == 200
+    assert len(_coin_ids(response)) == 1
+
+
+def test_page_links_keep_the_filters(client, collector):
+    for _ in range(13):
+        CoinFactory(owner=collector, status=Coin.Status.FAILED)
+    client.force_login(collector)
+
+    html = client.get(reverse("coin-list"), {"status": "failed"}).content.decode()
+
+    assert 'href="?status=failed&amp;page=2"' in html
+
+
+def test_empty_history_invites_a_first_upload(client, collector):
+    client.force_login(collector)
+
+    assert "No coins yet." in _text(client.get(reverse("coin-list")))
+
+
+# --- footer ----------------------------------------------------------------------------------------------------------
+
+
+def test_footer_shows_the_production_model_and_its_cross_validated_mae(client, collector):
+    ModelVersionFactory(version=7, is_production=True, metrics={"mae": 12.54, "baseline_mae": 81.0})
+    client.force_login(collector)
+
+    text = _text(client.get(reverse("coin-list")))
+
+    assert "Model in production: coin-year v7, cross-validated MAE 12.5 years" in text
+    assert "(always guessing the median year: 81.0)" in text
+
+
+def test_footer_says_when_no_model_is_in_production(client):
+    ModelVersionFactory(version=1, is_production=False)
+
+    assert "No model in production yet" in _text(client.get(reverse("coin-list")))
+
+
+# --- accounts --------------------------------------------------------------------------------------------------------
+
+
+def test_sign_up_makes_a_signed_in_collector(client):
+    response = client.post(
+        reverse("signup"),
+        {"username": "numis", "password1": "a-long-coin-phrase-42", "password2": "a-long-coin-phrase-42"},
+    )
+
+    user = get_user_model().objects.get(username="numis")
+    assert response.status_code == 302
+    assert response["Location"] == reverse("coin-upload")
+    assert list(user.groups.values_list("name", flat=True)) == [COLLECTOR]
+    assert client.get(reverse("coin-list")).context["user"] == user
+
+
+def test_sign_up_with_mismatched_passwords_says_so(client):
+    response = client.post(
+        reverse("signup"), {"username": "numis", "password1": "a-long-coin-phrase-42", "password2": "other-phrase-42"}
+    )
+
+    assert response.status_code == 400
+    assert "The two password fields didn’t match." in _text(response)
+    assert not get_user_model().objects.filter(username="numis").exists()
+
+
+def test_sign_in_and_sign_out(client, collector):
+    response = client.post(reverse("login"), {"username": "collector1", "password": "correct-horse-battery"})
+    assert response.status_code == 302
+    assert response["Location"] == reverse("coin-list")
+
+    response = client.post(reverse("logout"))
+    assert response.status_code == 302
+    assert response["Location"] == reverse("login")
+    assert b"What year is your coin?" in client.get(reverse("coin-list")).content
+
+
+def test_wrong_password_is_refused_with_a_message(client, collector):
+    response = client.post(reverse("login"), {"username": "collector1", "password": "wrong"})
+
+    assert response.status_code == 200
+    assert "That username and password do not match an account." in _text(response)
+
+
+def _text(response) -> str:
+    """The page's visible words with whitespace collapsed (tags stripped), for sentence-level assertions."""
+    import re
+    from html import unescape
+
+    html = response.content.decode()
+    html = re.sub(r"<(script|style)\b.*?</\1>", " ", html, flags=re.S)
+    return (
+        " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())
+        .replace(" ,", ",")
+        .replace(" .", ".")
+        .replace(" :", ":")
+    )

@@ -1,0 +1,255 @@
+"""The learning loop with real (tiny) training: first version -> Production, retraining compared with Production,
+promotion and rollback, worse candidates rejected, failures and cancellations that never touch Production."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import PermissionDenied
+
+from predictions import inference
+from predictions.models import Coin
+from predictions.services import coin_correct, coin_create
+from tests.factories import UserFactory
+from training import services
+from training.ml import registry, synthetic
+from training.models import ModelVersion, Promotion, TrainingRun
+
+pytestmark = [pytest.mark.django_db(transaction=False), pytest.mark.slow]
+
+TINY = ["image_size=32", "epochs=1", "folds=2", "backbone=mobilenet_v3_small", "batch_size=8", "head_hidden=32"]
+# Trains nothing useful: a learning rate of ~0 and a year range far from the coins' (the output stays near 1050).
+BROKEN = [*TINY, "lr=1e-12", "year_min=1000", "year_max=1100"]
+
+
+@pytest.fixture
+def model_name(settings):
+    """A model name of this test alone: the session's MLflow store is shared, the registry state must not be."""
+    settings.MLFLOW_MODEL_NAME = f"coin-year-test-{uuid.uuid4().hex[:8]}"
+    settings.EVALUATION_SHARE = 0.25
+    inference.reset()
+    yield settings.MLFLOW_MODEL_NAME
+    inference.reset()
+
+
+def add_coins(owner, count: int, *, seed: int, verified: bool = True) -> list[Coin]:
+    """Generated coins with readable years, stored as verified demo coins (or unverified uploads)."""
+    return [
+        coin_create(
+            owner=owner,
+            front=front,
+            back=back,
+            source=Coin.Source.DEMO if verified else Coin.Source.UPLOAD,
+            verified_year=year if verified else None,
+            enqueue_prediction=False,
+        )
+        for front, back, year in synthetic.iter_coins(count, seed=seed, size=64)
+    ]
+
+
+def train(overrides=TINY, **kwargs) -> TrainingRun:
+    run = services.training_run_start(overrides=overrides, enqueue=False, **kwargs)
+    return services.training_run_execute(run_id=run.id)
+
+
+def production_version(name: str) -> int | None:
+    return registry.get_alias_version(name, "production")
+
+
+@pytest.fixture
+def first_version(model_name, collector):
+    """v1, trained on 32 labelled coins, in Production."""
+    add_coins(collector, 32, seed=11)
+    run = train()
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    return run
+
+
+def test_first_version_becomes_production_with_an_initial_audit_row(first_version, model_name):
+    run = first_version
+
+    mirror = ModelVersion.objects.get(name=model_name, training_run=run)
+    assert mirror.version == production_version(model_name)
+    assert mirror.is_production and "production" in mirror.aliases
+    assert run.verdict == TrainingRun.Verdict.PROMOTED
+    promotion = Promotion.objects.get(to_version=mirror)
+    assert promotion.action == Promotion.Action.INITIAL and promotion.from_version is None
+    # the run keeps what the model owner needs to judge it
+    assert run.dataset_version.coin_count + run.evaluation_dataset.coin_count == 32
+    assert {"mae", "baseline_mae", "folds", "report"} <= set(run.metrics)
+    assert len(run.metrics["folds"]) == 2
+    assert run.progress["folds"] == 2 and run.progress["epoch"] == 1
+    assert run.comparison["candidate"]["count"] == run.evaluation_dataset.coin_count
+    assert run.mlflow_run_id and mirror.run_id == run.mlflow_run_id
+    assert "mae" in mirror.metrics
+    assert TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING).count() == 0, "the lock is released"
+
+
+def test_retraining_is_compared_with_production_then_promoted_and_rolled_back(
+    first_version, model_name, collector, curator, model_owner, settings
+):
+    v1 = production_version(model_name)
+    # given: curators corrected coins since v1 was trained
+    new = add_coins(collector, 8, seed=12, verified=False)
+    for coin in new:
+        coin_correct(coin=coin, curator=curator, year=1900)
+
+    # when: retraining
+    run = train()
+
+    # then: v2 is registered with a comparison on the evaluation set and on the corrected coins, Production unchanged
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    v2 = run.model_version.version
+    assert v2 != v1 and production_version(model_name) == v1
+    comparison = run.comparison
+    assert comparison["candidate"]["version"] == v2 and comparison["production"]["version"] == v1
+    assert comparison["candidate"]["count"] == comparison["production"]["count"] == run.evaluation_dataset.coin_count
+    for key in ("mae", "mse", "r2", "within_5", "within_10", "mae_by_decade"):
+        assert key in comparison["candidate"] and key in comparison["production"]
+    assert comparison["corrected"]["count"] == 8
+    assert comparison["corrected"]["candidate_mae"] is not None and comparison["corrected"]["production_mae"] is not None
+    assert comparison["verdict"] in ("recommended", "rejected") and run.verdict == comparison["verdict"]
+
+    # when: the owner promotes v2
+    promotion = services.model_version_promote(version=v2, actor=model_owner)
+
+    # then: alias and mirror moved together, with an audit row
+    assert production_version(model_name) == v2
+    assert list(ModelVersion.objects.filter(name=model_name, is_production=True).values_list("version", flat=True)) == [v2]
+    mirror = ModelVersion.objects.get(name=model_name, version=v2)
+    assert mirror.promoted_by == model_owner and "production" in mirror.aliases
+    assert "production" not in ModelVersion.objects.get(name=model_name, version=v1).aliases
+    assert (promotion.from_version.version, promotion.to_version.version, promotion.actor) == (v1, v2, model_owner)
+
+    # when: the owner rolls back
+    rollback = services.model_version_rollback(actor=model_owner)
+
+    # then: v1 serves again
+    assert production_version(model_name) == v1
+    assert ModelVersion.objects.get(name=model_name, is_production=True).version == v1
+    assert rollback.action == Promotion.Action.ROLLBACK and rollback.to_version.version == v1
+
+
+@pytest.mark.parametrize("role", [None, "collector", "curator"])
+def test_only_model_owners_promote_a_registered_version(first_version, model_name, role):
+    user = AnonymousUser() if role is None else UserFactory(roles=[role])
+    version = production_version(model_name)
+
+    with pytest.raises(PermissionDenied):
+        services.model_version_promote(version=version, actor=user)
+
+    assert Promotion.objects.count() == 1  # only the initial one
+
+
+def test_worse_candidate_is_rejected_and_never_promoted_even_with_auto_promote(first_version, model_name, settings):
+    settings.AUTO_PROMOTE = True
+    v1 = production_version(model_name)
+
+    run = train(BROKEN)
+
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    assert run.verdict == TrainingRun.Verdict.REJECTED
+    assert run.comparison["verdict"] == "rejected"
+    assert run.comparison["candidate"]["mae"] > run.comparison["production"]["mae"]
+    assert production_version(model_name) == v1
+    assert registry.get_alias_version(model_name, "staging") is None
+    assert not run.model_version.is_production
+    assert Promotion.objects.count() == 1
+
+
+def test_better_candidate_is_recommended_staged_and_auto_promoted(model_name, collector, settings):
+    add_coins(collector, 32, seed=11)
+    broken = train(BROKEN)  # a bad first Production
+    assert broken.status == TrainingRun.Status.SUCCEEDED, broken.error
+    settings.AUTO_PROMOTE = True
+
+    run = train()
+
+    assert run.comparison["better"] and run.verdict == TrainingRun.Verdict.PROMOTED
+    assert production_version(model_name) == run.model_version.version
+    promotion = Promotion.objects.get(to_version=run.model_version)
+    assert promotion.action == Promotion.Action.AUTO and promotion.actor is None
+    assert promotion.from_version == broken.model_version
+
+
+def test_run_that_raises_mid_way_leaves_production_alone(first_version, model_name):
+    v1 = production_version(model_name)
+    versions_before = registry.list_versions(model_name)
+
+    def explode(fold, epoch, metrics):
+        raise RuntimeError("GPU fell off the bus")
+
+    run = services.training_run_start(overrides=TINY, enqueue=False)
+    run = services.training_run_execute(run_id=run.id, on_epoch=explode)
+
+    assert run.status == TrainingRun.Status.FAILED
+    assert "GPU fell off the bus" in run.error
+    assert production_version(model_name) == v1
+    assert registry.list_versions(model_name) == versions_before, "nothing registered"
+    assert ModelVersion.objects.get(name=model_name, is_production=True).version == v1
+
+
+def test_run_whose_photo_file_vanished_fails_and_leaves_production_alone(first_version, model_name, collector):
+    v1 = production_version(model_name)
+    [coin] = add_coins(collector, 1, seed=99)
+    add_coins(collector, 4, seed=98)
+    coin.front_image.storage.delete(coin.front_image.name)
+
+    run = train()
+
+    assert run.status == TrainingRun.Status.FAILED
+    assert run.error and len(run.error) <= services.ERROR_MAX_CHARS
+    assert production_version(model_name) == v1
+    assert not TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING).exists()
+
+
+def test_cancelled_run_stops_and_leaves_production_alone(first_version, model_name, model_owner):
+    v1 = production_version(model_name)
+    versions_before = registry.list_versions(model_name)
+    run = services.training_run_start(overrides=[*TINY, "epochs=3"], enqueue=False)
+
+    def owner_cancels(fold, epoch, metrics):
+        services.training_run_cancel(run=run, actor=model_owner)
+
+    run = services.training_run_execute(run_id=run.id, on_epoch=owner_cancels)
+
+    assert run.status == TrainingRun.Status.CANCELLED and "cancel" in run.error
+    assert run.progress["epoch"] == 1, "it stopped at the first check after the request"
+    assert production_version(model_name) == v1
+    assert registry.list_versions(model_name) == versions_before
+
+
+def test_fine_tune_starts_from_production_and_is_compared(first_version, model_name, settings):
+    v1 = production_version(model_name)
+    settings.PROMOTION_MARGIN_YEARS = 0.0
+
+    run = train(fine_tune=True)
+
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    assert run.fine_tune
+    if run.verdict == TrainingRun.Verdict.REJECTED and "regressed" in run.error:
+        assert not hasattr(run, "model_version") or run.model_version is None  # discarded: nothing registered
+    else:
+        assert run.comparison["production"]["version"] == v1
+    assert production_version(model_name) == v1
+
+
+def test_rescore_after_promotion_lists_the_movers(first_version, model_name, collector, model_owner):
+    coins = add_coins(collector, 3, seed=21, verified=False)
+    v1 = production_version(model_name)
+    for coin in coins:
+        inference.coin_predict(coin_id=coin.id)
+    # a second version to move to
+    run = train([*TINY, "seed=7"])
+    v2 = run.model_version.version
+    services.model_version_promote(version=v2, actor=model_owner)
+
+    done = services.coins_rescore_now(coin_ids=[coin.id for coin in coins])
+
+    assert done == 3
+    movers = services.rescore_movers(since_version=v1)
+    assert {m["coin_id"] for m in movers} == {coin.id for coin in coins}
+    assert all(m["new_version"] == v2 and m["moved"] == abs(m["new_year"] - m["old_year"]) for m in movers)
+    assert [m["moved"] for m in movers] == sorted((m["moved"] for m in movers), reverse=True)

@@ -1,0 +1,485 @@
+"""Photo decoding, validation and the ONE preprocessing path shared by training, evaluation and serving.
+
+Why one path: a published model for this very task used other image sizes and normalisation at inference than in
+training. Here every photo goes through load_image() (validate, EXIF orientation, reduced-scale decode, square
+centre crop, resize) and then the callable from build_transforms(); train=True only adds augmentation on top of the
+same steps. Augmentation never flips: a mirrored coin has mirrored inscriptions and is not a coin that exists.
+
+Validation errors are ImageError subclasses carrying a stable ``code``, the HTTP status that fits and a message that
+names the problem, so the site can answer 400/413/415 instead of 500.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+try:  # HEIC/HEIF phone photos; the package is in requirements, but decoding JPEG/PNG must not depend on it
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+except ImportError:  # pragma: no cover
+    pillow_heif = None
+
+if TYPE_CHECKING:
+    from training.ml.config import TrainConfig
+
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+MAX_IMAGE_PIXELS = 50_000_000
+# Pillow's names. MPO is how Pillow names the multi-picture JPEGs many phones write.
+SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "HEIF", "AVIF", "BMP", "TIFF"})
+_JPEG_FORMATS = frozenset({"JPEG", "MPO"})
+# ImageNet statistics: right for local pretrained weights and harmless for random init.
+RGB_MEAN = (0.485, 0.456, 0.406)
+RGB_STD = (0.229, 0.224, 0.225)
+GRAY_MEAN = (0.449,)
+GRAY_STD = (0.226,)
+
+
+# --- errors ------------------------------------------------------------------------------------------------------
+
+
+class ImageError(ValueError):
+    """A photo that cannot be used; ``code`` is stable for clients, ``field`` is set by whoever knows the field."""
+
+    code = "invalid_image"
+    http_status = 400
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class EmptyImageError(ImageError):
+    code = "empty"
+    http_status = 400
+
+
+class ImageTooLargeError(ImageError):
+    code = "too_large"
+    http_status = 413
+
+
+class TooManyPixelsError(ImageError):
+    code = "too_many_pixels"
+    http_status = 413
+
+
+class UnsupportedFormatError(ImageError):
+    code = "unsupported_format"
+    http_status = 415
+
+
+class NotAnImageError(ImageError):
+    code = "not_an_image"
+    http_status = 400
+
+
+class TruncatedImageError(ImageError):
+    code = "truncated"
+    http_status = 400
+
+
+class InvalidBase64Error(ImageError):
+    code = "invalid_base64"
+    http_status = 400
+
+
+# --- decoding and validation ---------------------------------------------------------------------------------------
+
+
+def decode_base64(text: str, *, max_bytes: int = MAX_UPLOAD_BYTES) -> bytes:
+    """Decode base64 (standard or URL-safe, padding optional, ``data:`` URL prefix allowed) to bytes.
+
+    The size limit is checked on the text length first, so a huge payload is refused before it is decoded.
+    """
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            text = bytes(text).decode("ascii")
+        except UnicodeDecodeError as error:
+            raise InvalidBase64Error("the image is not valid base64 (non-ASCII characters)") from error
+    if not isinstance(text, str):
+        raise InvalidBase64Error(f"the image must be a base64 string, got {type(text).__name__}")
+    if text.startswith("data:"):
+        header, sep, text = text.partition(",")
+        if not sep or ";base64" not in header:
+            raise InvalidBase64Error("a data: URL must be base64 encoded (data:image/jpeg;base64,...)")
+    compact = "".join(text.split())
+    if not compact:
+        raise EmptyImageError("the image is empty (zero bytes)")
+    if len(compact) > 4 * math.ceil(max_bytes / 3) + 4:
+        raise ImageTooLargeError(f"the image is larger than the limit of {_human(max_bytes)}")
+    if "-" in compact or "_" in compact:
+        compact = compact.replace("-", "+").replace("_", "/")
+    if len(compact) % 4:
+        compact += "=" * (-len(compact) % 4)
+    try:
+        data = base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise InvalidBase64Error(f"the image is not valid base64 ({error})") from error
+    if not data:
+        raise EmptyImageError("the image is empty (zero bytes)")
+    if len(data) > max_bytes:
+        raise ImageTooLargeError(f"the image is {_human(len(data))}, more than the limit of {_human(max_bytes)}")
+    return data
+
+
+def validate_image_bytes(data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_IMAGE_PIXELS) -> str:
+    """Check that ``data`` is a complete photo in a supported format within the limits; return the format name.
+
+    Decodes at reduced scale (fast for 12 MP JPEGs) but through the whole file, so truncation is caught.
+    """
+    image = _open_checked(data, max_bytes=max_bytes, max_pixels=max_pixels, target=64)
+    return image.info["coinsite_format"]
+
+
+def load_image(
+    data: bytes,
+    *,
+    size: int = 128,
+    grayscale: bool = False,
+    max_bytes: int = MAX_UPLOAD_BYTES,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+) -> Image.Image:
+    """Validate and decode a photo to a ``size`` x ``size`` RGB (or L) image, EXIF orientation applied.
+
+    Big JPEGs are decoded by libjpeg at 1/2..1/8 scale (``draft``) and other formats are box-reduced (``reduce``)
+    to about twice the target before the final resize, so a 12 MP phone photo costs tens of ms, not hundreds.
+    The photo is centre-cropped to a square first: a coin is round and centred, and squashing would distort it.
+    """
+    image = _open_checked(data, max_bytes=max_bytes, max_pixels=max_pixels, target=2 * size)
+    return _finish(image, size=size, grayscale=grayscale)
+
+
+def _finish(image: Image.Image, *, size: int, grayscale: bool) -> Image.Image:
+    """EXIF transpose, convert, crop to a centred square, reduce and resize: the part shared by every source."""
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception:  # a broken EXIF block must not make a good photo unusable
+        pass
+    mode = "L" if grayscale else "RGB"
+    if image.mode != mode:
+        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+            image = image.convert("RGBA")
+            background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(background, image)
+        image = image.convert(mode)
+    width, height = image.size
+    side = min(width, height)
+    if width != height:
+        left, top = (width - side) // 2, (height - side) // 2
+        image = image.crop((left, top, left + side, top + side))
+    factor = side // (2 * size)
+    if factor >= 2:
+        image = image.reduce(factor)
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    return image
+
+
+def _open_checked(data: bytes, *, max_bytes: int, max_pixels: int, target: int) -> Image.Image:
+    """Open, check format and header size (before any pixel is decoded), verify, then decode near ``target``."""
+    if isinstance(data, (bytearray, memoryview)):
+        data = bytes(data)
+    if not isinstance(data, bytes):
+        raise NotAnImageError(f"the image must be bytes, got {type(data).__name__}")
+    if not data:
+        raise EmptyImageError("the image is empty (zero bytes)")
+    if len(data) > max_bytes:
+        raise ImageTooLargeError(f"the image is {_human(len(data))}, more than the limit of {_human(max_bytes)}")
+
+    image = _open(data)
+    image_format = (image.format or "").upper()
+    if image_format not in SUPPORTED_FORMATS:
+        name = image_format or "unknown"
+        raise UnsupportedFormatError(
+            f"the image format {name} is not supported (use JPEG, PNG, WEBP, HEIF/HEIC, AVIF, BMP or TIFF)"
+        )
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise NotAnImageError("the image has no pixels")
+    if width * height > max_pixels:
+        raise TooManyPixelsError(
+            f"the image has {width}x{height} = {width * height:,} pixels, more than the limit of {max_pixels:,}"
+        )
+    try:
+        image.verify()  # structural check (PNG chunk CRCs and the like) without decoding pixels
+    except Exception as error:
+        raise _decode_error(error) from error
+
+    image = _open(data)  # verify() leaves the image unusable: open again to decode
+    if image_format in _JPEG_FORMATS:
+        image.draft(None, (target, target))  # libjpeg decodes at 1/2, 1/4 or 1/8 scale, never below target
+    try:
+        image.load()
+    except Exception as error:
+        raise _decode_error(error) from error
+    image.info["coinsite_format"] = image_format
+    return image
+
+
+def _open(data: bytes) -> Image.Image:
+    try:
+        return Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as error:
+        raise TooManyPixelsError(f"the image has too many pixels (decompression bomb): {error}") from error
+    except UnidentifiedImageError as error:
+        raise NotAnImageError("the file is not an image (no known image format)") from error
+    except Exception as error:
+        raise _decode_error(error) from error
+
+
+def _decode_error(error: Exception) -> ImageError:
+    message = str(error)
+    if isinstance(error, Image.DecompressionBombError):
+        return TooManyPixelsError(f"the image has too many pixels (decompression bomb): {message}")
+    if "truncat" in message.lower() or isinstance(error, EOFError):
+        return TruncatedImageError("the image file is truncated (incomplete upload?)")
+    return NotAnImageError(f"the image could not be decoded ({message or type(error).__name__})")
+
+
+def _human(n: int) -> str:
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):.1f} MiB"
+    if n >= 1024:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n} bytes"
+
+
+# Never decode partial files: a truncated upload must be an error, not a grey half-coin.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+# --- tensors, normalisation and augmentation -----------------------------------------------------------------------
+
+
+def image_to_uint8(image: Image.Image | torch.Tensor | np.ndarray) -> torch.Tensor:
+    """PIL image or array to a uint8 C x H x W tensor (no copy for tensors that already are one)."""
+    if isinstance(image, torch.Tensor):
+        tensor = image
+    elif isinstance(image, Image.Image):
+        tensor = torch.from_numpy(np.asarray(image).copy())
+        tensor = tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1)
+    else:
+        tensor = torch.from_numpy(np.asarray(image))
+        tensor = tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1)
+    if tensor.dtype != torch.uint8:
+        raise ValueError(f"expected a uint8 image, got {tensor.dtype}")
+    return tensor.contiguous()
+
+
+class Normalize(torch.nn.Module):
+    """uint8 (N, C, H, W) in [0, 255] -> float, normalised with fixed per-channel statistics."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        mean = RGB_MEAN if channels == 3 else GRAY_MEAN
+        std = RGB_STD if channels == 3 else GRAY_STD
+        scale = torch.tensor([1.0 / (255.0 * s) for s in std]).view(1, -1, 1, 1)
+        shift = torch.tensor([-m / s for m, s in zip(mean, std, strict=True)]).view(1, -1, 1, 1)
+        self.register_buffer("scale", scale, persistent=False)
+        self.register_buffer("shift", shift, persistent=False)
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.shift, batch.float(), self.scale)
+
+
+class Augment(torch.nn.Module):
+    """Light, batched photo augmentation on uint8 (N, C, H, W): rotation, scale, shift, colour, blur. No flips.
+
+    Batched because per-image transforms cost more than the model on 2 CPU cores; the same module serves one image
+    (a batch of one) in build_transforms(train=True), so both paths draw from the same distribution. Every sampled
+    affine matrix has a positive determinant (rotation times a positive scale): it can never mirror the coin.
+    """
+
+    def __init__(
+        self,
+        *,
+        rotation_degrees: float,
+        scale: float,
+        translate: float,
+        color: float,
+        blur_probability: float,
+    ) -> None:
+        super().__init__()
+        self.rotation = math.radians(rotation_degrees)
+        self.scale = scale
+        self.translate = translate
+        self.color = color
+        self.blur_probability = blur_probability
+        self._grid_cache: dict[tuple[int, int], torch.Tensor] = {}
+
+    def sample_matrices(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(n, 2, 3) affine matrices in grid_sample's normalised coordinates."""
+        uniform = torch.rand(n, 4, generator=generator) * 2 - 1
+        angle = uniform[:, 0] * self.rotation
+        zoom = 1 + uniform[:, 1] * self.scale
+        cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+        shift = uniform[:, 2:] * (2 * self.translate)
+        return torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+
+    def _base_grid(self, height: int, width: int) -> torch.Tensor:
+        grid = self._grid_cache.get((height, width))
+        if grid is None:
+            ys = (torch.arange(height, dtype=torch.float32) * 2 + 1) / height - 1
+            xs = (torch.arange(width, dtype=torch.float32) * 2 + 1) / width - 1
+            gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+            grid = torch.stack([gx, gy, torch.ones_like(gx)], -1).view(1, height * width, 3)
+            self._grid_cache[(height, width)] = grid
+        return grid
+
+    def forward(self, batch: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """uint8 (N, C, H, W) -> float (N, C, H, W) in [0, 255], augmented."""
+        n, channels, height, width = batch.shape
+        x = batch.float()
+        if self.rotation or self.scale or self.translate:
+            theta = self.sample_matrices(n, generator)
+            grid = torch.matmul(self._base_grid(height, width), theta.transpose(1, 2)).view(n, height, width, 2)
+            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        if self.color:
+            factors = 1 + (torch.rand(n, 3, 1, 1, 1, generator=generator) * 2 - 1) * self.color
+            brightness, contrast, saturation = factors[:, 0], factors[:, 1], factors[:, 2]
+            if channels == 3:
+                gray = x[:, 0:1] * 0.299 + x[:, 1:2] * 0.587 + x[:, 2:3] * 0.114
+                x = torch.lerp(gray, x, saturation)
+            else:
+                gray = x
+            mean = gray.mean((2, 3), keepdim=True)
+            x = (x - mean) * contrast + mean * brightness
+        if self.blur_probability:
+            chosen = torch.rand(n, generator=generator) < self.blur_probability
+            if bool(chosen.any()):
+                index = chosen.nonzero().squeeze(1)
+                x[index] = _blur3(x[index])
+        return x.clamp_(0, 255)
+
+
+def _blur3(x: torch.Tensor) -> torch.Tensor:
+    """A light 3x3 binomial blur (sigma about 0.7 px), like a slightly soft phone photo."""
+    channels = x.shape[1]
+    kernel = torch.tensor([0.25, 0.5, 0.25])
+    kernel = (kernel[:, None] * kernel[None, :]).expand(channels, 1, 3, 3).contiguous()
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel, groups=channels)
+
+
+class CoinTransform:
+    """Image -> normalised float tensor, the single preprocessing path (see build_transforms).
+
+    ``steps`` lists what is applied, in order; train=True adds exactly one Augment step, nothing else.
+    Call it on one image (PIL or uint8 C x H x W tensor) or use ``batch`` on uint8 (N, C, H, W): same steps.
+    """
+
+    def __init__(self, *, size: int, channels: int, augment: Augment | None) -> None:
+        self.size = size
+        self.channels = channels
+        self.augment = augment
+        self.normalize = Normalize(channels)
+        # (PIL images first go through _finish: EXIF transpose, centre square, resize; load_image already did it)
+        self.steps: list[Any] = [image_to_uint8]
+        if augment is not None:
+            self.steps.append(augment)
+        self.steps.append(self.normalize)
+
+    def __call__(self, image: Image.Image | torch.Tensor) -> torch.Tensor:
+        if isinstance(image, Image.Image):
+            image = _finish(image, size=self.size, grayscale=self.channels == 1)
+        tensor = image_to_uint8(image)
+        if tensor.shape[-2:] != (self.size, self.size):
+            tensor = F.interpolate(tensor[None].float(), size=(self.size, self.size), mode="bilinear")[0]
+            tensor = tensor.round().clamp(0, 255).to(torch.uint8)
+        return self.batch(tensor.unsqueeze(0))[0]
+
+    def batch(self, batch: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """uint8 (N, C, size, size) -> float normalised (N, C, size, size)."""
+        if batch.shape[1] != self.channels:
+            raise ValueError(f"expected {self.channels} channel(s), got {batch.shape[1]}")
+        x = self.augment(batch, generator) if self.augment is not None else batch
+        return self.normalize(x)
+
+    def __repr__(self) -> str:
+        names = [getattr(s, "__name__", type(s).__name__) for s in self.steps]
+        return f"CoinTransform(size={self.size}, channels={self.channels}, steps={names})"
+
+
+def build_transforms(config: TrainConfig, *, train: bool) -> CoinTransform:
+    """The preprocessing for ``config``: train=False is what evaluation and serving use; train=True adds augmentation.
+
+    Returns a callable (PIL image or uint8 tensor -> float C x H x W, normalised) with a ``batch`` method.
+    """
+    augment = None
+    if train and config.augment:
+        augment = Augment(
+            rotation_degrees=config.aug_rotation,
+            scale=config.aug_scale,
+            translate=config.aug_translate,
+            color=config.aug_color,
+            blur_probability=config.aug_blur,
+        )
+    return CoinTransform(size=config.image_size, channels=config.in_channels, augment=augment)
+
+
+def load_uint8(data: bytes, config: TrainConfig, **limits: int) -> torch.Tensor:
+    """Validate and decode photo bytes to the uint8 C x size x size tensor that the transforms take."""
+    return image_to_uint8(load_image(data, size=config.image_size, grayscale=config.grayscale, **limits))
+
+
+def preprocess_pair(front: bytes, back: bytes, config: TrainConfig, **limits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both photos of one coin through the evaluation path: (C, H, W) float tensors each. Errors name the side."""
+    front_batch, back_batch = preprocess_batch([(front, back)], config, **limits)
+    return front_batch[0], back_batch[0]
+
+
+def preprocess_batch(
+    pairs: Sequence[tuple[bytes, bytes]], config: TrainConfig, **limits: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Photo pairs through the evaluation path: (N, C, H, W) float tensors for the fronts and for the backs.
+
+    An ImageError names the side (``field`` "front_image"/"back_image", plus the input index when N > 1).
+    """
+    transform = build_transforms(config, train=False)
+    fronts, backs = [], []
+    for index, (front, back) in enumerate(pairs):
+        for side, data, out in (("front", front, fronts), ("back", back, backs)):
+            try:
+                out.append(load_uint8(data, config, **limits))
+            except ImageError as error:
+                if error.field is None:
+                    error.field = f"{side}_image" if len(pairs) == 1 else f"inputs[{index}].{side}_image"
+                error.message = f"{side} photo: {error.message}"
+                raise
+    if not fronts:
+        empty = torch.empty(0, config.in_channels, config.image_size, config.image_size)
+        return empty, empty.clone()
+    return transform.batch(torch.stack(fronts)), transform.batch(torch.stack(backs))
+
+
+def decode_and_preprocess_base64(
+    front_b64: str, back_b64: str, config: TrainConfig, **limits: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Model-Serving JSON fields to tensors: base64 -> bytes -> the evaluation path."""
+    max_bytes = limits.get("max_bytes", MAX_UPLOAD_BYTES)
+    sides = []
+    for side, text in (("front", front_b64), ("back", back_b64)):
+        try:
+            sides.append(decode_base64(text, max_bytes=max_bytes))
+        except ImageError as error:
+            error.field = error.field or f"{side}_image_base64"
+            error.message = f"{side} photo: {error.message}"
+            raise
+    return preprocess_pair(sides[0], sides[1], config, **limits)
+
+
+TransformFn = Callable[[Image.Image], torch.Tensor]

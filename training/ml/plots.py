@@ -1,0 +1,156 @@
+"""The figures logged with every training run: learning curves, predicted vs true, error by decade.
+
+Matplotlib only, through `matplotlib.figure.Figure` (the object API, never pyplot): no global figure registry, no
+GUI backend, safe in worker threads; `Figure.savefig` renders with Agg. Inputs are plain numbers so the plots can
+be drawn from a FitResult, from an evaluation in the Django process, or from a test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+# History of one fold: one dict per epoch, e.g. {"epoch": 1, "train_loss": 0.3, "val_mae": 25.1}.
+FoldHistory = Sequence[Mapping[str, Any]]
+
+TRAIN_LOSS_KEYS = ("train_loss", "loss", "train_mae_loss")
+VAL_MAE_KEYS = ("val_mae", "mae", "valid_mae", "val_mae_years")
+
+
+def _first_key(rows: Iterable[Mapping[str, Any]], keys: Sequence[str]) -> str | None:
+    rows = list(rows)
+    for key in keys:
+        if any(key in row for row in rows):
+            return key
+    return None
+
+
+def normalise_history(history: Any) -> dict[int, list[dict]]:
+    """Per-fold epoch rows from the shapes a history comes in.
+
+    Accepts {fold: [row, ...]}, [[row, ...] per fold] or a flat [row, ...] where each row carries its "fold".
+    Rows without an "epoch" get their position (1-based).
+    """
+    folds: dict[int, list[dict]] = {}
+    if not history:
+        return folds
+    if isinstance(history, Mapping):
+        items = [(int(k), list(v)) for k, v in history.items()]
+    elif all(isinstance(item, Mapping) for item in history):
+        grouped: dict[int, list] = {}
+        for row in history:
+            grouped.setdefault(int(row.get("fold", 0)), []).append(row)
+        items = list(grouped.items())
+    else:
+        items = [(i, list(rows)) for i, rows in enumerate(history)]
+    for fold, rows in items:
+        clean = []
+        for position, row in enumerate(rows, start=1):
+            row = dict(row)
+            row.setdefault("epoch", position)
+            clean.append(row)
+        folds[fold] = sorted(clean, key=lambda r: r["epoch"])
+    return dict(sorted(folds.items()))
+
+
+def learning_curves(history: Any, *, title: str = "Learning curves") -> Figure:
+    """Train loss and validation MAE (years) against epoch, one line per fold."""
+    folds = normalise_history(history)
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    ax_loss, ax_mae = fig.subplots(1, 2)
+    all_rows = [row for rows in folds.values() for row in rows]
+    loss_key = _first_key(all_rows, TRAIN_LOSS_KEYS)
+    mae_key = _first_key(all_rows, VAL_MAE_KEYS)
+    for fold, rows in folds.items():
+        epochs = [row["epoch"] for row in rows]
+        if loss_key:
+            ax_loss.plot(epochs, [row.get(loss_key, np.nan) for row in rows], marker="o", label=f"fold {fold}")
+        if mae_key:
+            ax_mae.plot(epochs, [row.get(mae_key, np.nan) for row in rows], marker="o", label=f"fold {fold}")
+    ax_loss.set(title=f"train loss ({loss_key or 'missing'})", xlabel="epoch", ylabel="loss")
+    ax_mae.set(title="validation MAE", xlabel="epoch", ylabel="years")
+    for ax in (ax_loss, ax_mae):
+        ax.grid(alpha=0.3)
+        if folds:
+            ax.legend(fontsize="small")
+    if not folds:
+        ax_loss.text(0.5, 0.5, "no epochs recorded", ha="center", va="center", transform=ax_loss.transAxes)
+    fig.suptitle(title)
+    return fig
+
+
+def predicted_vs_true(
+    y_true: Sequence[float],
+    y_pred: Sequence[float],
+    *,
+    year_min: int = 1700,
+    year_max: int = 2025,
+    title: str = "Out-of-fold predictions",
+) -> Figure:
+    """Scatter of predicted against true year with the identity line; the title carries MAE and n."""
+    true = np.asarray(y_true, dtype=float).ravel()
+    pred = np.asarray(y_pred, dtype=float).ravel()
+    fig = Figure(figsize=(5.5, 5.5), layout="constrained")
+    ax = fig.subplots()
+    ax.plot([year_min, year_max], [year_min, year_max], color="grey", linestyle="--", linewidth=1, label="perfect")
+    ax.scatter(true, pred, s=12, alpha=0.6, label="coin")
+    mae = float(np.mean(np.abs(pred - true))) if true.size else float("nan")
+    ax.set(
+        title=f"{title}\nMAE {mae:.1f} years, n={true.size}",
+        xlabel="true year",
+        ylabel="predicted year",
+        xlim=(year_min - 5, year_max + 5),
+        ylim=(year_min - 5, year_max + 5),
+    )
+    ax.set_aspect("equal")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize="small")
+    return fig
+
+
+def mae_by_decade(y_true: Sequence[float], y_pred: Sequence[float]) -> dict[str, dict[str, float]]:
+    """{"1870": {"mae": 12.3, "count": 4}, ...} keyed by the decade of the TRUE year, in order."""
+    true = np.asarray(y_true, dtype=float).ravel()
+    pred = np.asarray(y_pred, dtype=float).ravel()
+    decades = (np.floor(true / 10) * 10).astype(int)
+    out: dict[str, dict[str, float]] = {}
+    for decade in sorted(set(decades.tolist())):
+        mask = decades == decade
+        out[str(decade)] = {"mae": float(np.mean(np.abs(pred[mask] - true[mask]))), "count": int(mask.sum())}
+    return out
+
+
+def error_by_decade(
+    y_true: Sequence[float],
+    y_pred: Sequence[float],
+    *,
+    baseline_mae: float | None = None,
+    title: str = "Error by decade (out-of-fold)",
+) -> Figure:
+    """Bar chart of the MAE per decade of the true year, with the number of coins on each bar."""
+    table = mae_by_decade(y_true, y_pred)
+    fig = Figure(figsize=(max(6.0, 0.35 * len(table) + 2), 4), layout="constrained")
+    ax = fig.subplots()
+    labels = list(table)
+    values = [table[k]["mae"] for k in labels]
+    bars = ax.bar(range(len(labels)), values, color="#b87333")
+    for bar, key in zip(bars, labels, strict=True):
+        ax.annotate(
+            str(int(table[key]["count"])),
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize="x-small",
+        )
+    if baseline_mae is not None and np.isfinite(baseline_mae):
+        ax.axhline(baseline_mae, color="grey", linestyle="--", linewidth=1, label=f"median baseline {baseline_mae:.1f}")
+        ax.legend(fontsize="small")
+    ax.set_xticks(range(len(labels)), [f"{k}s" for k in labels], rotation=90, fontsize="small")
+    ax.set(title=title, xlabel="decade of the true year (number = coins)", ylabel="MAE (years)")
+    ax.grid(axis="y", alpha=0.3)
+    if not labels:
+        ax.text(0.5, 0.5, "no predictions", ha="center", va="center", transform=ax.transAxes)
+    return fig

@@ -1,0 +1,108 @@
+"""The registered coin-year model as MLflow sees it (models-from-code).
+
+`mlflow models serve -m models:/coin-year@production --env-manager local` loads this file and answers
+POST /invocations ``{"inputs": [{"front_image_base64": "...", "back_image_base64": "..."}, ...]}`` with
+``{"predictions": [1874, ...]}``: one year per input, same order. The predict type hint (a list of the pydantic
+CoinPhotos) gives the model its signature, so MLflow validates the JSON and hands us CoinPhotos objects.
+
+Decoding and preprocessing are training.ml.images' (decode_base64, then preprocess_batch: the same evaluation path
+as training), and the predictor is built by training.ml.registry.predictor_from_files, the same function the
+Django inference workers use, so the three roads to a year (in memory, load_predictor, this pyfunc) cannot drift.
+A photo that is not valid base64 or not an image raises MlflowException INVALID_PARAMETER_VALUE (HTTP 400) naming
+the input and the side, never a 500.
+
+No ``from __future__ import annotations`` here: MLflow reads the predict type hints at runtime.
+"""
+
+import os
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+import mlflow  # noqa: E402
+import pydantic  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+from mlflow.pyfunc import PythonModel, PythonModelContext  # noqa: E402
+
+# Rows per forward pass: bounds memory for a large request without changing any result.
+CHUNK = 32
+
+
+class CoinPhotos(pydantic.BaseModel):
+    """One coin of the Model-Serving JSON: both photos, base64 (standard or URL-safe, data: URLs allowed)."""
+
+    front_image_base64: str
+    back_image_base64: str
+
+
+def year_of(row) -> int:
+    """The year reported for one [year, low, high] row: the same rounding as predictions.inference."""
+    return int(round(float(row[0])))
+
+
+class CoinYearModel(PythonModel):
+    """Fold ensemble of coin-year; ONNX Runtime when available, PyTorch from the fold state dicts otherwise.
+
+    The environment variable COINSITE_MODEL_BACKEND=torch (read when the model loads) forces the PyTorch fallback;
+    "onnx" forces ONNX Runtime; unset or "auto" picks ONNX Runtime when it is importable.
+    """
+
+    def load_context(self, context: PythonModelContext) -> None:
+        from training.ml.registry import predictor_from_files
+
+        backend = os.environ.get("COINSITE_MODEL_BACKEND", "").strip().lower() or "auto"
+        self.predictor, self.config, self.backend, self.calibration = predictor_from_files(
+            context.artifacts, backend=backend
+        )
+
+    def _decode(self, model_input) -> list[tuple[bytes, bytes]]:
+        from training.ml import images
+
+        pairs = []
+        for index, item in enumerate(model_input):
+            if isinstance(item, dict):
+                try:
+                    item = CoinPhotos(**item)
+                except pydantic.ValidationError as error:
+                    raise MlflowException.invalid_parameter_value(f"inputs[{index}]: {error}") from error
+            sides = []
+            for side in ("front", "back"):
+                text = getattr(item, f"{side}_image_base64")
+                try:
+                    sides.append(images.decode_base64(text))
+                except images.ImageError as error:
+                    raise MlflowException.invalid_parameter_value(
+                        f"inputs[{index}].{side}_image_base64: {error} (code {error.code})"
+                    ) from error
+            pairs.append((sides[0], sides[1]))
+        return pairs
+
+    def predict(self, model_input: list[CoinPhotos], params=None) -> list[int]:
+        """One minting year per input pair, in order."""
+        from training.ml import images
+
+        pairs = self._decode(model_input)
+        years: list[int] = []
+        for start in range(0, len(pairs), CHUNK):
+            chunk = pairs[start : start + CHUNK]
+            try:
+                front, back = images.preprocess_batch(chunk, self.config)
+            except images.ImageError as error:
+                where = _request_field(error.field, start, len(chunk))
+                raise MlflowException.invalid_parameter_value(f"{where}: {error} (code {error.code})") from error
+            output = self.predictor.predict(front, back)
+            years.extend(year_of(row) for row in output)
+        return years
+
+
+def _request_field(field, offset: int, count: int) -> str:
+    """preprocess_batch's field ("front_image", or "inputs[i].front_image" in a batch) as the request names it."""
+    import re
+
+    match = re.fullmatch(r"(?:inputs\[(\d+)\]\.)?(front|back)_image", field or "")
+    if not match:
+        return field or "inputs"
+    index = int(match.group(1) or 0) if count > 1 else 0
+    return f"inputs[{offset + index}].{match.group(2)}_image_base64"
+
+
+mlflow.models.set_model(CoinYearModel())
