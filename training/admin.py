@@ -300,7 +300,7 @@ def comparison_view(comparison: dict | None, *, verdict: str = "") -> Comparison
     prod_corrected = _first(
         _metric(corrected, "production_mae", "production"), _metric(production, "mae_corrected", "corrected_mae")
     )
-    if cand_corrected is not None or prod_corrected is not None:
+    if cand_corrected is not None or prod_corrected is not None or corrected:
         view.corrected = {
             "candidate": fmt_number(cand_corrected),
             "production": fmt_number(prod_corrected),
@@ -329,12 +329,18 @@ def run_progress(run: TrainingRun) -> dict:
         parts.append(f"fold {int(fold or 0)}/{int(folds)}")
     if epochs:
         parts.append(f"epoch {int(epoch or 0)}/{int(epochs)}")
-    if progress.get("stage") and progress.get("stage") != "training":
-        parts.insert(0, str(progress["stage"]))
+    details = []
+    if progress.get("stage") and progress.get("stage") not in ("training", "done"):
+        details.append(str(progress["stage"]))
     for key, label in (("val_mae", "val MAE"), ("eval_mae", "eval MAE")):
         if _number(progress.get(key)) is not None:
-            parts.append(f"{label} {_number(progress[key]):.1f}")
-    return {"percent": max(0.0, min(100.0, percent or 0.0)), "label": " · ".join(parts), "known": percent is not None}
+            details.append(f"{label} {_number(progress[key]):.1f}")
+    return {
+        "percent": max(0.0, min(100.0, percent or 0.0)),
+        "label": " · ".join(parts),
+        "details": " · ".join(details),
+        "known": percent is not None,
+    }
 
 
 def run_duration(run: TrainingRun) -> timedelta | None:
@@ -353,10 +359,13 @@ def fmt_duration(delta: timedelta | None) -> str:
 
 
 def short_date(moment) -> str:
-    """2026-11-23 20:07 in the site's time zone: sortable, short enough for a list column."""
+    """ "Nov 23, 20:07" (this year) or "2025-11-23" in the site's time zone: short enough for a list column; the full
+    timestamp is in the tooltip."""
     if moment is None:
         return "—"
-    return format_html('<span class="mt-date">{}</span>', timezone.localtime(moment).strftime("%Y-%m-%d %H:%M"))
+    local = timezone.localtime(moment)
+    text = local.strftime("%b %d, %H:%M") if local.year == timezone.localtime().year else local.strftime("%Y-%m-%d")
+    return format_html('<span class="mt-date" title="{}">{}</span>', local.strftime("%Y-%m-%d %H:%M:%S %Z"), text)
 
 
 def badge(text: str, tone: str) -> str:
@@ -737,6 +746,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
                 "path": artifact,
                 "title": PurePosixPath(artifact).stem.replace("_", " ").replace("-", " "),
                 "url": reverse("admin:training_modelversion_artifact", args=[version.pk, artifact]),
+                "wide": any(word in artifact.lower() for word in ("learning", "curve", "decade")),
             }
             for artifact in sorted(paths, key=_plot_order)
             if artifact.lower().endswith(".png")
@@ -863,7 +873,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
             raise PermissionDenied
         production = ModelVersion.objects.filter(is_production=True).first()
         versions = ModelVersion.objects.filter(name=settings.MLFLOW_MODEL_NAME).order_by("-version")
-        since = rollback_target() or versions.exclude(pk=getattr(production, "pk", None)).first()
+        since = _movers_default_since(versions)
         if request.GET.get("since"):
             number = request.GET["since"]
             since = versions.filter(version=int(number)).first() if number.isdigit() else None
@@ -873,6 +883,11 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         if since is not None:
             try:
                 rows = [_mover_row(item) for item in services.rescore_movers(since_version=since.version)]
+                verified = dict(
+                    Coin.objects.filter(pk__in=[row["coin_id"] for row in rows]).values_list("id", "verified_year")
+                )
+                for row in rows:
+                    row["verified_year"] = _first(row["verified_year"], verified.get(row["coin_id"]))
             except Exception as exc:  # noqa: BLE001 - a list page must render; the reason is shown
                 logger.exception("rescore_movers failed")
                 error = _error_text(exc)
@@ -930,10 +945,25 @@ def rollback_target() -> ModelVersion | None:
     return ModelVersion.objects.filter(name=settings.MLFLOW_MODEL_NAME, version=stack[-2]).first()
 
 
+def _movers_default_since(versions: QuerySet[ModelVersion]) -> ModelVersion | None:
+    """The newest version whose coins were re-scored by a later one (what the owner just did), else the one a
+    rollback would restore."""
+    for version in versions[:20]:
+        rescored = Prediction.objects.filter(
+            model_version=version,
+            coin__predictions__model_version__name=version.name,
+            coin__predictions__model_version__version__gt=version.version,
+        )
+        if rescored.exists():
+            return version
+    target = rollback_target()
+    return target if target is not None else next(iter(versions[1:2]), None)
+
+
 def _plot_order(artifact: str) -> tuple[int, str]:
-    """Learning curves first, then predicted-vs-true, then error by decade, then anything else."""
+    """Learning curves first, then error by decade (both wide), then predicted-vs-true, then anything else."""
     name = artifact.lower()
-    for rank, word in enumerate(("learning", "loss", "scatter", "pred", "decade")):
+    for rank, word in enumerate(("learning", "loss", "decade", "scatter", "pred")):
         if word in name:
             return rank, name
     return 9, name
@@ -1022,13 +1052,12 @@ class TrainingRunAdmin(ReadOnlyAdmin):
         "status_with_error",
         "progress_bar",
         "duration_display",
-        "dataset_display",
+        "dataset_short",
         "result_display",
-        "requested_display",
-        "created_short",
+        "created_by",
     )
     list_display_links = ("run_label",)
-    list_filter = ("status", "verdict", "fine_tune")
+    list_filter = ("status", "verdict")
     search_fields = ("=id", "mlflow_run_id", "error")
     actions = ["cancel_selected"]
     fieldsets = (
@@ -1110,8 +1139,10 @@ class TrainingRunAdmin(ReadOnlyAdmin):
         return obj.requested_by.get_username() if obj.requested_by else "schedule"
 
     @admin.display(description="created", ordering="created_at")
-    def created_short(self, obj: TrainingRun) -> str:
-        return short_date(obj.created_at)
+    def created_by(self, obj: TrainingRun) -> str:
+        return format_html(
+            '{}<span class="mt-muted mt-small">by {}</span>', short_date(obj.created_at), self.requested_display(obj)
+        )
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: TrainingRun) -> str:
@@ -1128,12 +1159,17 @@ class TrainingRunAdmin(ReadOnlyAdmin):
         if not progress["known"] and obj.status != TrainingRun.Status.RUNNING:
             return "—"
         return format_html(
-            '<span class="mt-progress mt-progress--{}" title="{}% done">'
-            '<span class="mt-progress__bar" style="width:{}%"></span></span> <span class="mt-progress__label">{}</span>',
+            '<span class="mt-progress mt-progress--{}" title="{}% done{}">'
+            '<span class="mt-progress__bar" style="width:{}%"></span></span>'
+            '<span class="mt-progress__label">{}</span>{}',
             obj.status,
             f"{progress['percent']:.0f}",
+            f" · {progress['details']}" if progress["details"] else "",
             f"{progress['percent']:.1f}",
             progress["label"] or f"{progress['percent']:.0f}%",
+            format_html('<span class="mt-progress__label mt-progress__details">{}</span>', progress["details"])
+            if progress["details"] and obj.status == TrainingRun.Status.RUNNING
+            else "",
         )
 
     @admin.display(description="duration")
@@ -1148,6 +1184,20 @@ class TrainingRunAdmin(ReadOnlyAdmin):
     @admin.display(description="dataset", ordering="dataset_version")
     def dataset_display(self, obj: TrainingRun) -> str:
         return self._dataset(obj.dataset_version)
+
+    @admin.display(description="data", ordering="dataset_version")
+    def dataset_short(self, obj: TrainingRun) -> str:
+        dataset = obj.dataset_version
+        if dataset is None:
+            return "—"
+        url = reverse("admin:training_datasetversion_change", args=[dataset.pk])
+        return format_html(
+            '<a href="{}" title="dataset #{}, {} coins">{} coins</a>',
+            url,
+            dataset.pk,
+            dataset.coin_count,
+            dataset.coin_count,
+        )
 
     @admin.display(description="evaluation set")
     def evaluation_display(self, obj: TrainingRun) -> str:
@@ -1429,7 +1479,7 @@ class DatasetVersionAdmin(ReadOnlyAdmin):
 class PromotionAdmin(ReadOnlyAdmin):
     """Which version served when: every move of the production alias, newest first, with who did it."""
 
-    list_display = ("when", "action_badge", "from_display", "to_display", "served_until", "served_for", "actor")
+    list_display = ("when", "action_badge", "from_display", "to_display", "served_until", "served_for", "actor_display")
     list_filter = ("action",)
     ordering = ("-created_at", "-id")
     fields = ("name", "action", "from_version", "to_version", "actor", "created_at")
@@ -1470,6 +1520,10 @@ class PromotionAdmin(ReadOnlyAdmin):
         return format_html(
             '<a href="{}">v{}</a>', reverse("admin:training_modelversion_change", args=[version.pk]), version.version
         )
+
+    @admin.display(description="who", ordering="actor")
+    def actor_display(self, obj: Promotion) -> str:
+        return obj.actor.get_username() if obj.actor else "system"
 
     @admin.display(description="until")
     def served_until(self, obj: Promotion) -> str:

@@ -387,8 +387,8 @@ class _RunHooks:
             self.regressed = self.model_check(int(fold), model)
 
     def should_stop(self) -> bool:
-        """Checked by fit() around every epoch: a cancellation or a fine-tune regression stops the run."""
-        self.beat()
+        """Checked by fit() before and after every epoch: a cancellation or a fine-tune regression stops the run."""
+        self.beat(force=True)
         return self.cancelled or bool(self.regressed)
 
 

@@ -74,15 +74,22 @@ def celery_broker(redis_url, settings):
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     previous = {k: app.conf[k] for k in ("broker_url", "task_always_eager")}
+    forget_connections(app)
     app.conf.update(broker_url=redis_url, task_always_eager=False)
     settings.CELERY_TASK_ALWAYS_EAGER = False
-    app.pool.force_close_all()
-    app._pool = None
     yield redis_url
+    forget_connections(app)
     app.conf.update(previous)
-    app.pool.force_close_all()
-    app._pool = None
     client.flushdb()
+
+
+def forget_connections(app) -> None:
+    """Drop the app's cached connection and producer pools so the next send uses the current broker_url."""
+    from kombu import pools
+
+    pools.reset()  # kombu keeps process-wide producer pools per connection: start clean
+    app._pool = None
+    app.amqp._producer_pool = None
 
 
 @pytest.fixture

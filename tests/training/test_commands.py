@@ -23,6 +23,17 @@ pytestmark = pytest.mark.django_db
 TINY = ["image_size=32", "epochs=1", "folds=2", "backbone=mobilenet_v3_small", "batch_size=8", "head_hidden=32"]
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on a shared 2-core box OpenMP spin-waiting makes two threads ~25x slower than one."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def model_name(settings):
     settings.MLFLOW_MODEL_NAME = f"coin-year-cmd-{uuid.uuid4().hex[:8]}"

@@ -24,6 +24,17 @@ TINY = ["image_size=32", "epochs=1", "folds=2", "backbone=mobilenet_v3_small", "
 BROKEN = [*TINY, "lr=1e-12", "year_min=1000", "year_max=1100"]
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on a shared 2-core box OpenMP spin-waiting makes two threads ~25x slower than one."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def model_name(settings):
     """A model name of this test alone: the session's MLflow store is shared, the registry state must not be."""

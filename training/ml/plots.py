@@ -74,7 +74,7 @@ def learning_curves(history: Any, *, title: str = "Learning curves") -> Figure:
     ax_mae.set(title="validation MAE", xlabel="epoch", ylabel="years")
     for ax in (ax_loss, ax_mae):
         ax.grid(alpha=0.3)
-        if folds:
+        if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="small")
     if not folds:
         ax_loss.text(0.5, 0.5, "no epochs recorded", ha="center", va="center", transform=ax_loss.transAxes)

@@ -16,7 +16,8 @@ Why the shapes below:
   cache keyed by name, version AND the logged model's identity (two stores with a "version 1" never share files),
   so swapping to a version seen before costs only the ONNX session creation.
 - A failed training run (anything raised inside ``with TrainingTracker(...)``) ends FAILED and rolls back any
-  version it registered, so it never changes what Production serves.
+  version it registered; the very first version of a name gets the alias ``production`` only when its run ends
+  successfully. A failed or cancelled run never changes what Production serves.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class _State:
     tracking_uri: str | None = None
     experiment: str = DEFAULT_EXPERIMENT
     experiment_id: str | None = None
+    artifact_location: str | None = None  # of the configured experiment, when we chose it (local stores)
 
 
 _state = _State()
@@ -147,6 +149,7 @@ def configure(tracking_uri: str, *, artifact_root: str | None = None, experiment
         _state.tracking_uri = tracking_uri
         _state.experiment = experiment
         _state.experiment_id = experiment_id
+        _state.artifact_location = location
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
 
@@ -166,8 +169,9 @@ def _experiment_id(experiment: str | None) -> str:
     found = client.get_experiment_by_name(experiment)
     if found is not None:
         return found.experiment_id
+    location = f"{_state.artifact_location.rstrip('/')}/{_safe(experiment)}" if _state.artifact_location else None
     try:
-        return client.create_experiment(experiment)
+        return client.create_experiment(experiment, artifact_location=location)
     except MlflowException as error:
         if error.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
             raise
@@ -349,7 +353,9 @@ class TrainingTracker:
             version = tracker.register("coin-year")
 
     Leaving the block by an exception ends every run FAILED (the error is kept as the tag ``error``) and deletes a
-    version registered inside the block, so a failed run never reaches Production. ``on_epoch`` is thread-safe.
+    version registered inside the block, so a failed run never reaches Production. The alias ``production`` of a
+    name's very first version is set only when the block ends successfully, for the same reason. ``on_epoch`` is
+    thread-safe (fit may call it from any thread).
     """
 
     def __init__(
@@ -369,6 +375,8 @@ class TrainingTracker:
         self.experiment_id: str | None = None
         self.model_uri: str | None = None
         self.registered: list[tuple[str, int]] = []
+        self.status: str | None = None  # FINISHED / FAILED once ended
+        self._pending_production: list[tuple[str, int]] = []
         self.history: dict[Any, list[dict]] = {}
         self._fold_runs: dict[Any, str] = {}
         self._lock = threading.Lock()
@@ -381,10 +389,14 @@ class TrainingTracker:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc is None:
-            self.end("FINISHED")
-        else:
+        if exc is not None:
             self.fail(exc)
+            return False
+        try:
+            self.end("FINISHED")
+        except BaseException as error:  # e.g. the store went away while ending: the run did not succeed
+            self.fail(error)
+            raise
         return False
 
     @property
@@ -406,11 +418,18 @@ class TrainingTracker:
         return self.run_id
 
     def end(self, status: str = "FINISHED") -> None:
+        """End the nested runs and the parent with ``status``; a successful end first gives a name's first
+        version its ``production`` alias."""
+        if status == "FINISHED":
+            for name, version in self._pending_production:
+                _claim_production(self.client, name, version)
+            self._pending_production.clear()
         with self._lock:
             for run_id in self._fold_runs.values():
                 self.client.set_terminated(run_id, status)
         if self.run_id:
             self.client.set_terminated(self.run_id, status)
+        self.status = status
 
     def fail(self, error: BaseException | str) -> None:
         """End the run FAILED and roll back versions registered by it. Never raises (the original error wins)."""
@@ -421,6 +440,7 @@ class TrainingTracker:
             except Exception:  # pragma: no cover - best effort; logged for the operator
                 logger.exception("could not roll back %s v%s of failed run %s", name, version, self.run_id)
         self.registered.clear()
+        self._pending_production.clear()
         try:
             if self.run_id:
                 self.client.set_tag(self.run_id, "error", text[:5000])
@@ -561,26 +581,70 @@ class TrainingTracker:
         return self.model_uri
 
     def register(self, model_name: str = DEFAULT_MODEL_NAME) -> int:
-        """Register the logged model; returns the version. The very first version of a name becomes Production."""
+        """Register the logged model; returns the version.
+
+        The very first version of a name becomes Production, when the run ends successfully (at the end of the
+        ``with`` block; at once when the tracker has already ended FINISHED). Any later version leaves the aliases.
+        """
         self._require_run()
         if self.model_uri is None:
             raise RuntimeError("log_model() must be called before register()")
-        version = register_model(self.model_uri, model_name, run_id=self.run_id)
+        version, first = _register(self.model_uri, model_name, run_id=self.run_id)
         self.registered.append((model_name, version))
+        if first:
+            if self.status == "FINISHED":
+                _claim_production(self.client, model_name, version)
+            else:
+                self._pending_production.append((model_name, version))
         return version
 
 
-def register_model(model_uri: str, model_name: str = DEFAULT_MODEL_NAME, *, run_id: str | None = None) -> int:
-    """Create a version of ``model_name`` from a logged model; the first version ever gets alias ``production``."""
+def log_training(
+    fit_result: Any,
+    manifest: Sequence[Mapping[str, Any]],
+    *,
+    model_name: str = DEFAULT_MODEL_NAME,
+    experiment: str | None = None,
+    run_name: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+    extra_metrics: Mapping[str, Any] | None = None,
+) -> tuple[str, int]:
+    """Log a finished fit as one run (result, plots, manifest, model) and register it: (run_id, version).
+
+    For a fit that ran without a tracker (no per-epoch curves in MLflow beyond FitResult.history); training that
+    should stream its epochs uses TrainingTracker directly.
+    """
+    with TrainingTracker(fit_result.config, experiment=experiment, run_name=run_name, tags=tags) as tracker:
+        tracker.log_result(fit_result, manifest, extra_metrics=extra_metrics)
+        tracker.log_model(fit_result)
+        version = tracker.register(model_name)
+    return tracker.run_id, version
+
+
+def _register(model_uri: str, model_name: str, *, run_id: str | None) -> tuple[int, bool]:
+    """Create a version; returns (version, whether it is the only version of the name)."""
     client = _client()
     mv = mlflow.register_model(model_uri, model_name, tags={"coinsite.run_id": run_id} if run_id else None)
     version = int(mv.version)
-    others = [int(v.version) for v in client.search_model_versions(f"name = '{_quote(model_name)}'")]
-    if others == [version] and PRODUCTION_ALIAS not in (client.get_registered_model(model_name).aliases or {}):
-        client.set_registered_model_alias(model_name, PRODUCTION_ALIAS, str(version))
-        logger.info("registered %s v%s: the first version, now %s", model_name, version, PRODUCTION_ALIAS)
-    else:
-        logger.info("registered %s v%s (aliases unchanged)", model_name, version)
+    versions = [int(v.version) for v in client.search_model_versions(f"name = '{_quote(model_name)}'")]
+    logger.info("registered %s v%s from run %s", model_name, version, run_id)
+    return version, versions == [version]
+
+
+def _claim_production(client: MlflowClient, name: str, version: int) -> None:
+    """Give ``version`` the production alias unless some version holds it already."""
+    if PRODUCTION_ALIAS in (client.get_registered_model(name).aliases or {}):
+        return
+    client.set_registered_model_alias(name, PRODUCTION_ALIAS, str(int(version)))
+    logger.info("%s v%s is the first version: alias %s set", name, version, PRODUCTION_ALIAS)
+
+
+def register_model(model_uri: str, model_name: str = DEFAULT_MODEL_NAME, *, run_id: str | None = None) -> int:
+    """Create a version of ``model_name`` from a logged model (outside a tracker); the first version ever gets
+    alias ``production`` at once."""
+    version, first = _register(model_uri, model_name, run_id=run_id)
+    if first:
+        _claim_production(_client(), model_name, version)
     return version
 
 

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Subset
 
 from training.ml.config import TrainConfig
 from training.ml.data import CoinPairDataset, CoinSample, kfold_indices, make_loader
-from training.ml.model import CoinYearNet, build_model, denormalise_year
+from training.ml.model import BN_MOMENTUM, CoinYearNet, build_model, denormalise_year
 
 OnEpoch = Callable[[int, int, dict[str, float]], None]
 ShouldStop = Callable[[], bool]
@@ -137,6 +137,10 @@ def predict(model: nn.Module, loader: DataLoader, *, device: torch.device) -> tu
     return torch.cat(predictions).double().numpy(), torch.cat(targets).double().numpy()
 
 
+def _batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 def recalibrate_batchnorm(model: nn.Module, loader: DataLoader, *, device: torch.device) -> None:
     """Recompute every BatchNorm's running statistics as an exact average over ``loader`` (no augmentation).
 
@@ -144,7 +148,7 @@ def recalibrate_batchnorm(model: nn.Module, loader: DataLoader, *, device: torch
     still moved and on augmented photos; eval mode then sees slightly different inputs than it was normalised for.
     One pass without gradients over the un-augmented training coins fixes that (as torch.optim.swa_utils.update_bn).
     """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = _batchnorms(model)
     if not norms:
         return
     momenta = {m: m.momentum for m in norms}
@@ -448,6 +452,13 @@ def train_fold(
     scheduler, warmup_epochs = _lr_scheduler(optimizer, config, len(train_loader), epochs)
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
 
+    # A fresh network's running statistics start at mean 0 / var 1, while some MobileNetV3 layers really have a
+    # variance near 1e-3: at momentum 0.1 it takes ~100 batches until eval mode is not a constant. So the first
+    # epoch keeps an exact cumulative average instead; the usual momentum takes over from there.
+    fresh_norms = _batchnorms(model) if init_state is None else []
+    for norm in fresh_norms:
+        norm.reset_running_stats()
+        norm.momentum = None
     best_mae, best_epoch, best_state, stale = math.inf, 0, None, 0
     epoch_bar = range(1, epochs + 1)
     if progress:
@@ -469,6 +480,9 @@ def train_fold(
             progress=progress,
             desc=f"fold {fold + 1} epoch {epoch}",
         )
+        if epoch == 1:
+            for norm in fresh_norms:
+                norm.momentum = BN_MOMENTUM
         started = time.perf_counter()
         val = evaluate(model, val_loader, config, device)
         trained = epoch

@@ -91,21 +91,21 @@ class Trained:
 
 
 def _snapshot_mlflow():
+    """The process-wide MLflow configuration, to put back after this module's own store."""
+    import dataclasses
+
     import mlflow
 
-    state = registry._state
-    return (mlflow.get_tracking_uri(), state.tracking_uri, state.experiment, state.experiment_id)
+    return mlflow.get_tracking_uri(), dataclasses.replace(registry._state)
 
 
 def _restore_mlflow(snapshot) -> None:
     import mlflow
 
-    uri, tracking_uri, experiment, experiment_id = snapshot
+    uri, state = snapshot
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    registry._state.tracking_uri = tracking_uri
-    registry._state.experiment = experiment
-    registry._state.experiment_id = experiment_id
+    registry._state.__dict__.update(state.__dict__)
 
 
 def train_and_register(store: Path, *, run_name: str = "tiny") -> Trained:
@@ -218,11 +218,10 @@ def test_first_registered_version_becomes_production(trained):
 
 
 def test_second_registration_gets_version_2_and_leaves_production(trained):
-    with registry.TrainingTracker(trained.config, run_name="second") as tracker:
-        tracker.log_result(trained.result, trained.manifest)
-        tracker.log_model(trained.result)
-        version = tracker.register(MODEL)
+    run_id, version = registry.log_training(trained.result, trained.manifest, run_name="second")
 
+    assert registry._client().get_run(run_id).info.status == "FINISHED"
+    assert registry.version_info(MODEL, version)["run_id"] == run_id
     assert version == 2
     assert registry.get_alias_version(MODEL) == 1
     assert registry.version_info(MODEL, 2)["aliases"] == []
@@ -250,12 +249,13 @@ def test_failure_after_registration_rolls_the_version_back(trained):
         with registry.TrainingTracker(trained.config, run_name="fails-late") as tracker:
             tracker.log_model(trained.result)
             assert tracker.register(name) == 1
-            assert registry.get_alias_version(name) == 1  # briefly Production, as the first version ...
+            assert registry.list_versions(name) == [1]
+            assert registry.get_alias_version(name) is None  # Production only once the run has succeeded
             raise RuntimeError("after register")
 
     assert registry._client().get_run(tracker.run_id).info.status == "FAILED"
-    assert registry.get_alias_version(name) is None  # ... and gone with its failed run
-    assert registry.list_versions(name) == []
+    assert registry.get_alias_version(name) is None
+    assert registry.list_versions(name) == []  # the version went with its failed run
 
 
 def test_alias_helpers_move_and_delete_aliases(trained):
