@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export MLFLOW_DISABLE_TELEMETRY := true
+# `mlflow models serve` starts uvicorn by name, and honcho's processes call the venv's tools.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # glibc's allocator makes conv-net timings swing up to 3.7x; these two keep them stable.
 export MALLOC_MMAP_THRESHOLD_ := 100000000000
 export MALLOC_TRIM_THRESHOLD_ := 100000000000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db.models import F, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
 
 from .models import Coin, Correction, Prediction
@@ -21,12 +22,14 @@ def coin_list_for_user(
     queryset = Coin.objects.filter(owner=user)
     if status:
         queryset = queryset.filter(status=status)
-    if year_min is not None:
-        queryset = queryset.filter(predictions__year__gte=year_min)
-    if year_max is not None:
-        queryset = queryset.filter(predictions__year__lte=year_max)
     if year_min is not None or year_max is not None:
-        queryset = queryset.distinct()
+        # Filter on the year the collector sees: the curator's if there is one, else the latest prediction's.
+        latest = Prediction.objects.filter(coin=OuterRef("pk")).order_by("-created_at", "-id")
+        queryset = queryset.annotate(shown_year=Coalesce("verified_year", Subquery(latest.values("year")[:1])))
+        if year_min is not None:
+            queryset = queryset.filter(shown_year__gte=year_min)
+        if year_max is not None:
+            queryset = queryset.filter(shown_year__lte=year_max)
     return _with_predictions(queryset).order_by("-created_at", "-id")
 
 

@@ -402,10 +402,14 @@ def _admin_url(name: str, *args) -> str | None:
         return None
 
 
+_CREDENTIALS_IN_URL = re.compile(r"(\w+://)[^/\s:@]+:[^/\s@]+@")
+
+
 def _error_text(error: Exception) -> str:
-    if isinstance(error, ValidationError):
-        return "; ".join(error.messages)
-    return str(error) or error.__class__.__name__
+    """What the owner reads: the reason, short, without credentials of a tracking or database URL."""
+    text = "; ".join(error.messages) if isinstance(error, ValidationError) else str(error) or error.__class__.__name__
+    text = _CREDENTIALS_IN_URL.sub(r"\1***@", text)
+    return text if len(text) <= 500 else text[:499] + "…"
 
 
 def _call_service(request: HttpRequest, action: str, service, **kwargs) -> tuple[bool, Any]:
@@ -731,16 +735,11 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
     def plots(self, version: ModelVersion) -> dict:
-        """The PNG artifacts of the version's MLflow run, as URLs of artifact_view; never raises (MLflow may be down)."""
+        """The run's plots as URLs of artifact_view. The page itself never calls MLflow (a tracking server that is down
+        would hang it on retries); each image is fetched by the browser, and a missing one shows a placeholder."""
         run_id = version.run_id or (version.training_run.mlflow_run_id if version.training_run else "")
         if not run_id:
-            return {"items": [], "error": "This version has no MLflow run id."}
-        try:
-            paths = _registry_list_artifacts(run_id)
-        except Exception as error:  # noqa: BLE001 - any MLflow failure must leave the page readable
-            logger.warning("listing artifacts of run %s failed: %s", run_id, error)
-            reason = (str(error).strip().splitlines() or [error.__class__.__name__])[0][:200]
-            return {"items": [], "error": f"The plots could not be read from MLflow run {run_id}: {reason}"}
+            return {"items": [], "error": "This version has no MLflow run id, so there are no plots to show."}
         items = [
             {
                 "path": artifact,
@@ -748,10 +747,9 @@ class ModelVersionAdmin(ReadOnlyAdmin):
                 "url": reverse("admin:training_modelversion_artifact", args=[version.pk, artifact]),
                 "wide": any(word in artifact.lower() for word in ("learning", "curve", "decade")),
             }
-            for artifact in sorted(paths, key=_plot_order)
-            if artifact.lower().endswith(".png")
+            for artifact in plot_paths()
         ]
-        return {"items": items, "error": "" if items else "The run logged no plots."}
+        return {"items": items, "error": ""}
 
     def artifact_view(self, request: HttpRequest, pk: int, artifact: str) -> HttpResponse:
         """Streams one image artifact of the version's own run (never another run's, never a path outside it)."""
@@ -960,22 +958,15 @@ def _movers_default_since(versions: QuerySet[ModelVersion]) -> ModelVersion | No
     return target if target is not None else next(iter(versions[1:2]), None)
 
 
-def _plot_order(artifact: str) -> tuple[int, str]:
-    """Learning curves first, then error by decade (both wide), then predicted-vs-true, then anything else."""
-    name = artifact.lower()
-    for rank, word in enumerate(("learning", "loss", "decade", "scatter", "pred")):
-        if word in name:
-            return rank, name
-    return 9, name
+def plot_paths() -> list[str]:
+    """The PNGs every training run logs (training.ml.registry names them): learning curves and error by decade (wide),
+    then predicted vs true."""
+    try:
+        from training.ml import registry
 
-
-def _registry_list_artifacts(run_id: str) -> list[str]:
-    from training.ml import registry
-
-    from .mlflow_access import mlflow_ready
-
-    mlflow_ready()
-    return list(registry.list_artifacts(run_id))
+        return [registry.LEARNING_CURVES_PNG, registry.ERROR_BY_DECADE_PNG, registry.PRED_VS_TRUE_PNG]
+    except (ImportError, AttributeError):  # the ML stack is not importable here: the names as registry.py writes them
+        return ["plots/learning_curves.png", "plots/error_by_decade.png", "plots/predicted_vs_true.png"]
 
 
 def _registry_download_artifact(run_id: str, artifact: str, folder: str) -> str:
@@ -1307,6 +1298,7 @@ class TrainingRunAdmin(ReadOnlyAdmin):
             active_runs=list(active),
             default_config=_default_config_text(),
             auto_promote=settings.AUTO_PROMOTE,
+            eager=settings.CELERY_TASK_ALWAYS_EAGER,
             production=ModelVersion.objects.filter(is_production=True).first(),
         )
 

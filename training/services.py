@@ -532,7 +532,6 @@ def training_run_execute(
     *,
     run_id: int,
     progress: bool = False,
-    samples: Sequence[CoinSample] | None = None,
     on_epoch: Callable[[int, int, dict], None] | None = None,
     auto_promote: bool | None = None,
 ) -> TrainingRun:
@@ -542,7 +541,7 @@ def training_run_execute(
     Raises TrainingBusy (the run stays queued) while another run holds the lock. Any other failure ends the run FAILED
     with a short reason, leaves Production as it was and releases the lock; the MLflow run ends FAILED and a version
     it registered is deleted again (registry.TrainingTracker). A cancelled run ends CANCELLED the same way.
-    `samples` replaces the frozen training photos and `on_epoch` observes every epoch (tests and benchmarks);
+    `on_epoch(fold, epoch, metrics)` observes every epoch (tests, progress displays);
     `auto_promote` overrides settings.AUTO_PROMOTE for this run (`manage.py retrain --auto-promote`).
     """
     run = TrainingRun.objects.get(pk=run_id)
@@ -558,7 +557,7 @@ def training_run_execute(
     started = time.monotonic()
     try:
         finished = _training_run_work(
-            run_id=run.pk, progress=progress, samples=samples, on_epoch=on_epoch,
+            run_id=run.pk, progress=progress, on_epoch=on_epoch,
             auto_promote=settings.AUTO_PROMOTE if auto_promote is None else auto_promote,
         )
     except TrainingLeaseLost as error:
@@ -584,7 +583,7 @@ def training_run_execute(
 
 
 def _training_run_work(
-    *, run_id: int, progress: bool, samples: Sequence[CoinSample] | None, on_epoch: Callable | None, auto_promote: bool
+    *, run_id: int, progress: bool, on_epoch: Callable | None, auto_promote: bool
 ) -> TrainingRun:
     import inspect
 
@@ -603,7 +602,7 @@ def _training_run_work(
     training_set = dataset_freeze(kind=DatasetVersion.Kind.TRAINING)
     evaluation_set = dataset_freeze(kind=DatasetVersion.Kind.EVALUATION)
     TrainingRun.objects.filter(pk=run_id).update(dataset_version=training_set, evaluation_dataset=evaluation_set)
-    train_samples = list(samples) if samples is not None else dataset_samples(dataset=training_set)
+    train_samples = dataset_samples(dataset=training_set)
 
     production = registry.get_alias_version(name, PRODUCTION_ALIAS)
     init_states = None
@@ -943,8 +942,12 @@ def model_version_promote(*, version: int, actor, action: str = Promotion.Action
 
     mlflow_ready()
     name = settings.MLFLOW_MODEL_NAME
+    if version not in registry.list_versions(name):
+        raise ValidationError(f"{name} has no registered version {version}.")
     target = model_version_mirror(version=version)
     previous = registry.get_alias_version(name, PRODUCTION_ALIAS)
+    if previous is not None and previous != version:
+        model_version_mirror(version=previous)  # so the audit row can name what it replaced
     if previous == version and target.is_production:
         raise ValidationError(f"{name} v{version} is already in production.")
     try:

@@ -11,6 +11,19 @@
     }
   }, true);
 
+  // A form that starts long work (training in-process, re-scoring) says so and cannot be sent twice.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var text = form && form.getAttribute && form.getAttribute("data-mt-busy");
+    if (!text || event.defaultPrevented) return;
+    window.setTimeout(function () {
+      form.querySelectorAll("input[type=submit], button[type=submit]").forEach(function (button) {
+        button.disabled = true;
+        if (button.tagName === "INPUT") button.value = text; else button.textContent = text;
+      });
+    }, 0);
+  });
+
   function busy() {
     // Never reload under the owner's hands: a selected row, a focused field or an open action menu.
     if (document.hidden) return true;

@@ -64,3 +64,13 @@ def test_only_model_owners_promote_and_train(role):
 def test_model_owner_may_promote_and_train(model_owner):
     assert can_promote(model_owner) and can_train(model_owner)
     assert not can_review(model_owner)
+
+
+def test_year_filter_uses_the_verified_year_when_there_is_one(collector):
+    from tests.factories import PredictionFactory
+
+    verified = PredictionFactory(coin=CoinFactory(owner=collector, verified_year=1950), year=1800).coin
+    predicted = PredictionFactory(coin=CoinFactory(owner=collector), year=1805).coin
+
+    assert list(selectors.coin_list_for_user(user=collector, year_min=1900)) == [verified]
+    assert list(selectors.coin_list_for_user(user=collector, year_max=1850)) == [predicted]

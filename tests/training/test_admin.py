@@ -135,7 +135,9 @@ def test_movers_page_is_for_curators_and_model_owners(as_role, role):
         assert refused(response, role)
 
 
-def test_model_owner_sees_promote_button_but_curator_sees_no_training_admin(client, model_owner, curator, evaluated_version):
+def test_model_owner_sees_promote_button_but_curator_sees_no_training_admin(
+    client, model_owner, curator, evaluated_version
+):
     ModelVersionFactory(version=1, is_production=True, aliases=["production"])
     detail = reverse("admin:training_modelversion_change", args=[evaluated_version.pk])
     promote = reverse("admin:training_modelversion_promote", args=[evaluated_version.pk])
@@ -341,8 +343,17 @@ def test_detail_page_renders_without_comparison_and_with_missing_plots(client, m
     page = response.content.decode()
     assert response.status_code == 200
     assert "No comparison stored" in page
-    assert "could not be read from MLflow" in page
     assert "No per-fold metrics" in page
+    plot = reverse("admin:training_modelversion_artifact", args=[version.pk, "plots/learning_curves.png"])
+    assert plot in page
+    assert client.get(plot).status_code == 404  # the run does not exist in MLflow: the browser shows a placeholder
+
+
+def test_detail_page_of_a_version_without_run_id_says_there_are_no_plots(client, model_owner):
+    version = ModelVersionFactory(version=8, run_id="")
+    client.force_login(model_owner)
+    page = client.get(reverse("admin:training_modelversion_change", args=[version.pk])).content.decode()
+    assert "no MLflow run id" in page
 
 
 def test_detail_page_reads_flat_mlflow_fold_metrics(client, model_owner):
@@ -391,7 +402,9 @@ def test_history_is_read_only_even_for_superusers(client, evaluated_version):
 
 @pytest.mark.parametrize("role", ROLES)
 def test_only_model_owners_start_training(as_role, role):
-    response = as_role(role).post(reverse("admin:training_trainingrun_start"), {"overrides": "epochs=3", "fine_tune": ""})
+    response = as_role(role).post(
+        reverse("admin:training_trainingrun_start"), {"overrides": "epochs=3", "fine_tune": ""}
+    )
     if role in OWNERS:
         run = TrainingRun.objects.get()
         assert response.status_code == 302

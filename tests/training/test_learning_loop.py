@@ -264,3 +264,86 @@ def test_rescore_after_promotion_lists_the_movers(first_version, model_name, col
     assert {m["coin_id"] for m in movers} == {coin.id for coin in coins}
     assert all(m["new_version"] == v2 and m["moved"] == abs(m["new_year"] - m["old_year"]) for m in movers)
     assert [m["moved"] for m in movers] == sorted((m["moved"] for m in movers), reverse=True)
+
+
+# --- must-show 1: the whole loop through the pages and the admin, on the embedded default ------------------------
+
+
+def upload(client, front: bytes, back: bytes, django_capture_on_commit_callbacks) -> Coin:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            "/coins/upload/",
+            {
+                "front_image": SimpleUploadedFile("front.jpg", front, content_type="image/jpeg"),
+                "back_image": SimpleUploadedFile("back.jpg", back, content_type="image/jpeg"),
+            },
+        )
+    assert response.status_code == 302, response.content[:500]
+    return Coin.objects.order_by("-id").first()
+
+
+def test_end_to_end_learning_loop_through_the_admin(
+    client, model_name, collector, curator, model_owner, settings, django_capture_on_commit_callbacks
+):
+    from django.urls import reverse
+
+    settings.INFERENCE_ALIAS_POLL_SECONDS = 3600  # no background poll: the swap must come from the promotion itself
+    add_coins(collector, 32, seed=31)
+
+    # the owner trains v1 from the admin (eager Celery runs it in-process after commit): it becomes Production
+    client.force_login(model_owner)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("admin:training_trainingrun_start"), {"overrides": "\n".join(TINY)})
+    assert response.status_code == 302
+    first = TrainingRun.objects.get()
+    assert first.status == TrainingRun.Status.SUCCEEDED, first.error
+    v1 = production_version(model_name)
+    assert first.model_version.version == v1
+
+    # a collector uploads 40 coins; each is predicted by v1
+    client.force_login(collector)
+    truth = {}
+    for front, back, year in synthetic.iter_coins(40, seed=32, size=64):
+        coin = upload(client, front, back, django_capture_on_commit_callbacks)
+        truth[coin.id] = year
+    assert all(Coin.objects.get(pk=i).latest_prediction.model_version.version == v1 for i in truth)
+
+    # the curator corrects every one on its review page
+    client.force_login(curator)
+    for coin_id, year in truth.items():
+        response = client.post(reverse("admin:predictions_coin_review", args=[coin_id]), {"year": str(year)})
+        assert response.status_code == 302
+    assert Coin.objects.filter(pk__in=truth, verified_year__isnull=False).count() == 40
+
+    # the owner retrains from the admin: v2 is registered with a stored comparison against v1
+    client.force_login(model_owner)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("admin:training_trainingrun_start"), {"overrides": "\n".join(TINY)})
+    second = TrainingRun.objects.exclude(pk=first.pk).get()
+    assert second.status == TrainingRun.Status.SUCCEEDED, second.error
+    v2 = second.model_version.version
+    assert second.comparison["candidate"]["version"] == v2 and second.comparison["production"]["version"] == v1
+    assert second.comparison["corrected"]["count"] == 40
+    assert production_version(model_name) == v1
+
+    # the owner promotes v2; the next upload is predicted by v2 without a restart
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("admin:training_modelversion_promote", args=[second.model_version.pk]))
+    assert response.status_code == 302
+    assert production_version(model_name) == v2
+    client.force_login(collector)
+    front, back, _ = next(synthetic.iter_coins(1, seed=33, size=64))
+    assert upload(client, front, back, django_capture_on_commit_callbacks).latest_prediction.model_version.version == v2
+
+    # rolling back returns to v1, for the next prediction too
+    client.force_login(model_owner)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("admin:training_modelversion_rollback"))
+    assert response.status_code == 302
+    assert production_version(model_name) == v1
+    client.force_login(collector)
+    front, back, _ = next(synthetic.iter_coins(1, seed=34, size=64))
+    assert upload(client, front, back, django_capture_on_commit_callbacks).latest_prediction.model_version.version == v1
+    assert list(Promotion.objects.order_by("id").values_list("action", flat=True)) == ["initial", "promote", "rollback"]

@@ -648,6 +648,35 @@ def register_model(model_uri: str, model_name: str = DEFAULT_MODEL_NAME, *, run_
     return version
 
 
+def end_run(
+    run_id: str, status: str = "FAILED", *, error: str | None = None, model_name: str | None = DEFAULT_MODEL_NAME
+) -> list[int]:
+    """End a run that its worker left RUNNING (the worker died), with its nested fold runs.
+
+    With an unsuccessful status (FAILED, KILLED), versions of ``model_name`` registered from the run that hold no
+    alias are deleted, as the tracker would have done; returns their numbers. Idempotent.
+    """
+    client = _client()
+    run = client.get_run(run_id)
+    children = client.search_runs(
+        [run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'", max_results=1000
+    )
+    for child in children:
+        if child.info.status == "RUNNING":
+            client.set_terminated(child.info.run_id, status)
+    if error:
+        client.set_tag(run_id, "error", error[:5000])
+    if run.info.status == "RUNNING":
+        client.set_terminated(run_id, status)
+    removed: list[int] = []
+    if status != "FINISHED" and model_name:
+        for mv in client.search_model_versions(f"name = '{_quote(model_name)}' and run_id = '{run_id}'"):
+            if not mv.aliases:
+                _rollback_version(client, model_name, int(mv.version))
+                removed.append(int(mv.version))
+    return sorted(removed)
+
+
 def _rollback_version(client: MlflowClient, name: str, version: int) -> None:
     client.delete_model_version(name, str(version))
     if not client.search_model_versions(f"name = '{_quote(name)}'"):

@@ -685,7 +685,8 @@ def _bg_colour(rng: np.random.Generator, lo: float, hi: float) -> np.ndarray:
     """Random surface colour, mostly muted (tables, cloth, paper are rarely vivid)."""
     col = rng.uniform(lo, hi, 3)
     g = col.mean()
-    return g + (col - g) * rng.uniform(0.0, 0.75)
+    sat = rng.uniform(0.0, 0.35) if rng.random() < 0.8 else rng.uniform(0.35, 0.8)
+    return g + (col - g) * sat
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -709,7 +710,8 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
         var = (_lowfreq(rng, shape, 5) - 0.5) * 0.25
         img = col[None, None, :] * (0.85 + 0.15 * weave + fuzz + var)[..., None]
     elif kind == 2:  # wood: stripes bent by low-frequency noise
-        light = np.array([0.72, 0.52, 0.32]) * rng.uniform(0.6, 1.2)
+        light = np.array([0.72, 0.52, 0.32])
+        light = (light.mean() + (light - light.mean()) * rng.uniform(0.2, 0.8)) * rng.uniform(0.6, 1.25)
         darkc = light * rng.uniform(0.45, 0.7)
         ang = rng.uniform(0, math.pi)
         u = xx * math.cos(ang) + yy * math.sin(ang)

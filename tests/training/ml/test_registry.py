@@ -115,12 +115,16 @@ def train_and_register(store: Path, *, run_name: str = "tiny") -> Trained:
     config = tiny_config()
     photos = coin_photos()
     manifest = manifest_of(photos)
-    torch.set_num_threads(1)  # the machine is shared; a 32 px model does not need more
-    with registry.TrainingTracker(config, run_name=run_name, tags={"trigger": "test"}) as tracker:
-        result = fit(config, samples_of(photos), progress=False, on_epoch=tracker.on_epoch)
-        summary = tracker.log_result(result, manifest, extra_metrics={"train_coins": len(photos)})
-        model_uri = tracker.log_model(result)
-        version = tracker.register(MODEL)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the machine is shared; a 32 px model does not need more (and 1 thread is reproducible)
+    try:
+        with registry.TrainingTracker(config, run_name=run_name, tags={"trigger": "test"}) as tracker:
+            result = fit(config, samples_of(photos), progress=False, on_epoch=tracker.on_epoch)
+            summary = tracker.log_result(result, manifest, extra_metrics={"train_coins": len(photos)})
+            model_uri = tracker.log_model(result)
+            version = tracker.register(MODEL)
+    finally:
+        torch.set_num_threads(threads)
     return Trained(store, tracking_uri, config, photos, manifest, result, tracker.run_id, model_uri, version, summary)
 
 
@@ -256,6 +260,28 @@ def test_failure_after_registration_rolls_the_version_back(trained):
     assert registry._client().get_run(tracker.run_id).info.status == "FAILED"
     assert registry.get_alias_version(name) is None
     assert registry.list_versions(name) == []  # the version went with its failed run
+
+
+def test_end_run_closes_a_dead_workers_run_and_drops_its_unaliased_version(trained):
+    # given a worker that registered a version and died before its tracker could end the run
+    name = "coin-year-dead"
+    tracker = registry.TrainingTracker(trained.config, run_name="dies")
+    tracker.start()
+    tracker.on_epoch(1, 1, {"train_loss": 0.5})
+    tracker.log_model(trained.result)
+    version = tracker.register(name)
+
+    # when the reaper ends its run
+    removed = registry.end_run(tracker.run_id, "FAILED", error="worker died", model_name=name)
+
+    # then the run and its fold run are FAILED and the version is gone
+    client = registry._client()
+    assert removed == [version]
+    assert client.get_run(tracker.run_id).info.status == "FAILED"
+    assert client.get_run(tracker.fold_run_id(1)).info.status == "FAILED"
+    assert client.get_run(tracker.run_id).data.tags["error"] == "worker died"
+    assert registry.list_versions(name) == []
+    assert registry.end_run(tracker.run_id, "FAILED", model_name=name) == []  # idempotent
 
 
 def test_alias_helpers_move_and_delete_aliases(trained):

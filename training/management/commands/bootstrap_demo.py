@@ -118,8 +118,14 @@ class Command(BaseCommand):
         if services.production_version_registered() is not None:
             self.stdout.write(f"A model is in production already ({name}@production); not training.")
             return
-        if TrainingRun.objects.filter(status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING]).exists():
-            self.stdout.write("A training run is queued or running already; not starting another.")
+        services.training_run_reap_stale()
+        active = TrainingRun.objects.filter(status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING]).first()
+        if active is not None:
+            self.stdout.write(
+                f"Training run #{active.pk} is {active.status} already; not starting another. (If its process died, "
+                f"it is marked failed {settings.TRAINING_LEASE_SECONDS if hasattr(settings, 'TRAINING_LEASE_SECONDS') else 900} s "
+                "after its last heartbeat and the next bootstrap_demo trains.)"
+            )
             return
         try:
             config = services.training_config_load(overrides=overrides)
