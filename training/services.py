@@ -335,8 +335,8 @@ def training_run_start(
 
 
 def training_run_cancel(*, run: TrainingRun, actor) -> TrainingRun:
-    """Ask a run to stop. A queued run is cancelled at once; a running one stops at its next check (every epoch,
-    usually sooner) and ends CANCELLED without registering anything."""
+    """Ask a run to stop. A queued run is cancelled at once; a running one stops at its next check (before and
+    after every epoch) and ends CANCELLED without registering anything."""
     if not can_train(actor):
         raise PermissionDenied("Only model owners can cancel training.")
     with transaction.atomic():
@@ -354,23 +354,19 @@ class _RunHooks:
     """The callbacks fit() calls: progress + heartbeat on the run every epoch, cancellation checks, and (fine-tune,
     when the engine hands over the fold model) the per-epoch check on the evaluation set."""
 
-    def __init__(self, *, run_id: int, folds: int, epochs: int, tracker=None, raise_on_epoch: Exception | None = None):
+    def __init__(self, *, run_id: int, folds: int, epochs: int, tracker=None):
         self.run_id = run_id
         self.tracker = tracker
         self.cancelled = False
         self.regressed = ""
         self.model_check: Callable[[int, Any], str] | None = None
         self.progress: dict[str, Any] = {"fold": 0, "folds": folds, "epoch": 0, "epochs": epochs, "stage": "training"}
-        self._last_beat = 0.0
 
-    def beat(self, *, force: bool = False, **progress) -> None:
-        """Save progress and refresh the lease (throttled unless forced); notice a cancellation request."""
+    def beat(self, **progress) -> None:
+        """Save progress and refresh the lease (one UPDATE); notice a cancellation request (one EXISTS)."""
         self.progress.update(progress)
-        now = time.monotonic()
-        if force or now - self._last_beat > 5:
-            self._last_beat = now
-            if _lease_renew(self.run_id, progress=dict(self.progress)):
-                self.cancelled = True
+        if _lease_renew(self.run_id, progress=dict(self.progress)):
+            self.cancelled = True
 
     def on_epoch(self, fold: int, epoch: int, metrics: dict) -> None:
         """fit() calls this after every epoch of every fold (1-based): MLflow first, then the run's progress."""
@@ -379,7 +375,7 @@ class _RunHooks:
         progress: dict[str, Any] = {"fold": int(fold), "epoch": int(epoch), "stage": "training"}
         if metrics.get("val_mae") is not None:
             progress["val_mae"] = round(float(metrics["val_mae"]), 3)
-        self.beat(force=True, **progress)
+        self.beat(**progress)
 
     def on_model(self, fold: int, epoch: int, model) -> None:
         """Fine-tune: the fold model after an epoch, checked on the evaluation set (engine permitting)."""
@@ -388,7 +384,7 @@ class _RunHooks:
 
     def should_stop(self) -> bool:
         """Checked by fit() before and after every epoch: a cancellation or a fine-tune regression stops the run."""
-        self.beat(force=True)
+        self.beat()
         return self.cancelled or bool(self.regressed)
 
 
@@ -627,7 +623,7 @@ def _training_run_work(
             f"not enough labelled coins to train: {len(train_samples)} in the training set, at least {minimum} "
             f"needed for {config.folds} folds"
         )
-    hooks.beat(force=True, stage="training")
+    hooks.beat(stage="training")
 
     def epoch_hook(fold: int, epoch: int, metrics: dict) -> None:
         hooks.on_epoch(fold, epoch, metrics)
@@ -664,17 +660,20 @@ def _training_run_work(
         if hooks.cancelled:
             raise TrainingCancelled()
         if final_check is not None:
-            hooks.beat(force=True, stage="checking fine-tuned model")
+            hooks.beat(stage="checking fine-tuned model")
             regressed = final_check(result)
             if regressed:
                 raise FineTuneRegressed(regressed + "; the candidate was discarded (nothing registered)")
-        hooks.beat(force=True, stage="logging to MLflow")
+        hooks.beat(stage="logging to MLflow")
         summary = tracker.log_result(result, training_set.manifest)
         metrics = _run_metrics(summary, result)
         tracker.log_model(result)
-        hooks.beat(force=True, stage="registering")
+        hooks.beat(stage="registering")
         version = tracker.register(name)
-        hooks.beat(force=True, stage="comparing with Production")
+        if production is None and registry.get_alias_version(name, PRODUCTION_ALIAS) != version:
+            # No Production (e.g. its alias was removed by hand): the new version serves, as a first version does.
+            registry.set_alias(name, PRODUCTION_ALIAS, version)
+        hooks.beat(stage="comparing with Production")
         if production is None:
             comparison = model_version_compare(candidate=version, production=None, evaluation=evaluation_set)
         else:
@@ -883,7 +882,7 @@ def model_version_mirror(*, version: int, name: str | None = None) -> ModelVersi
                 name=name,
                 version=version,
                 run_id=info.get("run_id", ""),
-                metrics=info.get("metrics", {}),
+                metrics=_json_safe(info.get("metrics", {})),
                 aliases=aliases,
                 is_production=is_production,
             )

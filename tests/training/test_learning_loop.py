@@ -247,6 +247,20 @@ def test_fine_tune_starts_from_production_and_is_compared(first_version, model_n
     assert production_version(model_name) == v1
 
 
+def test_fine_tune_that_regresses_is_discarded_without_registering(first_version, model_name):
+    v1 = production_version(model_name)
+    versions_before = registry.list_versions(model_name)
+
+    # a learning rate this large wrecks Production's weights within one epoch
+    run = train([*TINY, "lr=500", "fine_tune_epochs=1"], fine_tune=True)
+
+    assert run.status == TrainingRun.Status.SUCCEEDED
+    assert run.verdict == TrainingRun.Verdict.REJECTED
+    assert "regressed" in run.error and "discarded" in run.error
+    assert registry.list_versions(model_name) == versions_before, "nothing registered"
+    assert production_version(model_name) == v1
+
+
 def test_rescore_after_promotion_lists_the_movers(first_version, model_name, collector, model_owner):
     coins = add_coins(collector, 3, seed=21, verified=False)
     v1 = production_version(model_name)

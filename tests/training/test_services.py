@@ -344,3 +344,22 @@ def test_beat_schedule_exists_and_points_at_the_retrain_task():
 
     assert retrain.enabled and retrain.crontab.hour == "3" and retrain.crontab.minute == "0"
     assert reaper.enabled and reaper.interval.every == 5
+
+
+def test_promoting_a_version_that_is_not_registered_is_refused(model_owner, settings):
+    settings.MLFLOW_MODEL_NAME = "coin-year-never-registered"
+
+    with pytest.raises(ValidationError, match="no registered version 7"):
+        services.model_version_promote(version=7, actor=model_owner)
+
+    assert not Promotion.objects.exists()
+
+
+def test_fine_tuning_needs_a_production_version(model_owner, settings):
+    settings.MLFLOW_MODEL_NAME = "coin-year-never-registered"
+
+    with pytest.raises(ValidationError) as excinfo:
+        services.training_run_start(requested_by=model_owner, fine_tune=True)
+
+    assert "fine_tune" in excinfo.value.error_dict
+    assert not TrainingRun.objects.exists()

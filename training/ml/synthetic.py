@@ -76,16 +76,16 @@ _MIN_RENDER = 150
 
 # (year, RGB in 0..1) anchors of the metal colour; linear interpolation between.
 _METAL_ANCHORS: tuple[tuple[int, tuple[int, int, int]], ...] = (
-    (1700, (140, 64, 42)),  # deep red copper
-    (1740, (172, 86, 52)),  # copper
-    (1780, (188, 112, 62)),  # orange copper
-    (1820, (170, 126, 76)),  # bronze
-    (1860, (126, 98, 78)),  # dark chocolate bronze
-    (1890, (160, 150, 134)),  # billon, grey-brown
-    (1920, (206, 206, 202)),  # silver
-    (1960, (144, 158, 174)),  # cupro-nickel, cool grey
-    (1990, (182, 178, 128)),  # nickel-brass
-    (2025, (228, 190, 70)),  # nordic gold
+    (1700, (138, 52, 40)),  # deep red copper
+    (1740, (170, 78, 50)),  # copper
+    (1780, (188, 108, 60)),  # orange copper
+    (1820, (172, 124, 72)),  # bronze
+    (1860, (128, 100, 76)),  # dark chocolate bronze
+    (1890, (166, 156, 142)),  # billon, grey-brown
+    (1920, (208, 207, 204)),  # silver
+    (1960, (140, 156, 180)),  # cupro-nickel, cool blue-grey
+    (1990, (196, 190, 112)),  # nickel-brass
+    (2025, (232, 192, 58)),  # nordic gold
 )
 _ANCHOR_YEARS = np.array([a[0] for a in _METAL_ANCHORS], dtype=np.float64)
 _ANCHOR_RGB = np.array([a[1] for a in _METAL_ANCHORS], dtype=np.float64) / 255.0
@@ -369,7 +369,7 @@ def _draw_text(d: ImageDraw.ImageDraw, x: float, y: float, text: str, px: float,
 
 def _draw_bust(d: ImageDraw.ImageDraw, c: float, R: float, s: _Spec, rng: np.random.Generator):
     t = s.t
-    M = R * (0.60 - 0.14 * t)
+    M = R * (0.68 - 0.16 * t)
     cx = c + rng.normal(0, 0.01) * R
     cy = c - R * (0.12 + 0.04 * t)
     f = s.flip
@@ -557,10 +557,11 @@ def _draw_back(d: ImageDraw.ImageDraw, c: float, R: float, r_in: float, s: _Spec
                 d.arc(_bbox((c, c - R * 0.05), rr, rr), 200, 340, fill=200, width=max(1, int(R * 0.03)))
         else:
             n = max(3, s.geo_n)
-            for k in range(n):
-                a = 2 * math.pi * k / n
-                d.ellipse(_bbox((c + R * 0.5 * math.cos(a), c + R * 0.5 * math.sin(a)), R * 0.05, R * 0.05), fill=220)
-        _draw_text(d, c - R * 0.12, c - R * 0.05, s.denom, R * (0.38 + 0.1 * t), fill=235)
+            for k in range(n):  # ring of dots, open at the bottom where the date goes
+                a = math.radians(-225 + 270 * k / (n - 1))
+                d.ellipse(_bbox((c + R * 0.52 * math.cos(a), c + R * 0.52 * math.sin(a)), R * 0.05, R * 0.05), fill=220)
+        dx = -0.12 if kind == 0 else 0.0
+        _draw_text(d, c + R * dx, c - R * 0.05, s.denom, R * (0.38 + 0.1 * t), fill=235)
 
 
 def _height_map(s: _Spec, side: str, D: int, rng: np.random.Generator) -> np.ndarray:
@@ -634,23 +635,23 @@ def _shade(h: np.ndarray, s: _Spec, rng: np.random.Generator) -> Image.Image:
     lum = albedo * diffuse + grain
     rgb = lum[..., None] * base[None, None, :] + spec[..., None] * (0.6 + 0.4 * base[None, None, :])
     # toning / darkening with age, dirt in recesses near the relief
-    tone = np.array([0.32, 0.24, 0.16]) if s.copper > 0.5 else np.array([0.3, 0.29, 0.27])
-    tone = tone.astype(np.float32)
+    # (toning keeps the alloy's hue: it darkens and slightly greys the metal)
+    tone = 0.45 * (0.8 * base + 0.2 * base.mean())
     dark = 0.45 * wear
     rgb = rgb * (1.0 - dark) + tone[None, None, :] * dark * lum[..., None]
     dirt = np.clip(_blur(h, 3.0 * unit) - hb, 0, None) * (1.6 * wear)
     rgb *= (1.0 - np.clip(dirt, 0, 0.6))[..., None]
     # patina spots
-    n_spots = int(rng.poisson(1 + 10 * wear**1.5))
+    n_spots = int(rng.poisson(0.5 + 7 * wear**1.5))
     if n_spots:
         spot = Image.new("L", (D, D), 0)
         sd = ImageDraw.Draw(spot)
         for _ in range(n_spots):
             x, y = rng.uniform(0.15, 0.85, 2) * D
-            rx, ry = rng.uniform(0.01, 0.07, 2) * D
+            rx, ry = rng.uniform(0.01, 0.055, 2) * D
             sd.ellipse((x - rx, y - ry, x + rx, y + ry), fill=int(rng.uniform(90, 220)))
         sm = _blur(np.asarray(spot, dtype=np.float32) / 255.0, 1.5 * unit)
-        pc = np.array([0.22, 0.36, 0.28]) if s.copper > 0.5 else np.array([0.16, 0.15, 0.14])
+        pc = np.array([0.22, 0.36, 0.28] if s.copper > 0.5 else [0.16, 0.15, 0.14], dtype=np.float32)
         sm = sm[..., None] * (0.4 + 0.5 * wear)
         rgb = rgb * (1 - sm) + pc[None, None, :].astype(np.float32) * sm
     # scratches
@@ -686,7 +687,7 @@ def _bg_colour(rng: np.random.Generator, lo: float, hi: float) -> np.ndarray:
     col = rng.uniform(lo, hi, 3)
     g = col.mean()
     sat = rng.uniform(0.0, 0.35) if rng.random() < 0.8 else rng.uniform(0.35, 0.8)
-    return g + (col - g) * sat
+    return (g + (col - g) * sat).astype(np.float32)
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -711,7 +712,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
         img = col[None, None, :] * (0.85 + 0.15 * weave + fuzz + var)[..., None]
     elif kind == 2:  # wood: stripes bent by low-frequency noise
         light = np.array([0.72, 0.52, 0.32])
-        light = (light.mean() + (light - light.mean()) * rng.uniform(0.2, 0.8)) * rng.uniform(0.6, 1.25)
+        light = ((light.mean() + (light - light.mean()) * rng.uniform(0.2, 0.8)) * rng.uniform(0.6, 1.25)).astype(np.float32)
         darkc = light * rng.uniform(0.45, 0.7)
         ang = rng.uniform(0, math.pi)
         u = xx * math.cos(ang) + yy * math.sin(ang)

@@ -27,6 +27,7 @@ from training.ml.data import CoinPairDataset, CoinSample, kfold_indices, make_lo
 from training.ml.model import CoinYearNet, build_model, denormalise_year
 
 OnEpoch = Callable[[int, int, dict[str, float]], None]
+OnModel = Callable[[int, int, nn.Module], None]
 ShouldStop = Callable[[], bool]
 StateDict = dict[str, torch.Tensor]
 METRIC_KEYS = ("mae", "mse", "rmse", "r2", "within_5", "within_10", "pred_std", "true_std")
@@ -446,6 +447,7 @@ def train_fold(
     init_state: StateDict | None = None,
     progress: bool = False,
     on_epoch: OnEpoch | None = None,
+    on_model: OnModel | None = None,
     should_stop: ShouldStop | None = None,
     history: list[dict[str, float]] | None = None,
 ) -> tuple[CoinYearNet, dict[str, float]]:
@@ -522,6 +524,8 @@ def train_fold(
             )
         if on_epoch is not None:
             on_epoch(fold + 1, epoch, metrics)
+        if on_model is not None:
+            on_model(fold + 1, epoch, model)  # eval mode, statistics recalibrated: as it would be served
         if should_stop is not None and should_stop():
             raise TrainingCancelled(f"cancelled after fold {fold + 1} epoch {epoch}")
         if config.patience and stale >= config.patience:
@@ -544,6 +548,7 @@ def fit(
     on_epoch: OnEpoch | None = None,
     should_stop: ShouldStop | None = None,
     init_state_dict: StateDict | Sequence[StateDict] | None = None,
+    on_model: OnModel | None = None,
     device: str | torch.device | None = None,
     dataset: CoinPairDataset | None = None,
 ) -> FitResult:
@@ -554,7 +559,8 @@ def fit(
     IntervalCalibration); the ensemble's MAE and interval coverage on them are reported too.
     on_epoch(fold, epoch, metrics) is called after every epoch (1-based); should_stop() is checked before and after
     every epoch and raises TrainingCancelled. init_state_dict (one state dict, or one per fold) starts from given
-    weights, for fine-tuning.
+    weights, for fine-tuning; on_model(fold, epoch, model) gets the fold's current model after every epoch (in eval
+    mode, e.g. to check a fine-tune on an evaluation set and stop through should_stop).
     """
     started = time.perf_counter()
     device = select_device(device)
@@ -603,6 +609,7 @@ def fit(
             init_state=init_states[fold],
             progress=progress,
             on_epoch=on_epoch,
+            on_model=on_model,
             should_stop=should_stop,
             history=history,
         )

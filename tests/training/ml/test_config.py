@@ -14,7 +14,12 @@ def test_default_manifest_equals_the_dataclass_defaults():
     assert DEFAULT_CONFIG_PATH.is_file()
     config = load_config()
     assert config == TrainConfig()
-    assert (config.backbone, config.mode, config.grayscale, config.image_size) == ("mobilenet_v3_small", "shared", False, 128)
+    assert (config.backbone, config.mode, config.grayscale, config.image_size) == (
+        "mobilenet_v3_small",
+        "shared",
+        False,
+        128,
+    )
     assert (config.epochs, config.folds) == (20, 5)
 
 

@@ -15,6 +15,15 @@ from training.ml.data import CoinPairDataset, CoinSample, kfold_indices, make_lo
 from training.ml.model import denormalise_year
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models are overhead-bound; one thread is faster on a busy shared CPU and keeps runs bit-reproducible."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def jpeg(colour: tuple[int, int, int], size: int = 48) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (size, size), colour).save(buffer, format="JPEG")

@@ -181,7 +181,9 @@ def test_exif_orientation_is_applied():
 
 def test_big_jpeg_is_decoded_at_reduced_scale():
     data = encode(photo(2048, 1536), quality=85)
-    opened = images._open_checked(data, max_bytes=images.MAX_UPLOAD_BYTES, max_pixels=images.MAX_IMAGE_PIXELS, target=256)
+    opened = images._open_checked(
+        data, max_bytes=images.MAX_UPLOAD_BYTES, max_pixels=images.MAX_IMAGE_PIXELS, target=256
+    )
     assert opened.size == (512, 384)  # libjpeg decoded at 1/4 scale, never below twice the target
     assert images.load_image(data, size=128).size == (128, 128)
 

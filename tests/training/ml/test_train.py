@@ -25,6 +25,16 @@ from training.ml.train import (
     weighted_l1,
 )
 
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models are overhead-bound; one thread is faster on a busy shared CPU and keeps runs bit-reproducible."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 TINY = dict(image_size=32, epochs=2, folds=2, batch_size=8, head_hidden=32, patience=0)
 
 

@@ -30,11 +30,14 @@ DEMO_USERS = [
 ]
 DEFAULT_COINS = 300
 DEFAULT_SEED = 2024
-# Small enough for < 5 minutes on 2 CPU cores with 300 coins, large enough to clearly beat the constant baseline
-# (measured: see the closing note of the learning-loop work / DEVELOPERS.md).
-DEFAULT_SET = "epochs=8 folds=3 patience=0"
-# Rough cost of one coin-epoch on a 2-core CPU at 128 px with mobilenet_v3_small (forward + backward + decoding).
-SECONDS_PER_COIN_EPOCH = 0.012
+# Small enough for < 5 minutes on 2 CPU cores with 300 coins, large enough to clearly beat the constant baseline.
+# Measured on the shared 2-core box (one torch thread): 300 coins, 3 folds x 12 epochs -> about 2.5 minutes of
+# training, cross-validated MAE 23 years vs 88 for the constant baseline (ratio 0.27); 8 epochs: 83 s, ratio 0.34.
+DEFAULT_SET = "epochs=12 folds=3 patience=0"
+# Rough cost of one coin, one epoch, one fold on a 2-core CPU at 128 px with mobilenet_v3_small (train + validate),
+# plus the fixed cost of logging, the ONNX export, registration and the first comparison.
+SECONDS_PER_COIN_EPOCH_FOLD = 0.013
+FIXED_SECONDS = 20
 
 
 class Command(BaseCommand):
@@ -123,7 +126,7 @@ class Command(BaseCommand):
         if active is not None:
             self.stdout.write(
                 f"Training run #{active.pk} is {active.status} already; not starting another. (If its process died, "
-                f"it is marked failed {settings.TRAINING_LEASE_SECONDS if hasattr(settings, 'TRAINING_LEASE_SECONDS') else 900} s "
+                f"it is marked failed {getattr(settings, 'TRAINING_LEASE_SECONDS', 900)} s "
                 "after its last heartbeat and the next bootstrap_demo trains.)"
             )
             return
@@ -132,14 +135,15 @@ class Command(BaseCommand):
         except Exception as error:  # noqa: BLE001 - show the config error as a command error
             raise CommandError(f"bad COINSITE_BOOTSTRAP_SET / --set: {error}") from error
         labelled = services.labelled_coins().count()
-        estimate = labelled * (1 - settings.EVALUATION_SHARE) * config.epochs * SECONDS_PER_COIN_EPOCH
-        estimate *= (128 / config.image_size) ** 2 if config.image_size < 128 else 1
+        per_unit = SECONDS_PER_COIN_EPOCH_FOLD * (config.image_size / 128) ** 2
+        estimate = FIXED_SECONDS + labelled * (1 - settings.EVALUATION_SHARE) * config.epochs * config.folds * per_unit
         self.stdout.write(
             f"No model in production yet: training the first one on {labelled} labelled coins "
             f"({config.folds} folds x {config.epochs} epochs, {config.backbone}, {config.image_size} px; "
             f"overrides: {' '.join(overrides) or 'none'}). This takes roughly {max(estimate / 60, 0.1):.1f} minutes "
             f"on 2 CPU cores ..."
         )
+        self._threads_for_a_busy_machine()
         started = time.monotonic()
         run = services.training_run_start(overrides=overrides, enqueue=False)
         try:
@@ -161,6 +165,19 @@ class Command(BaseCommand):
         if not metrics.get("beats_baseline", True):
             self.stdout.write(self.style.WARNING("WARNING: the first model does NOT beat the constant baseline."))
         self._predict_pending()
+
+    def _threads_for_a_busy_machine(self) -> None:
+        """On a machine already busy with other work, one torch thread: measured on a shared 2-core box, OpenMP's
+        spin-waiting made two threads about 25x slower per step than one (the demo would take far over 5 minutes).
+        An explicit OMP_NUM_THREADS wins; an idle machine keeps torch's default."""
+        if "OMP_NUM_THREADS" in os.environ or not hasattr(os, "getloadavg"):
+            return
+        load, cpus = os.getloadavg()[0], os.cpu_count() or 1
+        if load > cpus / 2:
+            import torch
+
+            torch.set_num_threads(1)
+            self.stdout.write(f"(the machine is busy, load {load:.1f} on {cpus} cores: training with one torch thread)")
 
     def _predict_pending(self) -> None:
         """Coins uploaded before any model existed are pending: queue their predictions now."""

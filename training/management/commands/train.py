@@ -160,6 +160,9 @@ class Command(BaseCommand):
         self.stdout.write(f"Training run #{run.pk}: {services.labelled_coins().count()} labelled coins ...")
         run = execute_or_fail(self, run)
         report_run(self, run)
+        if (run.comparison or {}).get("production"):
+            self.stdout.write("")
+            self.stdout.write(comparison_table(run.comparison))
 
 
 def execute_or_fail(command: BaseCommand, run: TrainingRun, *, auto_promote: bool | None = None) -> TrainingRun:
