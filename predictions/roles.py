@@ -58,3 +58,20 @@ def can_train(user: AbstractBaseUser | AnonymousUser) -> bool:
 def user_add_role(*, user, role: str) -> None:
     """Put a user in one of the role groups (the groups themselves come from the data migration)."""
     user.groups.add(Group.objects.get(name=role))
+
+
+def role_groups_ensure() -> None:
+    """Create the role groups with their permissions if missing (idempotent).
+
+    The data migration creates them; this restores them where a database was flushed (transactional tests, a
+    `flush` by hand) so role checks never depend on leftover state.
+    """
+    from django.contrib.auth.models import Permission
+
+    for role, perms in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=role)
+        wanted = []
+        for perm in perms:
+            app_label, codename = perm.split(".")
+            wanted.append(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+        group.permissions.add(*wanted)

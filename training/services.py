@@ -277,7 +277,7 @@ def _mlflow_end_run_quietly(run_id: str, *, status: str) -> None:
         mlflow_ready()
         end = getattr(registry, "end_run", None)
         if end is not None:
-            end(run_id, status=status)
+            end(run_id, status=status, error="worker died (no heartbeat)", model_name=settings.MLFLOW_MODEL_NAME)
     except Exception:  # noqa: BLE001 - reaping must not fail because MLflow is unreachable
         logger.warning("could not mark MLflow run %s as %s", run_id, status, exc_info=True)
 
@@ -575,7 +575,23 @@ def training_run_execute(
             status=TrainingRun.Status.FAILED, finished_at=timezone.now(), error="stopped unexpectedly"
         )
     logger.info("training run %s: %s %s in %.0f s", run.pk, finished.status, finished.verdict, time.monotonic() - started)
+    _next_queued_run_kick()
     return finished
+
+
+def _next_queued_run_kick() -> None:
+    """The lock is free again: hand the oldest queued run (one that found the lock taken) to a worker. With a broker
+    its own retry would get there too; in-process (eager) nothing else would ever start it."""
+    waiting = (
+        TrainingRun.objects.filter(status=TrainingRun.Status.QUEUED, cancel_requested=False)
+        .order_by("created_at", "id")
+        .values_list("id", flat=True)
+        .first()
+    )
+    if waiting is not None:
+        from .tasks import training_run_execute_task
+
+        transaction.on_commit(lambda: training_run_execute_task.delay(waiting))
 
 
 def _training_run_work(
@@ -670,9 +686,6 @@ def _training_run_work(
         tracker.log_model(result)
         hooks.beat(stage="registering")
         version = tracker.register(name)
-        if production is None and registry.get_alias_version(name, PRODUCTION_ALIAS) != version:
-            # No Production (e.g. its alias was removed by hand): the new version serves, as a first version does.
-            registry.set_alias(name, PRODUCTION_ALIAS, version)
         hooks.beat(stage="comparing with Production")
         if production is None:
             comparison = model_version_compare(candidate=version, production=None, evaluation=evaluation_set)
@@ -694,17 +707,20 @@ def _training_run_work(
             verdict = TrainingRun.Verdict.PROMOTED
         elif verdict == TrainingRun.Verdict.RECOMMENDED:
             registry.set_alias(name, STAGING_ALIAS, version)
-        # Last step inside the tracker: the mirror (and, for the very first version, its audit row).
-        with transaction.atomic():
-            mirror = model_version_mirror(version=version)
-            flat_metrics = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-            mirror.training_run_id = run_id
-            mirror.metrics = {**flat_metrics, "folds": metrics.get("folds", [])}
-            mirror.save(update_fields=["training_run", "metrics"])
-            if production is None:
-                _initial_production(mirror=mirror, actor=run.requested_by)
-            elif verdict == TrainingRun.Verdict.RECOMMENDED:
-                _alias_mirror(name=name, version=version, alias=STAGING_ALIAS)
+    # The tracker ended FINISHED: only now may a first version serve (the registry gave it alias `production` at the
+    # end of the block; a failure inside the block deleted the version instead). Then the mirror and the audit row.
+    if production is None and registry.get_alias_version(name, PRODUCTION_ALIAS) != version:
+        registry.set_alias(name, PRODUCTION_ALIAS, version)  # no Production although versions exist (alias removed)
+    with transaction.atomic():
+        mirror = model_version_mirror(version=version)
+        flat_metrics = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        mirror.training_run_id = run_id
+        mirror.metrics = {**flat_metrics, "folds": metrics.get("folds", [])}
+        mirror.save(update_fields=["training_run", "metrics"])
+        if production is None:
+            _initial_production(mirror=mirror, actor=run.requested_by)
+        elif verdict == TrainingRun.Verdict.RECOMMENDED:
+            _alias_mirror(name=name, version=version, alias=STAGING_ALIAS)
     finished = _run_finish(
         run_id, status=TrainingRun.Status.SUCCEEDED, metrics=metrics, comparison=comparison, verdict=verdict,
         progress={**hooks.progress, "stage": "done"},

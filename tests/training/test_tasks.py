@@ -98,3 +98,18 @@ def test_rescore_enqueues_one_task_for_the_chosen_coins(collector, django_captur
         assert services.coins_rescore(coin_ids=[c.id for c in coins]) == 2
 
     assert sent == [[c.id for c in coins]]
+
+
+def test_a_finished_run_hands_the_lock_to_the_oldest_queued_run(settings, django_capture_on_commit_callbacks):
+    from training import services
+
+    settings.MLFLOW_MODEL_NAME = "coin-year-handover"
+    first = services.training_run_start(overrides=["folds=2"], enqueue=False)
+    waiting = services.training_run_start(overrides=["folds=2"], enqueue=False)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        first = services.training_run_execute(run_id=first.id)  # fails at once: no labelled coins yet
+
+    waiting.refresh_from_db()
+    assert first.status == TrainingRun.Status.FAILED
+    assert waiting.status == TrainingRun.Status.FAILED and "not enough labelled coins" in waiting.error, "it ran next"

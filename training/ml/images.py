@@ -117,10 +117,13 @@ def decode_base64(text: str, *, max_bytes: int = MAX_UPLOAD_BYTES) -> bytes:
         header, sep, text = text.partition(",")
         if not sep or ";base64" not in header:
             raise InvalidBase64Error("a data: URL must be base64 encoded (data:image/jpeg;base64,...)")
+    encoded_limit = 4 * math.ceil(max_bytes / 3) + 4
+    if len(text) > 2 * encoded_limit + 4096:  # refuse huge payloads before copying them (line breaks allowed)
+        raise ImageTooLargeError(f"the image is larger than the limit of {_human(max_bytes)}")
     compact = "".join(text.split())
     if not compact:
         raise EmptyImageError("the image is empty (zero bytes)")
-    if len(compact) > 4 * math.ceil(max_bytes / 3) + 4:
+    if len(compact) > encoded_limit:
         raise ImageTooLargeError(f"the image is larger than the limit of {_human(max_bytes)}")
     if "-" in compact or "_" in compact:
         compact = compact.replace("-", "+").replace("_", "/")

@@ -83,9 +83,9 @@ _METAL_ANCHORS: tuple[tuple[int, tuple[int, int, int]], ...] = (
     (1860, (128, 100, 76)),  # dark chocolate bronze
     (1890, (166, 156, 142)),  # billon, grey-brown
     (1920, (208, 207, 204)),  # silver
-    (1960, (140, 156, 180)),  # cupro-nickel, cool blue-grey
-    (1990, (196, 190, 112)),  # nickel-brass
-    (2025, (232, 192, 58)),  # nordic gold
+    (1955, (136, 154, 184)),  # cupro-nickel, cool blue-grey
+    (1985, (200, 194, 100)),  # nickel-brass
+    (2025, (234, 190, 50)),  # nordic gold
 )
 _ANCHOR_YEARS = np.array([a[0] for a in _METAL_ANCHORS], dtype=np.float64)
 _ANCHOR_RGB = np.array([a[1] for a in _METAL_ANCHORS], dtype=np.float64) / 255.0
@@ -227,10 +227,10 @@ def _ellipse_poly(cx, cy, a, b, angle, n=10):
 def _text_strip(text: str, px: int, stroke: int) -> np.ndarray:
     """Text rendered as a float height strip (rows = letter height)."""
     font = _font(px)
-    l, t, r, b = font.getbbox(text, stroke_width=stroke)
-    w, h = max(1, r - l + 2), max(1, b - t + 2)
+    left, top, right, bottom = font.getbbox(text, stroke_width=stroke)
+    w, h = max(1, right - left + 2), max(1, bottom - top + 2)
     img = Image.new("L", (w, h), 0)
-    ImageDraw.Draw(img).text((1 - l, 1 - t), text, font=font, fill=255, stroke_width=stroke, stroke_fill=255)
+    ImageDraw.Draw(img).text((1 - left, 1 - top), text, font=font, fill=255, stroke_width=stroke, stroke_fill=255)
     return np.asarray(img, dtype=np.float32) / 255.0
 
 
@@ -450,15 +450,21 @@ def _draw_geo_front(d: ImageDraw.ImageDraw, c: float, R: float, s: _Spec, rng: n
         for k in range(2 * n):
             a = rot + math.pi * k / n
             d.line(
-                [(cx + M * 0.45 * math.cos(a), cy + M * 0.45 * math.sin(a)), (cx + M * math.cos(a), cy + M * math.sin(a))],
+                [
+                    (cx + M * 0.45 * math.cos(a), cy + M * 0.45 * math.sin(a)),
+                    (cx + M * math.cos(a), cy + M * math.sin(a)),
+                ],
                 fill=200,
                 width=max(1, int(M * 0.07)),
             )
     elif kind == 2:  # nested polygons
         sides = 3 + n % 6
-        for j, (rad, val) in enumerate(((1.0, 170), (0.72, 0), (0.55, 210), (0.3, 0), (0.18, 240))):
+        for rad, val in ((1.0, 170), (0.72, 0), (0.55, 210), (0.3, 0), (0.18, 240)):
             pts = [
-                (cx + M * rad * math.cos(rot + 2 * math.pi * k / sides), cy + M * rad * math.sin(rot + 2 * math.pi * k / sides))
+                (
+                    cx + M * rad * math.cos(rot + 2 * math.pi * k / sides),
+                    cy + M * rad * math.sin(rot + 2 * math.pi * k / sides),
+                )
                 for k in range(sides)
             ]
             d.polygon(pts, fill=val)
@@ -475,7 +481,10 @@ def _draw_geo_front(d: ImageDraw.ImageDraw, c: float, R: float, s: _Spec, rng: n
                     fill=205,
                 )
         d.line(
-            [(cx - 0.85 * M * math.cos(ang), cy - 0.85 * M * math.sin(ang)), (cx + 0.85 * M * math.cos(ang), cy + 0.85 * M * math.sin(ang))],
+            [
+                (cx - 0.85 * M * math.cos(ang), cy - 0.85 * M * math.sin(ang)),
+                (cx + 0.85 * M * math.cos(ang), cy + 0.85 * M * math.sin(ang)),
+            ],
             fill=235,
             width=max(1, int(M * 0.06)),
         )
@@ -483,8 +492,15 @@ def _draw_geo_front(d: ImageDraw.ImageDraw, c: float, R: float, s: _Spec, rng: n
 
 def _draw_crown(d: ImageDraw.ImageDraw, cx: float, cy: float, w: float):
     d.polygon(
-        [(cx - w, cy + w * 0.45), (cx - w * 1.05, cy - w * 0.3), (cx - w * 0.5, cy + w * 0.05), (cx, cy - w * 0.55),
-         (cx + w * 0.5, cy + w * 0.05), (cx + w * 1.05, cy - w * 0.3), (cx + w, cy + w * 0.45)],
+        [
+            (cx - w, cy + w * 0.45),
+            (cx - w * 1.05, cy - w * 0.3),
+            (cx - w * 0.5, cy + w * 0.05),
+            (cx, cy - w * 0.55),
+            (cx + w * 0.5, cy + w * 0.05),
+            (cx + w * 1.05, cy - w * 0.3),
+            (cx + w, cy + w * 0.45),
+        ],
         fill=205,
     )
     for x in (-1.05, 0.0, 1.05):
@@ -537,7 +553,11 @@ def _draw_back(d: ImageDraw.ImageDraw, c: float, R: float, r_in: float, s: _Spec
             d.line([(c, top + h * 0.08), (c, top + h * 0.92)], fill=215, width=max(1, int(R * 0.03)))
             d.line([(c - w * 0.8, top + h * 0.4), (c + w * 0.8, top + h * 0.4)], fill=215, width=max(1, int(R * 0.03)))
         else:  # chevron and dots
-            d.line([(c - w * 0.7, top + h * 0.65), (c, top + h * 0.2), (c + w * 0.7, top + h * 0.65)], fill=215, width=max(1, int(R * 0.05)))
+            d.line(
+                [(c - w * 0.7, top + h * 0.65), (c, top + h * 0.2), (c + w * 0.7, top + h * 0.65)],
+                fill=215,
+                width=max(1, int(R * 0.05)),
+            )
             for x in (-0.45, 0.45):
                 d.ellipse(_bbox((c + x * w, top + h * 0.2), R * 0.035, R * 0.035), fill=225)
         _draw_crown(d, c, top - R * 0.1, R * 0.15)
@@ -712,7 +732,9 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
         img = col[None, None, :] * (0.85 + 0.15 * weave + fuzz + var)[..., None]
     elif kind == 2:  # wood: stripes bent by low-frequency noise
         light = np.array([0.72, 0.52, 0.32])
-        light = ((light.mean() + (light - light.mean()) * rng.uniform(0.2, 0.8)) * rng.uniform(0.6, 1.25)).astype(np.float32)
+        light = ((light.mean() + (light - light.mean()) * rng.uniform(0.2, 0.8)) * rng.uniform(0.6, 1.25)).astype(
+            np.float32
+        )
         darkc = light * rng.uniform(0.45, 0.7)
         ang = rng.uniform(0, math.pi)
         u = xx * math.cos(ang) + yy * math.sin(ang)
@@ -769,10 +791,12 @@ def _photograph(face: Image.Image, rng: np.random.Generator, size: int, diam: in
     oy = int(round(slack / 2 + rng.uniform(-0.4, 0.4) * slack))
     # soft shadow, cast away from the light
     alpha = coin.getchannel("A")
-    sdx, sdy = (rng.uniform(1, 6, 2) * unit).astype(int)
-    sh = Image.new("L", (size, size), 0)
-    sh.paste(alpha, (ox + int(sdx), oy + int(sdy)))
-    sh = sh.filter(ImageFilter.GaussianBlur(rng.uniform(2, 6) * unit))
+    sdx, sdy = (int(v) for v in rng.uniform(1, 6, 2) * unit)
+    q = 4  # the shadow is soft: compute it at quarter resolution
+    small = max(1, size // q)
+    sh = Image.new("L", (small, small), 0)
+    sh.paste(alpha.resize((max(1, diam // q), max(1, diam // q)), Image.BILINEAR), ((ox + sdx) // q, (oy + sdy) // q))
+    sh = sh.filter(ImageFilter.GaussianBlur(rng.uniform(2, 6) * unit / q)).resize((size, size), Image.BILINEAR)
     shadow = np.asarray(sh, dtype=np.float32) * (rng.uniform(0.25, 0.55) / 255.0)
     img *= 1.0 - shadow[..., None]
     # coin
@@ -784,13 +808,15 @@ def _photograph(face: Image.Image, rng: np.random.Generator, size: int, diam: in
     # uneven light: linear gradient, vignette, white balance, exposure, sensor noise
     yy, xx, rr = _grid(size)
     ga = rng.uniform(0, 2 * math.pi)
-    light = (1.0 + rng.uniform(0.05, 0.25) * (xx * math.cos(ga) + yy * math.sin(ga))) * (
-        1.0 - rng.uniform(0.0, 0.25) * rr
-    ) * rng.uniform(0.92, 1.08)
+    light = (
+        (1.0 + rng.uniform(0.05, 0.25) * (xx * math.cos(ga) + yy * math.sin(ga)))
+        * (1.0 - rng.uniform(0.0, 0.25) * rr)
+        * rng.uniform(0.92, 1.08)
+    )
     wb = (1.0 + rng.normal(0, 0.02, 3)).astype(np.float32)
     img *= light[..., None]
     img *= wb
-    img += rng.standard_normal(img.shape, dtype=np.float32) * rng.uniform(0.004, 0.02)
+    img += (rng.random(img.shape, dtype=np.float32) - 0.5) * (3.46 * rng.uniform(0.004, 0.02))  # sensor noise
     out = Image.fromarray(np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8), "RGB")
     blur = rng.uniform(0.0, 0.9) * unit
     if blur > 0.2:
@@ -963,7 +989,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     labels = write_dataset(
-        a.out_dir, count=a.count, seed=a.seed, year_min=a.year_min, year_max=a.year_max, size=a.size, progress=not a.quiet
+        a.out_dir,
+        count=a.count,
+        seed=a.seed,
+        year_min=a.year_min,
+        year_max=a.year_max,
+        size=a.size,
+        progress=not a.quiet,
     )
     print(labels)
     return 0

@@ -313,6 +313,7 @@ class FitResult:
     interval_coverage_source: str
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+    calibration_fold_pred: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (K, M) years on the holdout
 
     @property
     def interval_halfwidth(self) -> float:
@@ -681,6 +682,7 @@ def fit(
         interval_coverage_source=coverage_source,
         history=history,
         seconds=time.perf_counter() - started,
+        calibration_fold_pred=fresh_matrix if holdout else np.zeros((config.folds, 0)),
     )
 
 

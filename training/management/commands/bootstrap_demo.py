@@ -143,6 +143,12 @@ class Command(BaseCommand):
             f"overrides: {' '.join(overrides) or 'none'}). This takes roughly {max(estimate / 60, 0.1):.1f} minutes "
             f"on 2 CPU cores ..."
         )
+        if not settings.CELERY_TASK_ALWAYS_EAGER:
+            # Distributed: the training worker trains; the web server starts now and uploads wait (pending) until
+            # the first version is registered (the pending sweeper then predicts them).
+            run = services.training_run_start(overrides=overrides, enqueue=True)
+            self.stdout.write(f"Queued training run #{run.pk} on the `training` worker; the site starts meanwhile.")
+            return
         self._threads_for_a_busy_machine()
         started = time.monotonic()
         run = services.training_run_start(overrides=overrides, enqueue=False)

@@ -107,7 +107,8 @@ def comparison_table(comparison: Mapping) -> str:
     rows = []
     for key, label, pattern in METRIC_ROWS:
         c, p = cand.get(key), prod.get(key) if prod else None
-        delta = fmt(c - p, "{:+.2f}") if isinstance(c, int | float) and isinstance(p, int | float) else "—"
+        delta_pattern = pattern.replace("{:", "{:+")
+        delta = fmt(c - p, delta_pattern) if isinstance(c, int | float) and isinstance(p, int | float) else "—"
         rows.append([label, fmt(c, pattern), fmt(p, pattern), delta])
     corrected = comparison.get("corrected") or {}
     c, p = corrected.get("candidate_mae"), corrected.get("production_mae")
@@ -196,6 +197,13 @@ def report_run(command: BaseCommand, run: TrainingRun) -> None:
             f"Registered {version.name} v{version.version}"
             + (" — now in production" if version.is_production else "")
             + f" (verdict: {run.verdict or '—'}; MLflow run {run.mlflow_run_id})"
+        )
+    if metrics.get("collapsed"):
+        out.write(
+            command.style.ERROR(
+                f"!!! WARNING: predictions collapse toward the mean (std {fmt(metrics.get('pred_std'), '{:.1f}')} vs "
+                f"true {fmt(metrics.get('true_std'), '{:.1f}')}) !!!"
+            )
         )
     if metrics.get("beats_baseline") is False:
         out.write(
