@@ -20,7 +20,7 @@ from rest_framework.settings import api_settings
 
 from training.ml import images
 
-from . import services
+from . import inference, services
 from .models import YEAR_MAX, YEAR_MIN, Coin, Prediction
 
 FRONT_BASE64 = "front_image_base64"
@@ -147,22 +147,26 @@ class PredictInputSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
     def validate(self, attrs):
+        config = inference.serving_config()  # None without a model: the 503 comes from the prediction step
         return {
             "pairs": [
-                tuple(_photo_from_base64(item[side], field=f"inputs[{index}].{side}") for side in SIDES_BASE64)
+                tuple(
+                    _photo_from_base64(item[side], field=f"inputs[{index}].{side}", decode_for=config)
+                    for side in SIDES_BASE64
+                )
                 for index, item in enumerate(attrs["inputs"])
             ]
         }
 
 
-def _photo_from_base64(text: str, *, field: str) -> services.CheckedPhoto:
+def _photo_from_base64(text: str, *, field: str, decode_for=None) -> services.CheckedPhoto:
     """Decode one photo once (bounded by the upload limit) and check it like an uploaded file."""
     try:
         data = images.decode_base64(text, max_bytes=settings.COINSITE_MAX_UPLOAD_BYTES)
     except images.ImageError as error:
         error.field = field
         raise
-    return services.photo_check(data, field=field)
+    return services.photo_check(data, field=field, decode_for=decode_for)
 
 
 @extend_schema_serializer(component_name="Predictions")

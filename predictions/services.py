@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -26,18 +27,35 @@ class CheckedPhoto:
     data: bytes
     sha256: str
     extension: str
+    pixels: Any = None  # uint8 C x H x W tensor for `decoded_for`'s config, when the caller scores it right away
+    decoded_for: Any = None
 
 
-def photo_check(data: bytes, *, field: str) -> CheckedPhoto:
-    """Validate one side's photo before anything is written; raises images.ImageError naming the field."""
+def photo_check(data: bytes, *, field: str, decode_for=None) -> CheckedPhoto:
+    """Validate one side's photo before anything is written; raises images.ImageError naming the field.
+
+    With `decode_for` (a TrainConfig), the photo is validated by decoding it straight to the model's input size, and
+    the pixels are kept: synchronous prediction then decodes each photo once, not twice (a 12 MP JPEG costs tens of
+    ms to decode even at reduced scale).
+    """
+    limits = {"max_bytes": settings.COINSITE_MAX_UPLOAD_BYTES, "max_pixels": settings.COINSITE_MAX_IMAGE_PIXELS}
+    pixels = None
     try:
-        image_format = images.validate_image_bytes(
-            data, max_bytes=settings.COINSITE_MAX_UPLOAD_BYTES, max_pixels=settings.COINSITE_MAX_IMAGE_PIXELS
-        )
+        if decode_for is None:
+            image_format = images.validate_image_bytes(data, **limits)
+        else:
+            pixels = images.load_uint8(data, decode_for, **limits)
+            image_format = images.image_format(data)
     except images.ImageError as error:
         error.field = field
         raise
-    return CheckedPhoto(data=data, sha256=hashlib.sha256(data).hexdigest(), extension=EXTENSIONS.get(image_format, "img"))
+    return CheckedPhoto(
+        data=data,
+        sha256=hashlib.sha256(data).hexdigest(),
+        extension=EXTENSIONS.get(image_format, "img"),
+        pixels=pixels,
+        decoded_for=decode_for,
+    )
 
 
 def coin_create(
@@ -183,9 +201,9 @@ def coin_batch_predict(
     """
     from training.services import model_version_mirror
 
-    from .inference import predict_pairs, prediction_store
+    from .inference import predict_checked, prediction_store
 
-    results = predict_pairs([(front.data, back.data) for front, back in pairs])
+    results = predict_checked(pairs)
     for version in {result.version for result in results}:
         model_version_mirror(version=version)  # may ask the registry: do it before the transaction, not inside
     coins: list[Coin] = []

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import resource
 import statistics
 import sys
@@ -101,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     device = select_device()
     print(
         f"config: {config.backbone} {config.mode} {config.image_size}px batch {config.batch_size} "
-        f"augment={config.augment}; device {device}; torch threads {torch.get_num_threads()}",
+        f"augment={config.augment}; device {device}; torch threads {torch.get_num_threads()}; "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; load average {os.getloadavg()[0]:.1f}",
         flush=True,
     )
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
@@ -146,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     ratio = real_s / bare_s
     rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux reports KiB
     print()
+    print(
+        f"load average (1/5 min) {os.getloadavg()[0]:.1f} / {os.getloadavg()[1]:.1f}  (other processes slow both loops)"
+    )
     print(f"pairs per epoch        {pairs}")
     print(f"decode once (real)     {decode_seconds:.1f}s for {len(samples)} pairs ({2 * len(samples)} JPEGs)")
     print(f"bare loop              {bare_s:.2f} s/epoch  {pairs / bare_s:.0f} pairs/s")

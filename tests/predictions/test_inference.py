@@ -131,3 +131,19 @@ def test_alias_move_switches_version_without_restart_and_no_request_fails(
     assert seen[0] == old_version and seen[-1] == new_version
     switch = seen.index(new_version)
     assert set(seen[:switch]) == {old_version} and set(seen[switch:]) == {new_version}
+
+
+def test_photos_decoded_while_checking_give_the_same_years_as_raw_bytes(production_model):
+    from predictions.services import photo_check
+
+    config = inference.serving_config()
+    pairs = [pair(21), pair(22)]
+    checked = [
+        (photo_check(front, field="front", decode_for=config), photo_check(back, field="back", decode_for=config))
+        for front, back in pairs
+    ]
+
+    assert all(photo.pixels is not None for two in checked for photo in two)
+    from_pixels = inference.predict_checked(checked)
+    from_bytes = inference.predict_pairs(pairs)
+    assert [(r.year, r.low, r.high) for r in from_pixels] == [(r.year, r.low, r.high) for r in from_bytes]

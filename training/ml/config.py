@@ -57,7 +57,7 @@ class TrainConfig:
     year_min: int = 1700
     year_max: int = 2025
     interval_level: float = 0.8
-    calibration_share: float = 0.05
+    calibration_share: float = 0.1
     hard_example_weight: float = 1.0
     hard_example_years: int = 20
     fine_tune_epochs: int = 3

@@ -486,3 +486,9 @@ def decode_and_preprocess_base64(
 
 
 TransformFn = Callable[[Image.Image], torch.Tensor]
+
+
+def image_format(data: bytes) -> str:
+    """The format name ("JPEG", "PNG", ...) from the header alone: for photos already validated by load_image()."""
+    with Image.open(io.BytesIO(data)) as image:
+        return (image.format or "").upper()

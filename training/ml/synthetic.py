@@ -9,9 +9,11 @@ The minting year can be read off the coin (embossed digits) and the era also
 shows in the design, varying smoothly with the year, so that a small CNN can
 learn it from a few hundred coins:
 
-* metal colour: copper (1700) -> bronze (~1820) -> brass-bronze (~1870)
-  -> silver (~1910) -> cupro-nickel (~1960) -> brass / nordic gold (2025),
-  interpolated linearly between those anchors, plus modest per-coin noise;
+* metal colour: deep red copper (1700) -> orange copper (~1780) -> bronze
+  (~1820) -> dark bronze (~1860) -> silver (~1920) -> blue-grey cupro-nickel
+  (~1955) -> nickel-brass (~1985) -> nordic gold (2025), interpolated linearly
+  between those anchors, plus modest per-coin noise; ageing darkens it
+  without changing its hue;
 * rim: wider with time; denticles go from few large round beads (1700s) to
   many fine radial teeth (1900s) and fade to a plain wide rim (after ~1960);
 * front motif: profile bust with a big curly wig (1700s) -> short hair and a
@@ -562,8 +564,9 @@ def _draw_back(d: ImageDraw.ImageDraw, c: float, R: float, r_in: float, s: _Spec
                 d.ellipse(_bbox((c + x * w, top + h * 0.2), R * 0.035, R * 0.035), fill=225)
         _draw_crown(d, c, top - R * 0.1, R * 0.15)
         n = int(round(9 - 3 * t))
-        _draw_branch(d, c, r_in * 0.8, math.radians(100), math.radians(175), n, R * 0.06, 195)
-        _draw_branch(d, c, r_in * 0.8, math.radians(80), math.radians(5), n, R * 0.06, 195)
+        gap = 35 if s.year_on_back else 10  # leave the bottom free for the date
+        _draw_branch(d, c, r_in * 0.8, math.radians(90 + gap), math.radians(175), n, R * 0.06, 195)
+        _draw_branch(d, c, r_in * 0.8, math.radians(90 - gap), math.radians(5), n, R * 0.06, 195)
     else:  # modern: big numeral plus geometric lines
         kind = s.modern_kind
         if kind == 0:
@@ -607,11 +610,17 @@ def _height_map(s: _Spec, side: str, D: int, rng: np.random.Generator) -> np.nda
         else:
             y = c + R * (0.62 + 0.04 * t)
             px = R * (s.digit_px + 0.02)
-        # keep the digits inside the rim
-        y = min(y, c + r_in - 0.42 * px)
+        # keep the whole date inside the denticles
+        ipx = int(round(px))
+        left, _, right, bottom = _font(ipx).getbbox(digits, anchor="mm", stroke_width=1 if ipx >= 16 else 0)
+        half_w = max(-left, right)
+        limit = 0.95 * r_in
+        y = min(y, c + math.sqrt(max(limit**2 - half_w**2, 0.0)) - bottom)
         _draw_text(d, c, y, digits, px, fill=245)
         if s.mint:
-            _draw_text(d, c + 1.45 * px, y, s.mint, px * 0.55, fill=230)
+            mx = c + half_w + 0.4 * px
+            if math.hypot(mx - c + 0.25 * px, y - c + 0.3 * px) < limit:
+                _draw_text(d, mx, y, s.mint, px * 0.55, fill=230)
     h = np.asarray(img, dtype=np.float32) / 255.0
     h = np.array(h)  # writable
     lp = R * s.legend_px
@@ -634,7 +643,7 @@ def _shade(h: np.ndarray, s: _Spec, rng: np.random.Generator) -> Image.Image:
     D = h.shape[0]
     unit = D / 200.0
     wear = s.wear
-    hb = _blur(h, unit * (0.7 + 1.6 * wear))
+    hb = _blur(h, unit * (0.7 + 1.1 * wear))
     gy, gx = np.gradient(hb)
     la = rng.uniform(-2.6, -1.6)  # light from upper left-ish
     lx, ly = math.cos(la), math.sin(la)
@@ -659,7 +668,7 @@ def _shade(h: np.ndarray, s: _Spec, rng: np.random.Generator) -> Image.Image:
     tone = 0.45 * (0.8 * base + 0.2 * base.mean())
     dark = 0.45 * wear
     rgb = rgb * (1.0 - dark) + tone[None, None, :] * dark * lum[..., None]
-    dirt = np.clip(_blur(h, 3.0 * unit) - hb, 0, None) * (1.6 * wear)
+    dirt = np.clip(_blur(h, 3.0 * unit) - hb, 0, None) * (1.3 * wear)
     rgb *= (1.0 - np.clip(dirt, 0, 0.6))[..., None]
     # patina spots
     n_spots = int(rng.poisson(0.5 + 7 * wear**1.5))

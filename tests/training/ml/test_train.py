@@ -148,20 +148,23 @@ def test_summary_says_loudly_when_the_model_does_not_beat_the_baseline():
     assert isinstance(result, FitResult)
 
 
-def test_interval_calibration_covers_the_stated_share_of_fresh_coins_for_the_ensemble():
+@pytest.mark.parametrize("labelled_holdout", [False, True])
+def test_interval_calibration_covers_the_stated_share_of_fresh_coins_for_the_ensemble(labelled_holdout):
     # given K=5 fold models whose errors share a part b and differ by v_k (as K-fold models do)
     rng = np.random.default_rng(0)
     k, bias_sd, var_sd = 5, 5.0, 8.0
     oof_residuals = rng.normal(0, bias_sd, 5000) + rng.normal(0, var_sd, 5000)  # one fold model per coin
-    holdout = rng.normal(1850, 50, 200)[None, :] + rng.normal(0, var_sd, (k, 200))  # all K models on unseen coins
-    # when the interval is calibrated at 80%
-    calibration = calibrate_interval(oof_residuals, holdout, level=0.8)
+    truth = rng.normal(1850, 50, 300)
+    holdout = truth[None, :] + rng.normal(0, bias_sd, 300)[None, :] + rng.normal(0, var_sd, (k, 300))
+    # when the interval is calibrated at 80% (with or without the holdout's true years)
+    calibration = calibrate_interval(oof_residuals, holdout, level=0.8, fresh_truth=truth if labelled_holdout else None)
     # then on fresh coins the ENSEMBLE's interval covers about 80% ...
     b = rng.normal(0, bias_sd, 20000)
     fold_predictions = b[None, :] + rng.normal(0, var_sd, (k, 20000))  # truth = 0
     ensemble = fold_predictions.mean(0)
     coverage = np.mean(np.abs(ensemble) <= interval_halfwidth(fold_predictions, calibration))
     assert abs(coverage - 0.8) < 0.03, coverage
+    assert calibration.ensemble_var == pytest.approx(bias_sd**2 + var_sd**2 / k, rel=0.15)
     # ... whereas the single-model out-of-fold quantile would over-cover the more accurate ensemble
     naive = np.quantile(np.abs(oof_residuals), 0.8)
     assert np.mean(np.abs(ensemble) <= naive) > 0.9
