@@ -142,6 +142,11 @@ def main() -> None:
     from training.ml import images, registry
     from training.mlflow_access import mlflow_ready
 
+    import torch
+
+    # (a) runs like the serving processes do (INFERENCE_TORCH_THREADS): the comparison is of serving paths, not of
+    # OpenMP settings.
+    torch.set_num_threads(settings.INFERENCE_TORCH_THREADS)
     mlflow_ready()
     version = registry.get_alias_version(settings.MLFLOW_MODEL_NAME, "production")
     if version is None:
@@ -157,6 +162,7 @@ def main() -> None:
         print(f"inputs {name}: {len(pairs)} pairs, JPEG {min(sizes):.1f}-{max(sizes):.1f} MB per photo")
 
     env = dict(os.environ, MLFLOW_TRACKING_URI=settings.MLFLOW_TRACKING_URI, MLFLOW_DISABLE_TELEMETRY="true")
+    env["PATH"] = f"{ROOT / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"  # mlflow serve starts uvicorn by name
     web_port, mlflow_port = free_port(), free_port()
     web = subprocess.Popen(
         [str(ROOT / ".venv/bin/gunicorn"), "coinsite.wsgi", "--bind", f"127.0.0.1:{web_port}",
