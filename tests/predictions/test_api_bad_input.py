@@ -329,3 +329,19 @@ def test_coin_upload_refuses_too_many_form_fields(api, settings):
     response = api.post("/api/coins/", form, format="multipart")
 
     assert_refused(response, status=400, field=None, words=("refused", "too many"), settings=settings)
+
+
+@pytest.mark.parametrize("bad_text", ["abc\u0000def", "abc\ud800def"])
+def test_nul_or_surrogate_in_base64_is_a_named_400(bad_text, collector):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(collector)
+    body = {"inputs": [{"front_image_base64": bad_text, "back_image_base64": bad_text}]}
+
+    # json.dumps escapes a lone surrogate as \ud800, as a client's JSON library would
+    response = client.post("/api/predict", json.dumps(body), content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["field"].startswith("inputs[0].")
+    assert "base64" in response.json()["error"]

@@ -10,6 +10,7 @@ year range. ``predict_years`` turns it back into years.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -19,16 +20,17 @@ from torchvision import models as tv_models
 from training.ml.config import TrainConfig
 
 BN_MOMENTUM = 0.1
+YearLike = TypeVar("YearLike", float, np.ndarray, torch.Tensor)
 
 
-def normalise_year(year, config: TrainConfig):
+def normalise_year(year: YearLike, config: TrainConfig) -> YearLike:
     """Year -> [-1, 1] over [year_min, year_max] (works on floats, numpy arrays and tensors)."""
     centre = (config.year_min + config.year_max) / 2
     half = (config.year_max - config.year_min) / 2
     return (year - centre) / half
 
 
-def denormalise_year(value, config: TrainConfig):
+def denormalise_year(value: YearLike, config: TrainConfig) -> YearLike:
     """Inverse of normalise_year."""
     centre = (config.year_min + config.year_max) / 2
     half = (config.year_max - config.year_min) / 2
@@ -186,7 +188,7 @@ def count_parameters(model: nn.Module) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 
 
-def years_array(values) -> np.ndarray:
+def years_array(values: torch.Tensor | np.ndarray | list[float]) -> np.ndarray:
     """Tensor or sequence of years -> float64 numpy array."""
     if isinstance(values, torch.Tensor):
         return values.detach().cpu().double().numpy()
