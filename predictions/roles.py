@@ -66,8 +66,12 @@ def role_groups_ensure() -> None:
     The data migration creates them; this restores them where a database was flushed (transactional tests, a
     `flush` by hand) so role checks never depend on leftover state.
     """
+    from django.apps import apps
+    from django.contrib.auth.management import create_permissions
     from django.contrib.auth.models import Permission
 
+    for app_config in apps.get_app_configs():  # a flush without post_migrate leaves no permissions either
+        create_permissions(app_config, verbosity=0)
     for role, perms in ROLE_PERMISSIONS.items():
         group, _ = Group.objects.get_or_create(name=role)
         wanted = []

@@ -46,7 +46,7 @@ def tiny_config(**overrides) -> TrainConfig:
         augment=False,
         patience=0,
         calibration_share=0.0,
-        lr=0.01,
+        lr=0.003,
         seed=3,
     )
     values.update(overrides)
