@@ -57,6 +57,7 @@ class TrainConfig:
     year_min: int = 1700
     year_max: int = 2025
     interval_level: float = 0.8
+    interval_spread_weight: float = 0.0
     calibration_share: float = 0.1
     hard_example_weight: float = 1.0
     hard_example_years: int = 20
@@ -90,6 +91,7 @@ class TrainConfig:
         _check("aug_blur", 0 <= self.aug_blur <= 1, "must be a probability in [0, 1]")
         _check("year_min", self.year_min < self.year_max, f"must be below year_max ({self.year_max})")
         _check("interval_level", 0 < self.interval_level < 1, "must be in (0, 1)")
+        _check("interval_spread_weight", 0 <= self.interval_spread_weight <= 1, "must be in [0, 1]")
         _check("calibration_share", 0 <= self.calibration_share < 0.5, "must be in [0, 0.5)")
         _check("hard_example_weight", self.hard_example_weight > 0, "must be > 0")
         _check("hard_example_years", self.hard_example_years >= 0, "must be >= 0")

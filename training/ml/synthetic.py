@@ -629,7 +629,11 @@ def _height_map(s: _Spec, side: str, D: int, rng: np.random.Generator) -> np.nda
     else:
         if s.back_style == "modern":
             _legend(h, s.back_legend, r_in, lp, math.radians(130), -math.pi / 2, True, s.legend_stroke)
-        elif s.back_style == "shield" or not year_here:
+        elif s.back_style == "wreath":  # over the crown, between the ends of the branches
+            _legend(h, s.back_legend, r_in, lp, math.radians(90), -math.pi / 2, True, s.legend_stroke)
+        elif year_here:  # shield with the date at the bottom: legend on top
+            _legend(h, s.back_legend, r_in, lp, math.radians(120), -math.pi / 2, True, s.legend_stroke)
+        else:  # shield: legend along the bottom, under the branches
             _legend(h, s.back_legend, r_in, lp, math.radians(120), math.pi / 2, False, s.legend_stroke)
     return h
 

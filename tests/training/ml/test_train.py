@@ -148,8 +148,8 @@ def test_summary_says_loudly_when_the_model_does_not_beat_the_baseline():
     assert isinstance(result, FitResult)
 
 
-@pytest.mark.parametrize("labelled_holdout", [False, True])
-def test_interval_calibration_covers_the_stated_share_of_fresh_coins_for_the_ensemble(labelled_holdout):
+@pytest.mark.parametrize(("labelled_holdout", "spread_weight"), [(False, 0.0), (True, 0.0), (True, 1.0)])
+def test_interval_calibration_covers_the_stated_share_of_fresh_coins_for_the_ensemble(labelled_holdout, spread_weight):
     # given K=5 fold models whose errors share a part b and differ by v_k (as K-fold models do)
     rng = np.random.default_rng(0)
     k, bias_sd, var_sd = 5, 5.0, 8.0
@@ -157,7 +157,13 @@ def test_interval_calibration_covers_the_stated_share_of_fresh_coins_for_the_ens
     truth = rng.normal(1850, 50, 300)
     holdout = truth[None, :] + rng.normal(0, bias_sd, 300)[None, :] + rng.normal(0, var_sd, (k, 300))
     # when the interval is calibrated at 80% (with or without the holdout's true years)
-    calibration = calibrate_interval(oof_residuals, holdout, level=0.8, fresh_truth=truth if labelled_holdout else None)
+    calibration = calibrate_interval(
+        oof_residuals,
+        holdout,
+        level=0.8,
+        fresh_truth=truth if labelled_holdout else None,
+        spread_weight=spread_weight,
+    )
     # then on fresh coins the ENSEMBLE's interval covers about 80% ...
     b = rng.normal(0, bias_sd, 20000)
     fold_predictions = b[None, :] + rng.normal(0, var_sd, (k, 20000))  # truth = 0
