@@ -72,8 +72,16 @@ WSGI_APPLICATION = "coinsite.wsgi.application"
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Web requests and in-process tasks write concurrently: wait for the lock instead of failing.
-    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 30, "transaction_mode": "IMMEDIATE"})
+    # Web requests and in-process tasks write concurrently: wait for the lock instead of failing. WAL lets pages read
+    # while a prediction is written, and with synchronous=NORMAL a commit costs no fsync of its own; a committed row
+    # still survives the death of any process (only an OS crash or power cut can drop the last commits).
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

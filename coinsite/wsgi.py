@@ -4,5 +4,7 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
+from coinsite.wsgi_input import large_block_input
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "coinsite.settings")
-application = get_wsgi_application()
+application = large_block_input(get_wsgi_application())

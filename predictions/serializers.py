@@ -22,7 +22,7 @@ from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 from training.ml import images
 
-from . import inference, services
+from . import services
 from .models import YEAR_MAX, YEAR_MIN, Coin, Prediction
 
 FRONT_BASE64 = "front_image_base64"
@@ -109,9 +109,10 @@ class PredictItemSerializer(serializers.Serializer):
 class PredictInputSerializer(serializers.Serializer):
     """The Model-Serving JSON: {"inputs": [{"front_image_base64": .., "back_image_base64": ..}, ...]}.
 
-    After the shape of every input is checked, every photo is decoded once and validated; the checked bytes are kept
-    in `validated_data["pairs"]` (a list of (front, back) services.CheckedPhoto) so nothing is decoded twice. A photo
-    problem raises images.ImageError with the field path set (413/415 are not 400s, so it is not a ValidationError).
+    After the shape of every input is checked, every photo's base64 is decoded and its header checked; the bytes are
+    kept in `validated_data["pairs"]` (a list of (front, back) services.CheckedPhoto). services.coin_batch_predict()
+    decodes the pixels, which completes the check. A photo problem raises images.ImageError with the field path set
+    (413/415 are not 400s, so it is not a ValidationError).
     """
 
     inputs = PredictItemSerializer(
@@ -156,26 +157,23 @@ class PredictInputSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
     def validate(self, attrs):
-        config = inference.serving_config()  # None without a model: the 503 comes from the prediction step
         return {
             "pairs": [
-                tuple(
-                    _photo_from_base64(item[side], field=f"inputs[{index}].{side}", decode_for=config)
-                    for side in SIDES_BASE64
-                )
+                tuple(_photo_from_base64(item[side], field=f"inputs[{index}].{side}") for side in SIDES_BASE64)
                 for index, item in enumerate(attrs["inputs"])
             ]
         }
 
 
-def _photo_from_base64(text: str, *, field: str, decode_for=None) -> services.CheckedPhoto:
-    """Decode one photo once (bounded by the upload limit) and check it like an uploaded file."""
+def _photo_from_base64(text: str, *, field: str) -> services.CheckedPhoto:
+    """Decode one photo's base64 (bounded by the upload limit) and check what needs no pixel decoding; the service
+    decodes it to the model's input, which completes the check, while it stores the photo."""
     try:
         data = images.decode_base64(text, max_bytes=settings.COINSITE_MAX_UPLOAD_BYTES)
     except images.ImageError as error:
         error.field = field
         raise
-    return services.photo_check(data, field=field, decode_for=decode_for)
+    return services.photo_check_header(data, field=field)
 
 
 @extend_schema_serializer(component_name="Predictions")

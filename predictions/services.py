@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 from django.conf import settings
@@ -25,37 +28,102 @@ class CheckedPhoto:
     """Photo bytes that passed validation, with what storage needs to know about them."""
 
     data: bytes
-    sha256: str
     extension: str
+    field: str = ""
     pixels: Any = None  # uint8 C x H x W tensor for `decoded_for`'s config, when the caller scores it right away
     decoded_for: Any = None
 
+    @cached_property
+    def sha256(self) -> str:
+        """Computed on first use: PhotoFiles hashes in its writer thread, off the request's critical path."""
+        return hashlib.sha256(self.data).hexdigest()
 
-def photo_check(data: bytes, *, field: str, decode_for=None) -> CheckedPhoto:
-    """Validate one side's photo before anything is written; raises images.ImageError naming the field.
 
-    With `decode_for` (a TrainConfig), the photo is validated by decoding it straight to the model's input size, and
-    the pixels are kept: synchronous prediction then decodes each photo once, not twice (a 12 MP JPEG costs tens of
-    ms to decode even at reduced scale).
+def _limits() -> dict[str, int]:
+    return {"max_bytes": settings.COINSITE_MAX_UPLOAD_BYTES, "max_pixels": settings.COINSITE_MAX_IMAGE_PIXELS}
+
+
+def _named(error: images.ImageError, field: str) -> images.ImageError:
+    error.field = field
+    return error
+
+
+def photo_check(data: bytes, *, field: str) -> CheckedPhoto:
+    """Validate one side's photo completely (decoding it at reduced scale) before anything is written.
+
+    Raises images.ImageError naming the field.
     """
-    limits = {"max_bytes": settings.COINSITE_MAX_UPLOAD_BYTES, "max_pixels": settings.COINSITE_MAX_IMAGE_PIXELS}
-    pixels = None
     try:
-        if decode_for is None:
-            image_format = images.validate_image_bytes(data, **limits)
-        else:
-            pixels = images.load_uint8(data, decode_for, **limits)
-            image_format = images.image_format(data)
+        image_format = images.validate_image_bytes(data, **_limits())
     except images.ImageError as error:
-        error.field = field
-        raise
-    return CheckedPhoto(
-        data=data,
-        sha256=hashlib.sha256(data).hexdigest(),
-        extension=EXTENSIONS.get(image_format, "img"),
-        pixels=pixels,
-        decoded_for=decode_for,
-    )
+        raise _named(error, field) from None
+    return CheckedPhoto(data=data, extension=EXTENSIONS.get(image_format, "img"), field=field)
+
+
+def photo_check_header(data: bytes, *, field: str) -> CheckedPhoto:
+    """The checks that need no decoding (size, format, dimensions): enough to start storing the photo while it is
+    decoded. photo_decode() finishes the validation; until then the photo may still turn out truncated."""
+    try:
+        image_format = images.check_header(data, **_limits())
+    except images.ImageError as error:
+        raise _named(error, field) from None
+    return CheckedPhoto(data=data, extension=EXTENSIONS.get(image_format, "img"), field=field)
+
+
+def photo_decode(photo: CheckedPhoto, config) -> CheckedPhoto:
+    """Decode a photo straight to the model's input (`config`, a TrainConfig): this validates it completely, and the
+    pixels are kept so a synchronous prediction decodes each photo once."""
+    try:
+        pixels = images.load_uint8(photo.data, config, **_limits())
+    except images.ImageError as error:
+        raise _named(error, photo.field) from None
+    return replace(photo, pixels=pixels, decoded_for=config)
+
+
+class PhotoFiles:
+    """Photo files written by a background thread while the caller goes on (decoding, predicting).
+
+    Every photo is hashed and stored under its final name outside any database transaction, so a slow disk never
+    holds the database's write lock. names() waits for the writes; discard() removes whatever was written, so a
+    request that fails later leaves no file behind.
+    """
+
+    _pool: ThreadPoolExecutor | None = None
+    _pool_lock = threading.Lock()
+
+    def __init__(self, owner, photos: list[CheckedPhoto]) -> None:
+        field = Coin._meta.get_field("front_image")
+        self._storage = field.storage
+        template = Coin(owner=owner)
+        pool = self._writer_pool()
+        self._futures = [
+            pool.submit(self._write, photo, field.generate_filename(template, f"photo.{photo.extension}"))
+            for photo in photos
+        ]
+
+    @classmethod
+    def _writer_pool(cls) -> ThreadPoolExecutor:
+        with cls._pool_lock:
+            if cls._pool is None:
+                cls._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="photo-writer")
+            return cls._pool
+
+    def _write(self, photo: CheckedPhoto, name: str) -> str:
+        photo.sha256  # noqa: B018  (hash here, while the caller decodes)
+        return self._storage.save(name, ContentFile(photo.data))
+
+    def names(self) -> list[str]:
+        """The stored names, in the order of the photos; raises the first write error."""
+        return [future.result() for future in self._futures]
+
+    def discard(self) -> None:
+        """Wait for every write and remove each file that was written."""
+        for future in self._futures:
+            try:
+                name = future.result()
+            except BaseException:
+                continue
+            self._storage.delete(name)
 
 
 def coin_create(
@@ -68,7 +136,7 @@ def coin_create(
     notes: str = "",
     enqueue_prediction: bool = True,
 ) -> Coin:
-    """Store a coin with both photos and their hashes in one transaction, then (after commit) ask for a prediction.
+    """Store a coin with both photos and their hashes, then (after commit) ask for a prediction.
 
     Photos are validated first, so bad input leaves nothing behind; if the database write fails after the files were
     saved, the files are removed again.
@@ -95,33 +163,37 @@ def coin_create_checked(
     verified_year: int | None = None,
     notes: str = "",
     enqueue_prediction: bool = True,
+    stored_names: tuple[str, str] | None = None,
 ) -> Coin:
-    """coin_create() for photos already checked (the API checks a whole batch before it stores any of it)."""
-    coin = Coin(
-        owner=owner,
-        front_sha256=front.sha256,
-        back_sha256=back.sha256,
-        source=source,
-        verified_year=verified_year,
-        verified_at=timezone.now() if verified_year is not None else None,
-        notes=notes[:500],
-    )
-    saved_names: list[str] = []
+    """coin_create() for photos already checked (the API checks a whole batch before it stores any of it).
+
+    The files are written first, outside the transaction (or were, by the caller's PhotoFiles: `stored_names`);
+    the row is then committed on its own. If the row is not committed, files this call wrote are removed again;
+    files the caller wrote are the caller's to discard.
+    """
+    files = None if stored_names else PhotoFiles(owner, [front, back])
     try:
+        front_name, back_name = stored_names or files.names()
+        coin = Coin(
+            owner=owner,
+            front_image=front_name,
+            back_image=back_name,
+            front_sha256=front.sha256,
+            back_sha256=back.sha256,
+            source=source,
+            verified_year=verified_year,
+            verified_at=timezone.now() if verified_year is not None else None,
+            notes=notes[:500],
+        )
         with transaction.atomic():
-            coin.front_image.save(f"front.{front.extension}", ContentFile(front.data), save=False)
-            saved_names.append(coin.front_image.name)
-            coin.back_image.save(f"back.{back.extension}", ContentFile(back.data), save=False)
-            saved_names.append(coin.back_image.name)
             coin.full_clean()
             coin.save()
             if enqueue_prediction:
                 coin_prediction_enqueue(coin_id=coin.id)
     except BaseException:
         # Only reached when the row was NOT committed (enqueueing is robust, see below): drop the orphaned files.
-        storage = Coin._meta.get_field("front_image").storage
-        for name in saved_names:
-            storage.delete(name)
+        if files is not None:
+            files.discard()
         raise
     return coin
 
@@ -192,38 +264,47 @@ from .models import Prediction  # noqa: E402  (appended section: the lead owns t
 def coin_batch_predict(
     *, owner, pairs: list[tuple[CheckedPhoto, CheckedPhoto]], source: str = Coin.Source.API
 ) -> list[Prediction]:
-    """Predict a batch of already checked photo pairs synchronously and keep every pair as a coin with its prediction.
+    """Predict a batch of photo pairs synchronously and keep every pair as a coin with its prediction.
 
-    The whole batch is scored in one call before anything is written, so a missing Production model
-    (inference.NoProductionModel) or a failed forward pass leaves no row and no file. Then all coins and predictions
-    are written in one transaction; if that fails, the photo files saved so far are removed again. Returns the
-    predictions in the order of `pairs` (each with its `.coin`).
+    `pairs` passed photo_check_header(). While this thread decodes every photo to the model's input (which completes
+    its validation) and scores the batch, a writer thread hashes and stores the photo files: storing costs the
+    caller almost no time. Any failure (a photo that turns out truncated, no Production model, a failed forward pass,
+    a database error) removes the files written so far and leaves no row. All coins and predictions are written in
+    one transaction. Returns the predictions in the order of `pairs` (each with its `.coin`).
     """
     from training.services import model_version_mirror
 
-    from .inference import predict_checked, prediction_store
+    from .inference import NoProductionModel, predict_checked, prediction_store, serving_config
 
-    results = predict_checked(pairs)
-    for version in {result.version for result in results}:
-        model_version_mirror(version=version)  # may ask the registry: do it before the transaction, not inside
-    coins: list[Coin] = []
-    predictions: list[Prediction] = []
+    photos = [photo for pair in pairs for photo in pair]
+    config = serving_config()
+    if config is None:  # a photo problem is still the client's 400; otherwise 503, with nothing written
+        for photo in photos:
+            photo_check(photo.data, field=photo.field)
+        raise NoProductionModel()
+    files = PhotoFiles(owner, photos)
     try:
+        decoded = [(photo_decode(front, config), photo_decode(back, config)) for front, back in pairs]
+        results = predict_checked(decoded)
+        for version in {result.version for result in results}:
+            model_version_mirror(version=version)  # may ask the registry: do it before the transaction, not inside
+        names = files.names()
+        predictions: list[Prediction] = []
         with transaction.atomic():
-            for (front, back), result in zip(pairs, results, strict=True):
+            for index, ((front, back), result) in enumerate(zip(pairs, results, strict=True)):
                 coin = coin_create_checked(
-                    owner=owner, front=front, back=back, source=source, enqueue_prediction=False
+                    owner=owner,
+                    front=front,
+                    back=back,
+                    source=source,
+                    enqueue_prediction=False,
+                    stored_names=(names[2 * index], names[2 * index + 1]),
                 )
-                coins.append(coin)
                 prediction = prediction_store(coin=coin, result=result)
                 prediction.coin = coin
                 predictions.append(prediction)
     except BaseException:
-        storage = Coin._meta.get_field("front_image").storage
-        for coin in coins:
-            for name in (coin.front_image.name, coin.back_image.name):
-                if name:
-                    storage.delete(name)
+        files.discard()
         raise
     return predictions
 

@@ -135,14 +135,13 @@ def main() -> None:
     import django
 
     django.setup()
+    import torch
     from django.conf import settings
+    from django.contrib.auth import get_user_model
     from rest_framework.authtoken.models import Token
 
-    from django.contrib.auth import get_user_model
     from training.ml import images, registry
     from training.mlflow_access import mlflow_ready
-
-    import torch
 
     # (a) runs like the serving processes do (INFERENCE_TORCH_THREADS): the comparison is of serving paths, not of
     # OpenMP settings.

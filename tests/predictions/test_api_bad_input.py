@@ -209,8 +209,14 @@ PHOTO_CASES = [
 ]
 
 
+@pytest.mark.parametrize("model", ["no model", "production model"])
 @pytest.mark.parametrize(("case", "text", "status", "words"), PHOTO_CASES, ids=[case[0] for case in PHOTO_CASES])
-def test_predict_refuses_a_bad_photo_naming_its_input_and_side(api, small_limits, case, text, status, words):
+def test_predict_refuses_a_bad_photo_naming_its_input_and_side(
+    api, small_limits, case, text, status, words, model, request
+):
+    """With a model in production, photos are stored while they are decoded: a photo found truncated only then must
+    still leave no file and no row behind (the writes are discarded)."""
+    request.getfixturevalue("production_model" if model == "production model" else "no_model")
     # given a batch whose third input has a bad back photo
     inputs = [good_pair(), good_pair(), {"front_image_base64": b64(jpeg_bytes(seed=5)), "back_image_base64": text}]
 

@@ -134,12 +134,15 @@ def test_alias_move_switches_version_without_restart_and_no_request_fails(
 
 
 def test_photos_decoded_while_checking_give_the_same_years_as_raw_bytes(production_model):
-    from predictions.services import photo_check
+    from predictions.services import photo_check_header, photo_decode
 
     config = inference.serving_config()
     pairs = [pair(21), pair(22)]
     checked = [
-        (photo_check(front, field="front", decode_for=config), photo_check(back, field="back", decode_for=config))
+        (
+            photo_decode(photo_check_header(front, field="front"), config),
+            photo_decode(photo_check_header(back, field="back"), config),
+        )
         for front, back in pairs
     ]
 

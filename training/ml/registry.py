@@ -751,7 +751,7 @@ def stage_training_package(folder: Path) -> Path:
 def pip_requirements() -> list[str]:
     """Pinned requirements of the served model (given explicitly: MLflow's inference would load the model in a
     subprocess just to guess them)."""
-    wanted = ["mlflow", "torch", "torchvision", "onnxruntime", "numpy", "pillow", "pillow-heif", "pydantic", "PyYAML"]
+    wanted = ["mlflow", "torch", "torchvision", "onnxruntime", "numpy", "pillow", "pillow-heif", "pybase64", "pydantic", "PyYAML"]
     out = []
     for name in wanted:
         try:

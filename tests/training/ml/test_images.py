@@ -112,6 +112,33 @@ def test_base64_variants_decode():
     assert images.decode_base64(base64.urlsafe_b64encode(data).decode()) == data
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["QUJD", "QUI=", "QQ==", "QQ==QQ==", "QQ=", "QUJD====", "=QUJD", "QUJD\n", " QUJD", "QU JD", "QR==", "QUJ\u00e9",
+     "QUJD\x00", "-_-_", "QUJDRA"],
+)
+def test_fast_base64_path_accepts_exactly_what_the_lenient_path_accepts(text):
+    """The SIMD fast path must never accept a text that the standard-library path refuses, nor decode it otherwise."""
+
+    def outcome(decode):
+        try:
+            return decode()
+        except images.ImageError as error:
+            return error.code
+
+    lenient = outcome(lambda: images._decode_lenient_base64(text, encoded_limit=10_000, max_bytes=10_000))
+    assert outcome(lambda: images.decode_base64(text)) == lenient
+    fast = images._decode_canonical_base64(text)
+    assert fast is None or fast == lenient
+
+
+def test_large_base64_round_trips_through_the_fast_path():
+    data = bytes(range(256)) * 20_000
+    text = base64.b64encode(data).decode()
+    assert images._decode_canonical_base64(text) == data
+    assert images.decode_base64(text, max_bytes=len(data)) == data
+
+
 def test_base64_over_limit_is_refused_before_decoding():
     with pytest.raises(images.ImageTooLargeError):
         images.decode_base64("A" * 2_000, max_bytes=1_000)
