@@ -128,8 +128,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=40, help="single-client requests per input kind")
     parser.add_argument("--concurrent", type=int, default=64, help="requests sent by 8 concurrent clients")
-    parser.add_argument("--gunicorn-workers", type=int, default=1)
-    parser.add_argument("--gunicorn-threads", type=int, default=8)
+    parser.add_argument("--gunicorn-workers", type=int, help="default: gunicorn.conf.py's (one per core)")
+    parser.add_argument("--gunicorn-threads", type=int, help="default: gunicorn.conf.py's")
     args = parser.parse_args()
 
     import django
@@ -163,9 +163,14 @@ def main() -> None:
     env = dict(os.environ, MLFLOW_TRACKING_URI=settings.MLFLOW_TRACKING_URI, MLFLOW_DISABLE_TELEMETRY="true")
     env["PATH"] = f"{ROOT / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"  # mlflow serve starts uvicorn by name
     web_port, mlflow_port = free_port(), free_port()
+    gunicorn_options = []  # gunicorn reads gunicorn.conf.py from ROOT: the deployment's settings unless overridden
+    if args.gunicorn_workers:
+        gunicorn_options += ["--workers", str(args.gunicorn_workers)]
+    if args.gunicorn_threads:
+        gunicorn_options += ["--threads", str(args.gunicorn_threads)]
+    print(f"(b) gunicorn coinsite.wsgi, gunicorn.conf.py {' '.join(gunicorn_options) or '(as deployed)'}")
     web = subprocess.Popen(
-        [str(ROOT / ".venv/bin/gunicorn"), "coinsite.wsgi", "--bind", f"127.0.0.1:{web_port}",
-         "--workers", str(args.gunicorn_workers), "--threads", str(args.gunicorn_threads), "--timeout", "120"],
+        [str(ROOT / ".venv/bin/gunicorn"), "coinsite.wsgi", "--bind", f"127.0.0.1:{web_port}", *gunicorn_options],
         cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     served = subprocess.Popen(

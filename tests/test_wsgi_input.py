@@ -22,7 +22,20 @@ from coinsite.wsgi_input import LargeBlockInput, is_gunicorn_body, large_block_i
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _body_over_socket(payload: bytes, *, chunked: bool) -> tuple[Body, socket.socket]:
+class _Sender:
+    """The client side of a socket pair, sending in a thread; close() waits for it first."""
+
+    def __init__(self, client: socket.socket, send) -> None:
+        self.client = client
+        self.thread = threading.Thread(target=send, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.thread.join(timeout=10)
+        self.client.close()
+
+
+def _body_over_socket(payload: bytes, *, chunked: bool) -> tuple[Body, _Sender]:
     server, client = socket.socketpair()
 
     def send() -> None:
@@ -34,16 +47,16 @@ def _body_over_socket(payload: bytes, *, chunked: bool) -> tuple[Body, socket.so
         client.sendall(wire + b"NEXT REQUEST")  # bytes past the body must stay unread
         client.shutdown(socket.SHUT_WR)
 
-    threading.Thread(target=send, daemon=True).start()
+    sender = _Sender(client, send)
     unreader = SocketUnreader(server)
     reader = ChunkedReader(object(), unreader) if chunked else LengthReader(unreader, len(payload))
-    return Body(reader), client
+    return Body(reader), sender
 
 
 @pytest.mark.parametrize("chunked", [False, True])
 def test_reads_of_any_size_return_the_exact_body(chunked):
     payload = random.Random(7).randbytes(3_000_017)
-    body, client = _body_over_socket(payload, chunked=chunked)
+    body, sender = _body_over_socket(payload, chunked=chunked)
     stream = LargeBlockInput(body)
     rng = random.Random(1)
     parts = [stream.read(rng.choice([1, 100, 8192, 65_536, 1_000_003])) for _ in range(6)]
@@ -55,17 +68,28 @@ def test_reads_of_any_size_return_the_exact_body(chunked):
         while piece := body.reader.unreader.read():
             rest += piece
         assert rest == b"NEXT REQUEST"
+    sender.close()
+
+
+def test_a_client_that_hangs_up_early_gives_what_it_sent():
+    server, client = socket.socketpair()
+    client.sendall(b"x" * 50)
+    client.shutdown(socket.SHUT_WR)
+    stream = LargeBlockInput(Body(LengthReader(SocketUnreader(server), 100)))
+    assert stream.read(100) == b"x" * 50
+    assert stream.read(100) == b""
     client.close()
+    server.close()
 
 
 def test_readline_then_read_keeps_the_order():
     payload = b"first line\nsecond line\n" + os.urandom(200_000)
-    body, client = _body_over_socket(payload, chunked=False)
+    body, sender = _body_over_socket(payload, chunked=False)
     stream = LargeBlockInput(body)
     assert stream.readline() == b"first line\n"
     assert stream.read(5) == b"secon"
     assert stream.read() == payload[len(b"first line\nsecon") :]
-    client.close()
+    sender.close()
 
 
 def test_only_gunicorn_bodies_are_wrapped():
@@ -80,10 +104,10 @@ def test_only_gunicorn_bodies_are_wrapped():
     plain = io.BytesIO(b"x")
     large_block_input(app)({"wsgi.input": plain}, None)
     assert seen["input"] is plain and not is_gunicorn_body(plain)
-    body, client = _body_over_socket(b"abc", chunked=False)
+    body, sender = _body_over_socket(b"abc", chunked=False)
     large_block_input(app)({"wsgi.input": body}, None)
     assert isinstance(seen["input"], LargeBlockInput)
-    client.close()
+    sender.close()
 
 
 ECHO_APP = '''

@@ -228,6 +228,10 @@ def _open_checked(data: bytes, *, max_bytes: int, max_pixels: int, target: int) 
     image = _open(data)  # verify() leaves the image unusable: open again to decode
     if image_format in _JPEG_FORMATS:
         image.draft(None, (target, target))  # libjpeg decodes at 1/2, 1/4 or 1/8 scale, never below target
+    # Hand the decoder the whole file in one call (Pillow feeds 64 KiB per call by default). It releases the GIL for
+    # each call, and under load every re-acquisition can wait up to the 5 ms switch interval behind a thread parsing
+    # JSON: measured 73 ms per 12 MP decode in 64 KiB calls against 41 ms in one call, with such a thread running.
+    image.decodermaxblock = max(len(data), image.decodermaxblock)
     try:
         image.load()
     except Exception as error:
