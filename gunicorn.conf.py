@@ -13,3 +13,10 @@ threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 worker_class = "gthread"
 timeout = 120
 graceful_timeout = 20
+
+
+def post_worker_init(worker) -> None:
+    """Load the Production model in each worker as it starts: the first request must not wait for it."""
+    from predictions import inference
+
+    inference.warm_up()

@@ -133,11 +133,14 @@ def test_real_gunicorn_serves_large_bodies_intact(tmp_path):
     """A real gunicorn (gthread, as in production) behind the middleware: plain and chunked 13 MB bodies arrive whole,
     twice on one keep-alive connection (so nothing of one body leaks into the next request)."""
     (tmp_path / "echo_app.py").write_text(ECHO_APP, encoding="utf-8")
+    (tmp_path / "gunicorn.conf.py").write_text("", encoding="utf-8")  # not the project's (it loads the model)
     port = _free_port()
     env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}")
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "echo_app:application", "--bind", f"127.0.0.1:{port}", "--threads", "2",
-         "--graceful-timeout", "3"],
+        [
+            sys.executable, "-m", "gunicorn", "--config", str(tmp_path / "gunicorn.conf.py"), "echo_app:application",
+            "--bind", f"127.0.0.1:{port}", "--threads", "2", "--graceful-timeout", "3",
+        ],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     session = requests.Session()
@@ -147,7 +150,7 @@ def test_real_gunicorn_serves_large_bodies_intact(tmp_path):
             try:
                 session.get(f"http://127.0.0.1:{port}/", timeout=2)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 assert time.monotonic() < deadline and server.poll() is None, "gunicorn did not start"
                 time.sleep(0.2)
         payload = os.urandom(13_000_000)

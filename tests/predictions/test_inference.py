@@ -91,6 +91,43 @@ def test_concurrent_callers_share_forward_passes(production_model):
     assert batcher.forward_passes - passes_before < 32, "every request ran its own forward pass: no batching"
 
 
+def test_a_lone_caller_runs_the_forward_pass_in_its_own_thread(production_model, monkeypatch):
+    """No hand-off to another thread (and back) when nobody else is waiting."""
+    inference.predict_pairs([pair(0)])  # load the model first
+    model = inference.get_batcher().holder.current()
+    original = model.predict_pairs
+    threads_seen = []
+
+    def recording(front, back):
+        threads_seen.append(threading.current_thread())
+        return original(front, back)
+
+    monkeypatch.setattr(model, "predict_pairs", recording)
+
+    inference.predict_pairs([pair(1)])
+
+    assert threads_seen == [threading.current_thread()]
+
+
+def test_a_failed_forward_pass_fails_its_callers_and_the_next_caller_is_served(production_model, monkeypatch):
+    inference.predict_pairs([pair(0)])
+    model = inference.get_batcher().holder.current()
+    original = model.predict_pairs
+    calls = []
+
+    def fail_once(front, back):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("forward pass failed")
+        return original(front, back)
+
+    monkeypatch.setattr(model, "predict_pairs", fail_once)
+
+    with pytest.raises(RuntimeError, match="forward pass failed"):
+        inference.predict_pairs([pair(2)])
+    assert len(inference.predict_pairs([pair(3)])) == 1
+
+
 def test_alias_move_switches_version_without_restart_and_no_request_fails(
     production_model, registered_tiny_versions, settings
 ):
