@@ -269,17 +269,23 @@ def _to_prediction(row, version: int, latency_ms: float) -> PairPrediction:
     return PairPrediction(year=year, low=low, high=high, version=version, latency_ms=latency_ms)
 
 
-def prediction_store(*, coin: Coin, result: PairPrediction) -> Prediction:
-    """Record a prediction with the mirror row of the version that made it, and mark the coin predicted."""
+def prediction_store(*, coin: Coin, result: PairPrediction, model_version=None) -> Prediction:
+    """Record a prediction with the mirror row of the version that made it, and mark the coin predicted.
+
+    `model_version`: that mirror row when the caller has it already (a batch looks it up once, not per coin). Inside
+    a caller's transaction no savepoint is made: a failure here fails the caller's whole batch anyway.
+    """
     from training.services import model_version_mirror
 
-    with transaction.atomic():
+    if model_version is None:
+        model_version = model_version_mirror(version=result.version)
+    with transaction.atomic(savepoint=False):
         prediction = Prediction.objects.create(
             coin=coin,
             year=result.year,
             interval_low=max(0, result.low),
             interval_high=result.high,
-            model_version=model_version_mirror(version=result.version),
+            model_version=model_version,
             latency_ms=result.latency_ms,
         )
         Coin.objects.filter(pk=coin.pk).update(status=Coin.Status.PREDICTED, status_detail="")

@@ -185,8 +185,8 @@ def coin_create_checked(
             verified_at=timezone.now() if verified_year is not None else None,
             notes=notes[:500],
         )
-        with transaction.atomic():
-            coin.full_clean()
+        with transaction.atomic(savepoint=False):  # nested in a batch's transaction: the batch fails as a whole
+            coin.full_clean(validate_constraints=verified_year is not None)  # the one constraint is on verified_year
             coin.save()
             if enqueue_prediction:
                 coin_prediction_enqueue(coin_id=coin.id)
@@ -286,8 +286,8 @@ def coin_batch_predict(
     try:
         decoded = [(photo_decode(front, config), photo_decode(back, config)) for front, back in pairs]
         results = predict_checked(decoded)
-        for version in {result.version for result in results}:
-            model_version_mirror(version=version)  # may ask the registry: do it before the transaction, not inside
+        # A version seen for the first time is looked up in the registry: before the transaction, not inside it.
+        mirrors = {version: model_version_mirror(version=version) for version in {r.version for r in results}}
         names = files.names()
         predictions: list[Prediction] = []
         with transaction.atomic():
@@ -300,7 +300,7 @@ def coin_batch_predict(
                     enqueue_prediction=False,
                     stored_names=(names[2 * index], names[2 * index + 1]),
                 )
-                prediction = prediction_store(coin=coin, result=result)
+                prediction = prediction_store(coin=coin, result=result, model_version=mirrors[result.version])
                 prediction.coin = coin
                 predictions.append(prediction)
     except BaseException:
