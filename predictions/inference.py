@@ -217,6 +217,9 @@ def warm_up() -> int | None:
     registry cannot be reached (then the first request tries again)."""
     try:
         return get_batcher().holder.current().version
+    except NoProductionModel:
+        logger.info("inference: no model in production yet; predictions wait for the first one")
+        return None
     except Exception:  # never keep a worker from starting: serving answers 503 until a model is there
         logger.warning("inference: no model loaded at start-up; the first request will try again", exc_info=True)
         return None

@@ -44,6 +44,13 @@ def test_without_a_registered_model_predictions_wait(no_model, collector):
     assert coin.status == Coin.Status.PENDING
 
 
+def test_warm_up_loads_the_production_model_and_tolerates_none(production_model, settings):
+    assert inference.warm_up() == production_model
+    settings.MLFLOW_MODEL_NAME = "coin-year-nothing-registered"
+    inference.reset()
+    assert inference.warm_up() is None
+
+
 def test_coin_predict_stores_prediction_of_the_serving_version_once(production_model, collector):
     coin = CoinFactory(owner=collector)
 
