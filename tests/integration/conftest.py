@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -20,6 +21,22 @@ def database_url_of_test_db() -> str:
 
     s = connection.settings_dict
     return f"postgres://{s['USER'] or 'postgres'}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+def deployed_worker_options(queues: str) -> list[str]:
+    """The pool and concurrency the Procfile gives the worker of `queues`, so tests run workers as deployed
+    (the `inference` worker runs threads: concurrent tasks share batched forward passes); prefork with one
+    process for anything else."""
+    for line in (ROOT / "Procfile").read_text(encoding="utf-8").splitlines():
+        name, _, command = line.partition(":")
+        args = shlex.split(command)
+        if name.strip() == queues and "worker" in args:
+            options = []
+            for flag in ("--pool", "--concurrency"):
+                if flag in args:
+                    options += [flag, args[args.index(flag) + 1]]
+            return options
+    return ["--pool", "prefork", "--concurrency", "1"]
 
 
 class WorkerProcess:
@@ -42,8 +59,9 @@ class WorkerProcess:
         )
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "coinsite", "worker", "-Q", self.queues, "--concurrency", "1",
-             "--pool", "prefork", "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO",
+            [sys.executable, "-m", "celery", "-A", "coinsite", "worker", "-Q", self.queues,
+             *deployed_worker_options(self.queues),
+             "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO",
              "--hostname", f"test-{self.queues}-{time.monotonic_ns()}@%h"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
