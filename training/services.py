@@ -928,9 +928,11 @@ def _initial_production(*, mirror: ModelVersion, actor) -> Promotion:
         if PRODUCTION_ALIAS not in mirror.aliases:
             mirror.aliases = [*mirror.aliases, PRODUCTION_ALIAS]
         mirror.save(update_fields=["is_production", "promoted_at", "promoted_by", "aliases"])
-        return Promotion.objects.create(
+        promotion = Promotion.objects.create(
             name=mirror.name, from_version=None, to_version=mirror, action=Promotion.Action.INITIAL, actor=actor
         )
+        transaction.on_commit(_predict_coins_waiting_for_a_model, robust=True)
+        return promotion
 
 
 def _check_promoter(actor, action: str) -> None:
@@ -1001,6 +1003,8 @@ def model_version_promote(*, version: int, actor, action: str = Promotion.Action
         raise
     _staging_clear(name=name, version=version)
     transaction.on_commit(_refresh_local_inference)
+    if previous is None:  # the first model: coins uploaded while there was none get their prediction now
+        transaction.on_commit(_predict_coins_waiting_for_a_model, robust=True)
     logger.info("%s: %s v%s -> v%s by %s", action, name, previous, version, actor or "system")
     return promotion
 
@@ -1035,6 +1039,14 @@ def _refresh_local_inference() -> None:
             inference.get_batcher().holder.refresh()
     except Exception:  # noqa: BLE001 - the poller will catch up
         logger.warning("could not refresh this process's inference model", exc_info=True)
+
+
+def _predict_coins_waiting_for_a_model() -> None:
+    """Enqueue every pending coin (the pending sweeper would, but only minutes later)."""
+    from predictions.services import coins_requeue_pending
+
+    count = coins_requeue_pending(older_than_seconds=0)
+    logger.info("first model in production: %s waiting coins queued for prediction", count)
 
 
 def production_history(*, name: str | None = None) -> list[int]:

@@ -98,6 +98,22 @@ def test_first_version_becomes_production_with_an_initial_audit_row(first_versio
     assert TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING).count() == 0, "the lock is released"
 
 
+def test_coins_uploaded_before_the_first_model_are_predicted_when_it_arrives(
+    model_name, collector, django_capture_on_commit_callbacks
+):
+    add_coins(collector, 32, seed=11)
+    waiting = add_coins(collector, 3, seed=13, verified=False)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        run = train()
+
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    for coin in waiting:
+        coin.refresh_from_db()
+        assert coin.status == Coin.Status.PREDICTED
+        assert coin.predictions.get().model_version.version == production_version(model_name)
+
+
 def test_retraining_is_compared_with_production_then_promoted_and_rolled_back(
     first_version, model_name, collector, curator, model_owner, settings
 ):

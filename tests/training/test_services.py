@@ -363,3 +363,23 @@ def test_fine_tuning_needs_a_production_version(model_owner, settings):
 
     assert "fine_tune" in excinfo.value.error_dict
     assert not TrainingRun.objects.exists()
+
+
+def test_the_first_model_in_production_predicts_the_coins_that_waited_for_it(
+    production_model, model_owner, collector, django_capture_on_commit_callbacks
+):
+    from predictions import inference
+    from training.ml import registry
+
+    registry.delete_alias("coin-year", "production")  # as on a fresh install: coins uploaded, no model yet
+    inference.reset()
+    waiting = [CoinFactory(owner=collector) for _ in range(3)]
+    assert {coin.status for coin in waiting} == {Coin.Status.PENDING}
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.model_version_promote(version=production_model, actor=model_owner)
+
+    for coin in waiting:
+        coin.refresh_from_db()
+        assert coin.status == Coin.Status.PREDICTED
+        assert coin.predictions.get().model_version.version == production_model
