@@ -145,7 +145,7 @@ class Command(BaseCommand):
         )
         if not settings.CELERY_TASK_ALWAYS_EAGER:
             # Distributed: the training worker trains; the web server starts now and uploads wait (pending) until
-            # the first version is registered (the pending sweeper then predicts them).
+            # the first version becomes Production, which queues their predictions.
             run = services.training_run_start(overrides=overrides, enqueue=True)
             self.stdout.write(f"Queued training run #{run.pk} on the `training` worker; the site starts meanwhile.")
             return
@@ -170,7 +170,7 @@ class Command(BaseCommand):
         )
         if not metrics.get("beats_baseline", True):
             self.stdout.write(self.style.WARNING("WARNING: the first model does NOT beat the constant baseline."))
-        self._predict_pending()
+        # The coins waiting for a model were queued (here: predicted in-process) when it became Production.
 
     def _threads_for_a_busy_machine(self) -> None:
         """On a machine already busy with other work, one torch thread: measured on a shared 2-core box, OpenMP's
@@ -184,14 +184,3 @@ class Command(BaseCommand):
 
             torch.set_num_threads(1)
             self.stdout.write(f"(the machine is busy, load {load:.1f} on {cpus} cores: training with one torch thread)")
-
-    def _predict_pending(self) -> None:
-        """Coins uploaded before any model existed are pending: queue their predictions now."""
-        try:
-            from predictions.services import coins_requeue_pending
-        except ImportError:
-            return
-        self.stdout.write("Queueing predictions for coins still pending ...")
-        started = time.monotonic()
-        count = coins_requeue_pending(older_than_seconds=0)
-        self.stdout.write(f"  {count} coins queued ({time.monotonic() - started:.0f} s).")
