@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 BACKBONES = ("mobilenet_v3_small", "resnet18")
+HEADS = ("reader", "regression")
 MODES = ("shared", "dual")
 SCHEDULES = ("onecycle", "cosine", "constant")
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
@@ -29,6 +30,9 @@ class TrainConfig:
     """Everything a training run depends on; defaults equal configs/default.yaml."""
 
     # model
+    head: str = "regression"  # reader: the date reader (training.ml.reader); regression: the seed's CoinYearNet
+    reader_width: int = 64
+    init_from: str | None = None  # "base": start from the pretrained date reader (training/ml/base/)
     backbone: str = "mobilenet_v3_small"
     mode: str = "shared"
     grayscale: bool = False
@@ -71,6 +75,10 @@ class TrainConfig:
         self._validate()
 
     def _validate(self) -> None:
+        _choice("head", self.head, HEADS)
+        _check("reader_width", self.reader_width >= 16, "must be >= 16")
+        if self.init_from is not None:
+            _check("init_from", self.init_from == "base", "must be base or null")
         _choice("backbone", self.backbone, BACKBONES)
         _choice("mode", self.mode, MODES)
         _choice("schedule", self.schedule, SCHEDULES)

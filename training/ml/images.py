@@ -385,16 +385,26 @@ class Augment(torch.nn.Module):
             torch.add(along_x[:, None, :], along_y[:, :, None], out=grid[..., row])
         return grid
 
-    def forward(self, batch: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """uint8 (N, C, H, W) -> float (N, C, H, W) in [0, 255], augmented."""
+    def forward(
+        self, batch: torch.Tensor, generator: torch.Generator | None = None, points: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """uint8 (N, C, H, W) -> float (N, C, H, W) in [0, 255], augmented.
+
+        ``points`` (N, 2) in grid_sample's normalised coordinates (x, y in [-1, 1]), when given, are moved in place
+        with their photo (the date reader's location target follows the warp).
+        """
         n, channels, height, width = batch.shape
         x = batch.float()
         if (self.rotation or self.scale or self.translate) and self.geometric_probability > 0:
             chosen = (torch.rand(n, generator=generator) < self.geometric_probability).nonzero().squeeze(1)
             if len(chosen):
-                grid = self._grid(self.sample_matrices(len(chosen), generator), height, width)
+                theta = self.sample_matrices(len(chosen), generator)
+                grid = self._grid(theta, height, width)
                 warped = F.grid_sample(x[chosen], grid, mode="bilinear", padding_mode="border", align_corners=False)
                 x.index_copy_(0, chosen, warped)
+                if points is not None:  # grid: input = A @ output + t, so output = A^-1 (input - t)
+                    moved = torch.linalg.solve(theta[:, :, :2], (points[chosen] - theta[:, :, 2]).unsqueeze(2))
+                    points[chosen] = moved.squeeze(2)
         if self.color:
             factors = 1 + (torch.rand(n, 3, 1, 1, 1, generator=generator) * 2 - 1) * self.color
             brightness, contrast, saturation = factors[:, 0], factors[:, 1], factors[:, 2]

@@ -44,6 +44,7 @@ import io
 import math
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -587,8 +588,10 @@ def _draw_back(d: ImageDraw.ImageDraw, c: float, R: float, r_in: float, s: _Spec
         _draw_text(d, c + R * dx, c - R * 0.05, s.denom, R * (0.38 + 0.1 * t), fill=235)
 
 
-def _height_map(s: _Spec, side: str, D: int, rng: np.random.Generator) -> np.ndarray:
+def _height_map(s: _Spec, side: str, D: int, rng: np.random.Generator) -> tuple[np.ndarray, tuple[float, float] | None]:
+    """The face's relief in [0, 1], and where its date's centre is (pixels of the face), or None without a date."""
     c = D / 2.0
+    date_xy = None
     R = D / 2.0 - 0.5
     img = Image.new("L", (D, D), 0)
     d = ImageDraw.Draw(img)
@@ -617,6 +620,7 @@ def _height_map(s: _Spec, side: str, D: int, rng: np.random.Generator) -> np.nda
         limit = 0.95 * r_in
         y = min(y, c + math.sqrt(max(limit**2 - half_w**2, 0.0)) - bottom)
         _draw_text(d, c, y, digits, px, fill=245)
+        date_xy = (c, y)
         if s.mint:
             mx = c + half_w + 0.4 * px
             if math.hypot(mx - c + 0.25 * px, y - c + 0.3 * px) < limit:
@@ -635,7 +639,7 @@ def _height_map(s: _Spec, side: str, D: int, rng: np.random.Generator) -> np.nda
             _legend(h, s.back_legend, r_in, lp, math.radians(120), -math.pi / 2, True, s.legend_stroke)
         else:  # shield: legend along the bottom, under the branches
             _legend(h, s.back_legend, r_in, lp, math.radians(120), math.pi / 2, False, s.legend_stroke)
-    return h
+    return h, date_xy
 
 
 # --------------------------------------------------------------------------
@@ -775,8 +779,15 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.clip(img, 0.0, 1.0).astype(np.float32)
 
 
-def _photograph(face: Image.Image, rng: np.random.Generator, size: int, diam: int) -> Image.Image:
-    """Place the rendered face on a background and simulate a phone camera."""
+def _photograph(
+    face: Image.Image, rng: np.random.Generator, size: int, diam: int, face_xy: tuple[float, float] | None = None
+) -> tuple[Image.Image, tuple[float, float] | None]:
+    """Place the rendered face on a background and simulate a phone camera.
+
+    ``face_xy`` (a point of the face, e.g. the date's centre) comes back as the same point in the photo's pixels.
+    """
+    if face_xy is not None:
+        face_xy = (face_xy[0] * diam / face.size[0], face_xy[1] * diam / face.size[1]) if face.size[0] > diam * 1.25 else face_xy
     unit = size / 256.0
     if face.size[0] > diam * 1.25:
         face = face.resize((diam, diam), Image.BILINEAR)
@@ -802,6 +813,10 @@ def _photograph(face: Image.Image, rng: np.random.Generator, size: int, diam: in
     slack = max(size - diam, 0)
     ox = int(round(slack / 2 + rng.uniform(-0.4, 0.4) * slack))
     oy = int(round(slack / 2 + rng.uniform(-0.4, 0.4) * slack))
+    photo_xy = None
+    if face_xy is not None:  # invert the affine map: input = m @ (output - cout) + off'
+        out_xy = np.linalg.solve(m, np.array(face_xy, dtype=np.float64) - off)
+        photo_xy = (float(out_xy[0] + ox), float(out_xy[1] + oy))
     # soft shadow, cast away from the light
     alpha = coin.getchannel("A")
     sdx, sdy = (int(v) for v in rng.uniform(1, 6, 2) * unit)
@@ -834,7 +849,7 @@ def _photograph(face: Image.Image, rng: np.random.Generator, size: int, diam: in
     blur = rng.uniform(0.0, 0.9) * unit
     if blur > 0.2:
         out = out.filter(ImageFilter.GaussianBlur(blur))
-    return out
+    return out, photo_xy
 
 
 @lru_cache(maxsize=8)
@@ -866,21 +881,37 @@ def _check_year(year: int) -> int:
     return int(year)
 
 
-def _render(year: int, rng_seed: int, size: int) -> tuple[Image.Image, Image.Image, int, int]:
+@dataclass(frozen=True)
+class DateLayout:
+    """Where the generator drew the date: side 0 = front, 1 = back; x, y its centre as shares of the photo's size.
+
+    A training target only (the reader learns where dates sit); serving never needs it.
+    """
+
+    side: int
+    x: float
+    y: float
+
+
+def _render(year: int, rng_seed: int, size: int) -> tuple[Image.Image, Image.Image, int, int, DateLayout | None]:
     year = _check_year(year)
     size = _check_size(size)
     rng = np.random.default_rng(np.random.SeedSequence([int(rng_seed) & (2**63 - 1), year]))
     spec = _Spec(year, rng)
     out = []
     qualities = []
-    for side in ("front", "back"):
+    layout = None
+    for side_index, side in enumerate(("front", "back")):
         diam = int(round(size * rng.uniform(0.55, 0.90)))
         render = max(diam, _MIN_RENDER)
-        h = _height_map(spec, side, render, rng)
+        h, date_xy = _height_map(spec, side, render, rng)
         face = _shade(h, spec, rng)
-        out.append(_photograph(face, rng, size, diam))
+        photo, photo_xy = _photograph(face, rng, size, diam, date_xy)
+        out.append(photo)
+        if photo_xy is not None:
+            layout = DateLayout(side_index, photo_xy[0] / size, photo_xy[1] / size)
         qualities.append(int(rng.integers(60, 96)))
-    return out[0], out[1], qualities[0], qualities[1]
+    return out[0], out[1], qualities[0], qualities[1], layout
 
 
 def generate_coin(year: int, rng_seed: int, *, size: int = DEFAULT_SIZE) -> tuple[Image.Image, Image.Image]:
@@ -889,7 +920,7 @@ def generate_coin(year: int, rng_seed: int, *, size: int = DEFAULT_SIZE) -> tupl
     Deterministic in (year, rng_seed, size).  The images are returned before
     JPEG compression; :func:`generate_coin_jpegs` / :func:`iter_coins` add it.
     """
-    front, back, _, _ = _render(year, rng_seed, size)
+    front, back, _, _, _ = _render(year, rng_seed, size)
     return front, back
 
 
@@ -901,8 +932,16 @@ def _jpeg(img: Image.Image, quality: int) -> bytes:
 
 def generate_coin_jpegs(year: int, rng_seed: int, *, size: int = DEFAULT_SIZE) -> tuple[bytes, bytes]:
     """Like :func:`generate_coin` but as JPEG bytes (quality 60-95, drawn from the seed)."""
-    front, back, qf, qb = _render(year, rng_seed, size)
+    front, back, qf, qb, _ = _render(year, rng_seed, size)
     return _jpeg(front, qf), _jpeg(back, qb)
+
+
+def generate_coin_with_layout(
+    year: int, rng_seed: int, *, size: int = DEFAULT_SIZE
+) -> tuple[bytes, bytes, DateLayout | None]:
+    """JPEG front and back (the same bytes as :func:`generate_coin_jpegs`) and where the date was drawn."""
+    front, back, qf, qb, layout = _render(year, rng_seed, size)
+    return _jpeg(front, qf), _jpeg(back, qb), layout
 
 
 def _coin_plan(i: int, seed: int, year_min: int, year_max: int) -> tuple[int, int]:
