@@ -14,7 +14,8 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/coinsite
 DIST_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/coinsite CELERY_BROKER_URL=redis://127.0.0.1:6379/0 \
 	MLFLOW_TRACKING_URI=http://127.0.0.1:5000 COINSITE_VAR_DIR=$(CURDIR)/var/distributed
 
-.PHONY: help venv run run-distributed test test-fast test-postgres browser-deps bench bench-train lint demo clean
+.PHONY: help venv run run-distributed test test-fast test-postgres browser-deps bench bench-train lint demo clean \
+	pretrain measure-reader
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -64,6 +65,12 @@ bench: demo ## /api/predict (gunicorn) vs bare in-process vs mlflow models serve
 
 bench-train: venv ## real training pipeline vs a bare PyTorch loop: seconds/epoch, pairs/s, peak RSS
 	$(PY) scripts/bench_train.py
+
+pretrain: venv ## retrain the base date reader on generated coins (configs/pretrain.yaml; ~35 min on 2 CPU cores)
+	$(PY) manage.py pretrain
+
+measure-reader: venv ## read 1,000 fresh generated coins with the Production model: exact years, intervals, not-a-coin
+	$(PY) manage.py measure_reader --northern 200
 
 clean: ## remove local state (database, media, MLflow store); keeps the virtualenv
 	rm -rf var

@@ -239,7 +239,8 @@ class PredictApi(BaseApi):
         summary="Predict the minting years of coins",
         description=(
             "The Model-Serving JSON (the same body `mlflow models serve` accepts for this model). One year per input, "
-            "in the same order. Up to COINSITE_PREDICT_MAX_INPUTS inputs per request (16 by default); every photo at "
+            "in the same order, and a parallel `details` list: the interval, its level, the most likely alternatives "
+            "and the coin score; or, with `null` as the year, why the input got none (`not_a_coin`, `unreadable`). Up to COINSITE_PREDICT_MAX_INPUTS inputs per request (16 by default); every photo at "
             "most COINSITE_MAX_UPLOAD_BYTES (10 MB). Every input is also stored as one of your coins (source `api`) "
             "with its prediction; their ids are in the `X-Coin-Ids` response header."
         ),
@@ -248,7 +249,31 @@ class PredictApi(BaseApi):
             200: OpenApiResponse(
                 PredictOutputSerializer,
                 description="One predicted year per input, in order.",
-                examples=[OpenApiExample("Two coins", value={"predictions": [1874, 1921]}, response_only=True)],
+                examples=[
+                    OpenApiExample(
+                        "A coin and a cat",
+                        value={
+                            "predictions": [1874, None],
+                            "details": [
+                                {
+                                    "year": 1874,
+                                    "low": 1873,
+                                    "high": 1876,
+                                    "level": 0.8,
+                                    "coin_score": 0.99,
+                                    "read_score": 0.93,
+                                    "alternatives": [
+                                        {"year": 1874, "p": 0.81},
+                                        {"year": 1879, "p": 0.07},
+                                        {"year": 1871, "p": 0.04},
+                                    ],
+                                },
+                                {"rejected": "not_a_coin", "message": "This photo does not look like a coin."},
+                            ],
+                        },
+                        response_only=True,
+                    )
+                ],
             ),
             400: _error(
                 "The body is not the Model-Serving JSON, or a photo is not valid; `field` points at the problem.",
@@ -311,7 +336,12 @@ class PredictApi(BaseApi):
         serializer = PredictInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         predictions = services.coin_batch_predict(owner=request.user, pairs=serializer.validated_data["pairs"])
-        output = PredictOutputSerializer({"predictions": [prediction.year for prediction in predictions]})
+        output = PredictOutputSerializer(
+            {
+                "predictions": [None if prediction.rejected else prediction.year for prediction in predictions],
+                "details": [selectors.prediction_details(prediction) for prediction in predictions],
+            }
+        )
         return Response(
             output.data, headers={"X-Coin-Ids": ",".join(str(prediction.coin.pk) for prediction in predictions)}
         )

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import transaction
 
 from training.ml import images
+from training.ml.ensemble import prediction_details
 
 from .models import Coin, Prediction
 
@@ -45,6 +46,12 @@ class PairPrediction:
     high: int
     version: int
     latency_ms: float
+    details: dict = field(default_factory=dict)  # the API's "details" entry (ensemble.prediction_details)
+
+    @property
+    def answered_year(self) -> int | None:
+        """The year given to the user: None when the input was rejected (not a coin, unreadable)."""
+        return None if "rejected" in self.details else self.year
 
 
 class ModelHolder:
@@ -87,7 +94,10 @@ class ModelHolder:
             self._loaded = fresh  # the swap: in-flight batches keep their own reference to the old model
             logger.info(
                 "inference: serving %s v%s (was v%s), loaded in %.0f ms",
-                self.name, version, previous, (time.perf_counter() - started) * 1000,
+                self.name,
+                version,
+                previous,
+                (time.perf_counter() - started) * 1000,
             )
             return True
 
@@ -248,7 +258,7 @@ def predict_checked(pairs) -> list[PairPrediction]:
     back = transform.batch(torch.stack([back.pixels for _front, back in pairs]))
     output, version = batcher.predict(front, back)
     latency_ms = (time.perf_counter() - started) * 1000 / len(pairs)
-    return [_to_prediction(row, version, latency_ms) for row in output]
+    return [_to_prediction(row, version, latency_ms, batcher.holder.current()) for row in output]
 
 
 def predict_pairs(pairs: list[tuple[bytes, bytes]]) -> list[PairPrediction]:
@@ -262,14 +272,15 @@ def predict_pairs(pairs: list[tuple[bytes, bytes]]) -> list[PairPrediction]:
     front, back = images.preprocess_batch(pairs, config)
     output, version = batcher.predict(front, back)
     latency_ms = (time.perf_counter() - started) * 1000 / max(len(pairs), 1)
-    return [_to_prediction(row, version, latency_ms) for row in output]
+    return [_to_prediction(row, version, latency_ms, batcher.holder.current()) for row in output]
 
 
-def _to_prediction(row, version: int, latency_ms: float) -> PairPrediction:
+def _to_prediction(row, version: int, latency_ms: float, loaded) -> PairPrediction:
     year = int(round(float(row[0])))
     low = min(int(np.floor(float(row[1]))), year)
     high = max(int(np.ceil(float(row[2]))), year)
-    return PairPrediction(year=year, low=low, high=high, version=version, latency_ms=latency_ms)
+    details = prediction_details(row, loaded.config, loaded.calibration.get("calibration") or loaded.calibration)
+    return PairPrediction(year=year, low=low, high=high, version=version, latency_ms=latency_ms, details=details)
 
 
 def prediction_store(*, coin: Coin, result: PairPrediction, model_version=None) -> Prediction:
@@ -290,6 +301,11 @@ def prediction_store(*, coin: Coin, result: PairPrediction, model_version=None) 
             interval_high=result.high,
             model_version=model_version,
             latency_ms=result.latency_ms,
+            interval_level=result.details.get("level"),
+            alternatives=result.details.get("alternatives", []),
+            coin_score=result.details.get("coin_score"),
+            read_score=result.details.get("read_score"),
+            rejected=result.details.get("rejected", ""),
         )
         Coin.objects.filter(pk=coin.pk).update(status=Coin.Status.PREDICTED, status_detail="")
     coin.status = Coin.Status.PREDICTED
@@ -308,7 +324,9 @@ def coin_predict(*, coin_id: int, force: bool = False) -> Prediction | None:
         logger.info("coin %s stays pending: no production model yet", coin_id)
         return None
     if not force:
-        existing = coin.predictions.filter(model_version__name=settings.MLFLOW_MODEL_NAME, model_version__version=version)
+        existing = coin.predictions.filter(
+            model_version__name=settings.MLFLOW_MODEL_NAME, model_version__version=version
+        )
         if existing.exists():
             return existing.first()
     try:

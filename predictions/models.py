@@ -8,6 +8,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from training.ml.ensemble import REJECT_MESSAGES
+
 YEAR_MIN = 1700
 YEAR_MAX = 2025
 
@@ -83,6 +85,18 @@ class Prediction(models.Model):
     model_version = models.ForeignKey("training.ModelVersion", on_delete=models.PROTECT, related_name="predictions")
     latency_ms = models.FloatField()
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # What a date-reading model adds (empty for the seed's regression versions): the interval's level, the most
+    # likely years with their probabilities, the scores, and why no year was given (the year then is only the
+    # model's best guess, never shown as an answer).
+    interval_level = models.FloatField(null=True, blank=True)
+    alternatives = models.JSONField(default=list, blank=True)
+    coin_score = models.FloatField(
+        null=True, blank=True, help_text="How sure the model is that both photos show a coin."
+    )
+    read_score = models.FloatField(null=True, blank=True, help_text="Probability mass within a year of the answer.")
+    rejected = models.CharField(
+        max_length=16, blank=True, default="", choices=[("not_a_coin", "not a coin"), ("unreadable", "unreadable")]
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -97,6 +111,11 @@ class Prediction(models.Model):
     @property
     def interval_width(self) -> int:
         return self.interval_high - self.interval_low
+
+    @property
+    def rejection_message(self) -> str:
+        """What the collector should do when there is no year (empty when there is one)."""
+        return REJECT_MESSAGES.get(self.rejected, "")
 
 
 class Correction(models.Model):

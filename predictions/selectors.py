@@ -6,6 +6,8 @@ from django.db.models import F, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
 
+from training.ml.ensemble import REJECT_MESSAGES
+
 from .models import Coin, Correction, Prediction
 
 
@@ -85,3 +87,20 @@ def coin_get_for_review(*, coin_id: int) -> Coin:
         ),
         pk=coin_id,
     )
+
+
+def prediction_details(prediction: Prediction) -> dict:
+    """The API's "details" entry of a stored prediction: the answer with its interval, level, scores and
+    alternatives, or the rejection and what to do about it (what a seed regression version stored has no scores)."""
+    if prediction.rejected:
+        return {"rejected": prediction.rejected, "message": REJECT_MESSAGES[prediction.rejected]}
+    details = {"year": prediction.year, "low": prediction.interval_low, "high": prediction.interval_high}
+    if prediction.interval_level is not None:
+        details["level"] = prediction.interval_level
+    if prediction.coin_score is not None:
+        details["coin_score"] = prediction.coin_score
+    if prediction.read_score is not None:
+        details["read_score"] = prediction.read_score
+    if prediction.alternatives:
+        details["alternatives"] = prediction.alternatives
+    return details

@@ -177,11 +177,34 @@ def _photo_from_base64(text: str, *, field: str) -> services.CheckedPhoto:
 
 
 @extend_schema_serializer(component_name="Predictions")
+class YearAlternativeSerializer(serializers.Serializer):
+    year = serializers.IntegerField()
+    p = serializers.FloatField(help_text="The model's probability for this year.")
+
+
+@extend_schema_serializer(component_name="PredictionDetail")
+class PredictDetailSerializer(serializers.Serializer):
+    """Either an answer (year, low, high, level, coin_score, alternatives) or a rejection (rejected, message)."""
+
+    year = serializers.IntegerField(required=False, help_text="The most likely minting year.")
+    low = serializers.IntegerField(required=False, help_text="Lowest year of the interval.")
+    high = serializers.IntegerField(required=False, help_text="Highest year of the interval.")
+    level = serializers.FloatField(required=False, help_text="The share of the model's belief inside low..high.")
+    coin_score = serializers.FloatField(required=False, help_text="How sure the model is that both photos show a coin.")
+    read_score = serializers.FloatField(required=False, help_text="Probability mass within a year of the answer.")
+    alternatives = YearAlternativeSerializer(many=True, required=False, help_text="The most likely years, best first.")
+    rejected = serializers.ChoiceField(
+        choices=["not_a_coin", "unreadable"], required=False, help_text="Why this input got no year."
+    )
+    message = serializers.CharField(required=False, help_text="What to do about it (retake the photo...).")
+
+
 class PredictOutputSerializer(serializers.Serializer):
     predictions = serializers.ListField(
-        child=serializers.IntegerField(help_text="The predicted minting year."),
-        help_text="One year per input, in the order of the inputs.",
+        child=serializers.IntegerField(allow_null=True, help_text="The minting year; null when rejected."),
+        help_text="One year per input, in the order of the inputs; null where details says why there is none.",
     )
+    details = PredictDetailSerializer(many=True, help_text="One entry per input, in the order of the inputs.")
 
 
 class _PredictItemSchema(OpenApiSerializerExtension):

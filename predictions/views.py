@@ -12,6 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseNotModified, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
@@ -138,6 +139,11 @@ def coin_status(request: HttpRequest, coin_id: int) -> JsonResponse:
             "version": prediction.model_version.version if prediction else None,
             "model": str(prediction.model_version) if prediction else None,
             "verified_year": coin.verified_year,
+            "rejected": prediction.rejected if prediction else "",
+            "year_html": render_to_string("predictions/_year.html", {"prediction": prediction}) if prediction else "",
+            "notes_html": render_to_string("predictions/_year_notes.html", {"prediction": prediction})
+            if prediction
+            else "",
         }
     )
     response["Cache-Control"] = "no-store"

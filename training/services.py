@@ -685,7 +685,7 @@ def _training_run_work(
         metrics = _run_metrics(summary, result)
         tracker.log_model(result)
         hooks.beat(stage="registering")
-        version = tracker.register(name)
+        version = tracker.register(name, serve_if_first=result.beats_baseline)
         hooks.beat(stage="comparing with Production")
         if production is None:
             comparison = model_version_compare(candidate=version, production=None, evaluation=evaluation_set)
@@ -702,14 +702,22 @@ def _training_run_work(
             {"eval": {k: comparison.get(k) for k in ("candidate", "production")}, "corrected": comparison["corrected"]},
             {"comparison.json": comparison},
         )
+        if not result.beats_baseline:  # the gate: never served automatically, not even as the first version
+            comparison.update(
+                better=False,
+                verdict="rejected",
+                reason=f"does not beat the constant baseline on its own cross-validation (MAE "
+                f"{result.metrics['mae']:.2f} vs {result.baseline_metrics['mae']:.2f}): not put in Production",
+            )
         verdict = TrainingRun.Verdict.RECOMMENDED if comparison["better"] else TrainingRun.Verdict.REJECTED
-        if production is None:
+        if production is None and comparison["better"]:
             verdict = TrainingRun.Verdict.PROMOTED
         elif verdict == TrainingRun.Verdict.RECOMMENDED:
             registry.set_alias(name, STAGING_ALIAS, version)
     # The tracker ended FINISHED: only now may a first version serve (the registry gave it alias `production` at the
     # end of the block; a failure inside the block deleted the version instead). Then the mirror and the audit row.
-    if production is None and registry.get_alias_version(name, PRODUCTION_ALIAS) != version:
+    first_serves = production is None and verdict == TrainingRun.Verdict.PROMOTED
+    if first_serves and registry.get_alias_version(name, PRODUCTION_ALIAS) != version:
         registry.set_alias(name, PRODUCTION_ALIAS, version)  # no Production although versions exist (alias removed)
     with transaction.atomic():
         mirror = model_version_mirror(version=version)
@@ -717,7 +725,7 @@ def _training_run_work(
         mirror.training_run_id = run_id
         mirror.metrics = {**flat_metrics, "folds": metrics.get("folds", [])}
         mirror.save(update_fields=["training_run", "metrics"])
-        if production is None:
+        if first_serves:
             _initial_production(mirror=mirror, actor=run.requested_by)
         elif verdict == TrainingRun.Verdict.RECOMMENDED:
             _alias_mirror(name=name, version=version, alias=STAGING_ALIAS)

@@ -144,17 +144,9 @@
       });
       if (data.year !== null && data.year !== undefined) {
         var yearEl = panel.querySelector("[data-year]");
-        yearEl.textContent = "";
-        var value = document.createElement("span");
-        value.className = "year__value";
-        value.textContent = data.year;
-        yearEl.appendChild(value);
-        if (data.low !== data.high) {
-          var range = document.createElement("span");
-          range.className = "year__range";
-          range.textContent = ", likely " + data.low + "\u2013" + data.high;
-          yearEl.appendChild(range);
-        }
+        yearEl.innerHTML = data.year_html;  /* rendered (and escaped) by the server's _year.html */
+        var notesEl = panel.querySelector("[data-year-notes]");
+        if (notesEl) { notesEl.innerHTML = data.notes_html; }
         var modelEl = panel.querySelector("[data-model]");
         modelEl.textContent = "";
         modelEl.appendChild(document.createTextNode("Predicted by "));

@@ -20,7 +20,17 @@ from training.models import Promotion, TrainingRun
 
 pytestmark = pytest.mark.django_db
 
-TINY = ["image_size=32", "epochs=1", "folds=2", "backbone=mobilenet_v3_small", "batch_size=8", "head_hidden=32"]
+TINY = [
+    "head=regression",
+    "init_from=null",
+    "lr=0.003",
+    "image_size=32",
+    "epochs=1",
+    "folds=2",
+    "backbone=mobilenet_v3_small",
+    "batch_size=8",
+    "head_hidden=32",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -46,7 +56,9 @@ def model_name(settings):
 @pytest.fixture
 def labelled(collector):
     return [
-        coin_create(owner=collector, front=f, back=b, source=Coin.Source.DEMO, verified_year=y, enqueue_prediction=False)
+        coin_create(
+            owner=collector, front=f, back=b, source=Coin.Source.DEMO, verified_year=y, enqueue_prediction=False
+        )
         for f, b, y in synthetic.iter_coins(28, seed=5, size=64)
     ]
 

@@ -19,7 +19,17 @@ from training.models import ModelVersion, Promotion, TrainingRun
 
 pytestmark = [pytest.mark.django_db(transaction=False), pytest.mark.slow]
 
-TINY = ["image_size=32", "epochs=1", "folds=2", "backbone=mobilenet_v3_small", "batch_size=8", "head_hidden=32"]
+TINY = [
+    "head=regression",
+    "init_from=null",
+    "lr=0.003",
+    "image_size=32",
+    "epochs=1",
+    "folds=2",
+    "backbone=mobilenet_v3_small",
+    "batch_size=8",
+    "head_hidden=32",
+]
 # Trains nothing useful: a learning rate of ~0 and a year range far from the coins' (the output stays near 1050).
 BROKEN = [*TINY, "lr=1e-12", "year_min=1000", "year_max=1100"]
 
@@ -136,7 +146,9 @@ def test_retraining_is_compared_with_production_then_promoted_and_rolled_back(
     for key in ("mae", "mse", "r2", "within_5", "within_10", "mae_by_decade"):
         assert key in comparison["candidate"] and key in comparison["production"]
     assert comparison["corrected"]["count"] == 8
-    assert comparison["corrected"]["candidate_mae"] is not None and comparison["corrected"]["production_mae"] is not None
+    assert (
+        comparison["corrected"]["candidate_mae"] is not None and comparison["corrected"]["production_mae"] is not None
+    )
     assert comparison["verdict"] in ("recommended", "rejected") and run.verdict == comparison["verdict"]
 
     # when: the owner promotes v2
@@ -144,7 +156,9 @@ def test_retraining_is_compared_with_production_then_promoted_and_rolled_back(
 
     # then: alias and mirror moved together, with an audit row
     assert production_version(model_name) == v2
-    assert list(ModelVersion.objects.filter(name=model_name, is_production=True).values_list("version", flat=True)) == [v2]
+    assert list(ModelVersion.objects.filter(name=model_name, is_production=True).values_list("version", flat=True)) == [
+        v2
+    ]
     mirror = ModelVersion.objects.get(name=model_name, version=v2)
     assert mirror.promoted_by == model_owner and "production" in mirror.aliases
     assert "production" not in ModelVersion.objects.get(name=model_name, version=v1).aliases
@@ -186,10 +200,25 @@ def test_worse_candidate_is_rejected_and_never_promoted_even_with_auto_promote(f
     assert Promotion.objects.count() == 1
 
 
-def test_better_candidate_is_recommended_staged_and_auto_promoted(model_name, collector, settings):
+def test_first_version_worse_than_the_constant_baseline_is_not_put_in_production(model_name, collector):
     add_coins(collector, 32, seed=11)
-    broken = train(BROKEN)  # a bad first Production
+
+    run = train(BROKEN)
+
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    assert not run.metrics["beats_baseline"]
+    assert run.verdict == TrainingRun.Verdict.REJECTED
+    assert "does not beat the constant baseline" in run.comparison["reason"]
+    assert production_version(model_name) is None
+    assert not run.model_version.is_production
+    assert not Promotion.objects.exists()
+
+
+def test_better_candidate_is_recommended_staged_and_auto_promoted(model_name, collector, model_owner, settings):
+    add_coins(collector, 32, seed=11)
+    broken = train(BROKEN)
     assert broken.status == TrainingRun.Status.SUCCEEDED, broken.error
+    services.model_version_promote(version=broken.model_version.version, actor=model_owner)  # a bad Production, by hand
     settings.AUTO_PROMOTE = True
 
     run = train()

@@ -23,11 +23,14 @@ HEADS = ("reader", "regression")
 MODES = ("shared", "dual")
 SCHEDULES = ("onecycle", "cosine", "constant")
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
+# What configs/default.yaml changes from the dataclass defaults: the date reader, from the pretrained base.
+DATE_READER = {"head": "reader", "init_from": "base", "image_size": 192, "lr": 0.001}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything a training run depends on; defaults equal configs/default.yaml."""
+    """Everything a training run depends on. The defaults are the seed's regression model (kept available and
+    measured); configs/default.yaml, what `make run`, train and retrain use, is these plus DATE_READER."""
 
     # model
     head: str = "regression"  # reader: the date reader (training.ml.reader); regression: the seed's CoinYearNet

@@ -20,7 +20,7 @@ from torch import nn
 
 from training.ml import images
 from training.ml.config import TrainConfig
-from training.ml.model import CoinYearNet, build_model
+from training.ml.model import CoinDateModel, CoinYearNet, build_model
 
 ONNX_OPSET = 17
 ONNX_INPUTS = ("front", "back")
@@ -33,7 +33,7 @@ class CoinYearEnsemble(nn.Module):
 
     def __init__(
         self,
-        models: Sequence[CoinYearNet],
+        models: Sequence[CoinYearNet | CoinDateModel],
         config: TrainConfig,
         interval_halfwidth: float,
         *,
@@ -54,6 +54,13 @@ class CoinYearEnsemble(nn.Module):
         self.register_buffer("spread_coef", torch.tensor(float(spread_coef)))
         self.register_buffer("year_min", torch.tensor(float(config.year_min)))
         self.register_buffer("year_max", torch.tensor(float(config.year_max)))
+        self.reads_dates = config.head == "reader"
+        if self.reads_dates:
+            self.register_buffer(
+                "years", torch.arange(config.year_min, config.year_max + 1, dtype=torch.float32), persistent=False
+            )
+            self.register_buffer("temperature", torch.tensor(float(self.calibration.get("temperature", 1.0))))
+            self.register_buffer("level", torch.tensor(float(config.interval_level)))
         self.eval()
 
     @property
@@ -67,7 +74,7 @@ class CoinYearEnsemble(nn.Module):
     ) -> CoinYearEnsemble:
         """Rebuild from fold state dicts; ``calibration`` is a train.IntervalCalibration, a dict of it, or None."""
         calib = _calibration_dict(calibration)
-        build_config = dataclasses.replace(config, weights_path=None)  # the states hold every weight
+        build_config = dataclasses.replace(config, weights_path=None, init_from=None)  # the states hold every weight
         models = []
         for state in states:
             model = build_model(build_config)
@@ -83,6 +90,8 @@ class CoinYearEnsemble(nn.Module):
         )
 
     def forward(self, front: torch.Tensor, back: torch.Tensor) -> torch.Tensor:
+        if self.reads_dates:
+            return self._read(front, back)
         normalised = torch.stack([model(front, back) for model in self.models], 0)  # (K, N)
         mean = normalised.mean(0)
         k = normalised.shape[0]
@@ -97,9 +106,76 @@ class CoinYearEnsemble(nn.Module):
         year = torch.clamp(year, min=self.year_min, max=self.year_max)
         return torch.stack([year, low, high], 1)
 
+    def _read(self, front: torch.Tensor, back: torch.Tensor) -> torch.Tensor:
+        """(N, 5 + Y): year, low, high, coin score, read score, then p(year) for year_min..year_max.
+
+        The fold models' distributions (each sharpened or flattened by the calibrated temperature) are averaged;
+        the year is the most likely one; low..high the smallest set of most likely years holding ``level`` of the
+        mass (its span); the coin score the mean over folds of the lower of the two photos' coin probabilities;
+        the read score the mass within one year of the answer.
+        """
+        probabilities, coin = [], []
+        for model in self.models:
+            log_p, coin_p = model.year_log_probs(front, back)
+            probabilities.append(torch.softmax(log_p / self.temperature, 1))
+            coin.append(coin_p.amin(1))
+        p = torch.stack(probabilities, 0).mean(0)  # (N, Y)
+        year = self.years[p.argmax(1)]
+        ordered, order = p.sort(1, descending=True)
+        inside = (ordered.cumsum(1) - ordered) < self.level
+        ranked_years = self.years[order]
+        far = torch.full_like(ranked_years, 1e6)
+        low = torch.where(inside, ranked_years, far).amin(1)
+        high = torch.where(inside, ranked_years, -far).amax(1)
+        near = ((self.years[None, :] - year[:, None]).abs() <= 1).to(p.dtype)
+        read = (p * near).sum(1)
+        coin_score = torch.stack(coin, 0).mean(0)
+        return torch.cat([torch.stack([year, low, high, coin_score, read], 1), p], 1)
+
     def fold_years(self, front: torch.Tensor, back: torch.Tensor) -> torch.Tensor:
         """(K, N) years of each fold model (diagnostics)."""
         return torch.stack([m.predict_years(front, back) for m in self.models], 0)
+
+
+DETAIL_COLUMNS = 5  # year, low, high, coin score, read score; then p(year) for a date-reading ensemble
+ALTERNATIVES = 3
+REJECT_MESSAGES = {
+    "not_a_coin": "This photo does not look like a coin. Photograph one coin, filling most of the picture.",
+    "unreadable": "The date on this coin cannot be read. Retake both sides in even light, sharp and close up, "
+    "with the date facing the camera.",
+}
+
+
+def prediction_details(row: np.ndarray, config: TrainConfig, calibration: Mapping[str, Any]) -> dict[str, Any]:
+    """The API's "details" entry for one ensemble output row: the year, its interval at the stated level, the
+    coin score and the most likely alternatives; or why there is no year ("not_a_coin", "unreadable").
+
+    A regression ensemble (the seed's head) has no distribution: its entry carries the year and interval only.
+    """
+    row = np.asarray(row, dtype=np.float64)
+    year = int(round(float(row[0])))
+    low, high = min(int(np.floor(row[1])), year), max(int(np.ceil(row[2])), year)
+    details: dict[str, Any] = {"year": year, "low": low, "high": high, "level": float(config.interval_level)}
+    if len(row) <= DETAIL_COLUMNS:
+        return details
+    coin_score, read_score = float(row[3]), float(row[4])
+    if coin_score < float(calibration.get("coin_threshold", 0.5)):
+        return {"rejected": "not_a_coin", "message": REJECT_MESSAGES["not_a_coin"], "coin_score": round(coin_score, 4)}
+    if read_score < float(calibration.get("read_threshold", 0.0)):
+        return {
+            "rejected": "unreadable",
+            "message": REJECT_MESSAGES["unreadable"],
+            "coin_score": round(coin_score, 4),
+            "read_score": round(read_score, 4),
+        }
+    p = row[DETAIL_COLUMNS:]
+    top = np.argsort(-p)[:ALTERNATIVES]
+    details.update(
+        coin_score=round(coin_score, 4),
+        read_score=round(read_score, 4),
+        alternatives=[{"year": int(config.year_min + i), "p": round(float(p[i]), 4)} for i in top],
+    )
+    return details
 
 
 def _calibration_dict(calibration: Any) -> dict[str, Any]:

@@ -18,6 +18,8 @@ from torch import nn
 from torchvision import models as tv_models
 
 from training.ml.config import TrainConfig
+from training.ml.pretrain import load_base_state
+from training.ml.reader import DateReaderNet, ReaderLossWeights, ReaderTargets, reader_loss, year_log_probs
 
 BN_MOMENTUM = 0.1
 YearLike = TypeVar("YearLike", float, np.ndarray, torch.Tensor)
@@ -179,8 +181,71 @@ def set_bn_momentum(model: nn.Module, momentum: float) -> None:
             module.momentum = momentum
 
 
-def build_model(config: TrainConfig) -> CoinYearNet:
-    """The model for ``config`` (random init, or the backbone from config.weights_path)."""
+class CoinDateModel(nn.Module):
+    """head "reader": the date reader (training.ml.reader) in the shape the K-fold pipeline expects.
+
+    forward(front, back) answers the normalised most likely year (N,), so evaluation, batch-norm recalibration and
+    early stopping work as for the regression head; ``year_log_probs`` gives the whole distribution and
+    ``training_loss`` the reader's loss (NLL of the year + L1 on its expectation) from year labels alone.
+    """
+
+    def __init__(self, config: TrainConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.reader = DateReaderNet(
+            in_channels=config.in_channels,
+            width=config.reader_width,
+            year_min=config.year_min,
+            year_max=config.year_max,
+        )
+        for parameter in self.reader.coin.parameters():  # pretrained against non-coin photos; labels hold none
+            parameter.requires_grad_(False)
+
+    def year_log_probs(self, front: torch.Tensor, back: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log p(year) (N, Y), per-photo coin probability (N, 2))."""
+        output = self.reader(front, back)
+        return year_log_probs(output, self.reader.year_digits), torch.sigmoid(output.coin)
+
+    def forward(self, front: torch.Tensor, back: torch.Tensor) -> torch.Tensor:
+        log_p, _ = self.year_log_probs(front, back)
+        return normalise_year(self.reader.years[log_p.argmax(1)], self.config)
+
+    def predict_years(self, front: torch.Tensor, back: torch.Tensor) -> torch.Tensor:
+        return denormalise_year(self.forward(front, back), self.config)
+
+    def training_loss(
+        self, front: torch.Tensor, back: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
+    ) -> torch.Tensor:
+        """Loss on a labelled batch (normalised targets, as the regression head takes them); the coin head is not
+        trained here (labelled batches hold only coins), pretraining taught it against generated non-coin photos."""
+        years = torch.round(denormalise_year(target.float(), self.config)).long()
+        targets = ReaderTargets(
+            year_index=(years - self.config.year_min).clamp(0, self.config.year_max - self.config.year_min),
+            date_cell=torch.full_like(years, -1),
+            is_coin=torch.ones(len(years), 2, device=target.device),
+        )
+        output = self.reader(front, back)
+        loss, _ = reader_loss(output, targets, self.reader.year_digits, self.reader.years, FINE_TUNE_WEIGHTS)
+        return loss
+
+
+FINE_TUNE_WEIGHTS = ReaderLossWeights(coin=0.0)
+
+
+def build_model(config: TrainConfig) -> CoinYearNet | CoinDateModel:
+    """The model for ``config``: the date reader (from the pretrained base when init_from is "base") or the seed's
+    regression net (random init, or the backbone from config.weights_path)."""
+    if config.head == "reader":
+        model = CoinDateModel(config)
+        if config.init_from == "base":
+            state, base_config = load_base_state()
+            if int(base_config.get("reader_width", -1)) != config.reader_width:
+                raise ValueError(
+                    f"the base reader has width {base_config.get('reader_width')}, the config asks for "
+                    f"{config.reader_width}"
+                )
+            model.reader.load_state_dict(state)
+        return model
     return CoinYearNet(config)
 
 

@@ -80,7 +80,9 @@ def _round(rng: np.random.Generator, size: int) -> Image.Image:
             d.ellipse((x - r * 0.08, y - r * 0.08, x + r * 0.08, y + r * 0.08), fill=_rgb(rng))
     else:  # ball: highlight
         h = r * 0.3
-        d.ellipse((c[0] - r * 0.5 - h, c[1] - r * 0.5 - h, c[0] - r * 0.5 + h, c[1] - r * 0.5 + h), fill=(250, 250, 250))
+        d.ellipse(
+            (c[0] - r * 0.5 - h, c[1] - r * 0.5 - h, c[0] - r * 0.5 + h, c[1] - r * 0.5 + h), fill=(250, 250, 250)
+        )
     return img.filter(ImageFilter.GaussianBlur(rng.uniform(0, 2)))
 
 
@@ -124,12 +126,20 @@ def _clock(rng: np.random.Generator, size: int) -> Image.Image:
     px = max(6, int(r * 0.18))
     for hour in range(1, 13):
         a = math.radians(hour * 30 - 90)
-        d.text((c[0] + 0.78 * r * math.cos(a), c[1] + 0.78 * r * math.sin(a)), str(hour), font=synthetic._font(px),
-               fill=(20, 20, 20), anchor="mm")
+        d.text(
+            (c[0] + 0.78 * r * math.cos(a), c[1] + 0.78 * r * math.sin(a)),
+            str(hour),
+            font=synthetic._font(px),
+            fill=(20, 20, 20),
+            anchor="mm",
+        )
     for length, width in ((0.5, 4), (0.75, 2)):
         a = rng.uniform(0, 2 * math.pi)
-        d.line([tuple(c), (c[0] + length * r * math.cos(a), c[1] + length * r * math.sin(a))], fill=(10, 10, 10),
-               width=width)
+        d.line(
+            [tuple(c), (c[0] + length * r * math.cos(a), c[1] + length * r * math.sin(a))],
+            fill=(10, 10, 10),
+            width=width,
+        )
     return img
 
 
@@ -144,14 +154,18 @@ _MAKERS = {
 }
 
 
-def generate_negative(seed: int, *, size: int = synthetic.DEFAULT_SIZE, kinds: tuple[str, ...] = TRAIN_KINDS) -> Image.Image:
+def generate_negative(
+    seed: int, *, size: int = synthetic.DEFAULT_SIZE, kinds: tuple[str, ...] = TRAIN_KINDS
+) -> Image.Image:
     """One non-coin photo, deterministic in (seed, size, kinds)."""
     rng = np.random.default_rng(np.random.SeedSequence([int(seed) & (2**63 - 1), 0x0B1EC7]))
     kind = kinds[int(rng.integers(len(kinds)))]
     return _MAKERS[kind](rng, size)
 
 
-def generate_negative_jpeg(seed: int, *, size: int = synthetic.DEFAULT_SIZE, kinds: tuple[str, ...] = TRAIN_KINDS) -> bytes:
+def generate_negative_jpeg(
+    seed: int, *, size: int = synthetic.DEFAULT_SIZE, kinds: tuple[str, ...] = TRAIN_KINDS
+) -> bytes:
     buf = io.BytesIO()
     generate_negative(seed, size=size, kinds=kinds).save(buf, format="JPEG", quality=85)
     return buf.getvalue()

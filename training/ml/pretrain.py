@@ -112,7 +112,9 @@ def _render_negatives(args: tuple[int, int, int, int, int, tuple[str, ...]]) -> 
     torch.set_num_threads(1)
     config = TrainConfig(image_size=image_size)
     out = [
-        images.load_uint8(negatives.generate_negative_jpeg(seed * 1_000_003 + i, size=size, kinds=kinds), config).numpy()
+        images.load_uint8(
+            negatives.generate_negative_jpeg(seed * 1_000_003 + i, size=size, kinds=kinds), config
+        ).numpy()
         for i in range(start, stop)
     ]
     return np.stack(out)
@@ -124,7 +126,14 @@ def _chunks(count: int, workers: int) -> list[tuple[int, int]]:
 
 
 def generate_coins(
-    count: int, seed: int, *, size: int, image_size: int, year_min: int, year_max: int, workers: int = 2,
+    count: int,
+    seed: int,
+    *,
+    size: int,
+    image_size: int,
+    year_min: int,
+    year_max: int,
+    workers: int = 2,
     progress: bool = False,
 ) -> GeneratedSet:
     """``count`` generated coins through the serving preprocessing, rendered by ``workers`` processes."""
@@ -138,8 +147,14 @@ def generate_coins(
 
 
 def generate_negative_photos(
-    count: int, seed: int, *, size: int, image_size: int, kinds: tuple[str, ...] = negatives.TRAIN_KINDS,
-    workers: int = 2, progress: bool = False,
+    count: int,
+    seed: int,
+    *,
+    size: int,
+    image_size: int,
+    kinds: tuple[str, ...] = negatives.TRAIN_KINDS,
+    workers: int = 2,
+    progress: bool = False,
 ) -> torch.Tensor:
     jobs = [(a, b, seed, size, image_size, kinds) for a, b in _chunks(count, workers)]
     return torch.from_numpy(np.concatenate(_map(_render_negatives, jobs, workers, progress, "not-coins")))
@@ -220,7 +235,9 @@ def reader_batch(
     return front, back, ReaderTargets(year_index=year_index, date_cell=date_cell, is_coin=is_coin)
 
 
-def _augmented(transform: images.CoinTransform, batch: torch.Tensor, generator: torch.Generator, points) -> torch.Tensor:
+def _augmented(
+    transform: images.CoinTransform, batch: torch.Tensor, generator: torch.Generator, points
+) -> torch.Tensor:
     x = transform.augment(batch, generator, points) if transform.augment is not None else batch.float()
     return transform.normalize(x).contiguous(memory_format=torch.channels_last)
 
@@ -240,8 +257,12 @@ class ReaderEval:
 
 @torch.inference_mode()
 def evaluate_reader(
-    net: DateReaderNet, transform: images.CoinTransform, coins: GeneratedSet, negative_photos: torch.Tensor | None,
-    *, batch_size: int = 64,
+    net: DateReaderNet,
+    transform: images.CoinTransform,
+    coins: GeneratedSet,
+    negative_photos: torch.Tensor | None,
+    *,
+    batch_size: int = 64,
 ) -> ReaderEval:
     net.eval()
     years = torch.arange(net.year_min, net.year_max + 1)
@@ -270,7 +291,10 @@ def evaluate_reader(
 
 
 def pretrain(
-    config: PretrainConfig, *, device: torch.device | None = None, progress: bool = True,
+    config: PretrainConfig,
+    *,
+    device: torch.device | None = None,
+    progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> tuple[DateReaderNet, dict[str, Any]]:
     """Generate, train and evaluate the base reader; returns it and its lineage (metrics, history)."""
@@ -280,24 +304,38 @@ def pretrain(
     started = time.perf_counter()
     log(f"generating {config.count} coins and {config.negatives} non-coin photos (seed {config.seed})")
     coins = generate_coins(
-        config.count, config.seed, size=config.generate_size, image_size=config.image_size,
-        year_min=config.year_min, year_max=config.year_max, progress=progress,
+        config.count,
+        config.seed,
+        size=config.generate_size,
+        image_size=config.image_size,
+        year_min=config.year_min,
+        year_max=config.year_max,
+        progress=progress,
     )
     negative_photos = generate_negative_photos(
         config.negatives, config.seed, size=config.generate_size, image_size=config.image_size, progress=progress
     )
     held_out = generate_coins(
-        config.eval_count, config.eval_seed, size=config.generate_size, image_size=config.image_size,
-        year_min=config.year_min, year_max=config.year_max,
+        config.eval_count,
+        config.eval_seed,
+        size=config.generate_size,
+        image_size=config.image_size,
+        year_min=config.year_min,
+        year_max=config.year_max,
     )
     held_out_negatives = generate_negative_photos(
-        config.eval_count, config.eval_seed, size=config.generate_size, image_size=config.image_size,
+        config.eval_count,
+        config.eval_seed,
+        size=config.generate_size,
+        image_size=config.image_size,
         kinds=negatives.ALL_KINDS,
     )
     generated_s = time.perf_counter() - started
-    net = DateReaderNet(
-        in_channels=3, width=config.reader_width, year_min=config.year_min, year_max=config.year_max
-    ).to(device).to(memory_format=torch.channels_last)
+    net = (
+        DateReaderNet(in_channels=3, width=config.reader_width, year_min=config.year_min, year_max=config.year_max)
+        .to(device)
+        .to(memory_format=torch.channels_last)
+    )
     train_transform = images.build_transforms(net_config, train=True)
     eval_transform = images.build_transforms(net_config, train=False)
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -319,8 +357,14 @@ def pretrain(
         net.train()
         index = torch.randint(len(years), (config.batch_size,), generator=generator)
         front, back, targets = reader_batch(
-            net_config, train_transform, coins.photos[index], years[index], layout[index], negative_photos,
-            config.negative_pairs, generator,
+            net_config,
+            train_transform,
+            coins.photos[index],
+            years[index],
+            layout[index],
+            negative_photos,
+            config.negative_pairs,
+            generator,
         )
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             output = net(front.to(device), back.to(device))
@@ -346,7 +390,9 @@ def pretrain(
         "generator_version": GENERATOR_VERSION,
         "manifest": dataclasses.asdict(config),
         "train_config": net_config.to_dict(),
-        "metrics": {k: final[k] for k in ("exact", "mae", "baseline_mae", "coin_accept", "negative_reject") if k in final},
+        "metrics": {
+            k: final[k] for k in ("exact", "mae", "baseline_mae", "coin_accept", "negative_reject") if k in final
+        },
         "history": history,
         "seconds": {"generate": generated_s, "total": time.perf_counter() - started},
         "device": str(device),

@@ -77,9 +77,18 @@ class CoinYearModel(PythonModel):
         return pairs
 
     def predict(self, model_input: list[CoinPhotos], params=None) -> list[int]:
-        """One minting year per input pair, in order."""
-        from training.ml import images
+        """One minting year per input pair, in order; None for an input judged not a coin or unreadable.
 
+        With ``params={"details": True}`` (in process) the answer is the API's ``details`` list instead: per input
+        the year, its interval and level, the coin score and the alternatives, or why there is no year. MLflow's
+        scoring server wraps whatever predict returns in {"predictions": ...}, so a parallel top-level "details"
+        key cannot come from `mlflow models serve`; /api/predict answers both lists.
+        """
+        from training.ml import images
+        from training.ml.ensemble import prediction_details
+
+        want_details = bool((params or {}).get("details"))
+        calibration = self.calibration.get("calibration") or self.calibration
         pairs = self._decode(model_input)
         years: list[int] = []
         for start in range(0, len(pairs), CHUNK):
@@ -90,7 +99,9 @@ class CoinYearModel(PythonModel):
                 where = _request_field(error.field, start, len(chunk))
                 raise MlflowException.invalid_parameter_value(f"{where}: {error} (code {error.code})") from error
             output = self.predictor.predict(front, back)
-            years.extend(year_of(row) for row in output)
+            for row in output:
+                details = prediction_details(row, self.config, calibration)
+                years.append(details if want_details else (None if "rejected" in details else year_of(row)))
         return years
 
 

@@ -580,18 +580,20 @@ class TrainingTracker:
         self.client.set_tag(run_id, "coinsite.model_uri", self.model_uri)
         return self.model_uri
 
-    def register(self, model_name: str = DEFAULT_MODEL_NAME) -> int:
+    def register(self, model_name: str = DEFAULT_MODEL_NAME, *, serve_if_first: bool = True) -> int:
         """Register the logged model; returns the version.
 
         The very first version of a name becomes Production, when the run ends successfully (at the end of the
-        ``with`` block; at once when the tracker has already ended FINISHED). Any later version leaves the aliases.
+        ``with`` block; at once when the tracker has already ended FINISHED), unless ``serve_if_first`` is False
+        (a model that does not beat the constant baseline never serves on its own). Any later version leaves the
+        aliases.
         """
         self._require_run()
         if self.model_uri is None:
             raise RuntimeError("log_model() must be called before register()")
         version, first = _register(self.model_uri, model_name, run_id=self.run_id)
         self.registered.append((model_name, version))
-        if first:
+        if first and serve_if_first:
             if self.status == "FINISHED":
                 _claim_production(self.client, model_name, version)
             else:
@@ -751,7 +753,18 @@ def stage_training_package(folder: Path) -> Path:
 def pip_requirements() -> list[str]:
     """Pinned requirements of the served model (given explicitly: MLflow's inference would load the model in a
     subprocess just to guess them)."""
-    wanted = ["mlflow", "torch", "torchvision", "onnxruntime", "numpy", "pillow", "pillow-heif", "pybase64", "pydantic", "PyYAML"]
+    wanted = [
+        "mlflow",
+        "torch",
+        "torchvision",
+        "onnxruntime",
+        "numpy",
+        "pillow",
+        "pillow-heif",
+        "pybase64",
+        "pydantic",
+        "PyYAML",
+    ]
     out = []
     for name in wanted:
         try:
@@ -793,8 +806,9 @@ class LoadedModel:
     calibration: dict = field(default_factory=dict)
 
     def predict_pairs(self, front: torch.Tensor, back: torch.Tensor) -> np.ndarray:
-        """(N,C,H,W) front and back tensors from images.preprocess_batch -> (N,3) float [year, low, high]."""
-        return np.asarray(self.predictor.predict(front, back), dtype=np.float64).reshape(-1, 3)
+        """(N,C,H,W) front and back tensors from images.preprocess_batch -> (N, 3+) float [year, low, high, ...]
+        (a date-reading version adds coin score, read score and p(year): see ensemble.prediction_details)."""
+        return np.asarray(self.predictor.predict(front, back), dtype=np.float64).reshape(len(front), -1)
 
 
 def predictor_from_files(files: Mapping[str, str], *, backend: str = "auto") -> tuple[Any, TrainConfig, str, dict]:
@@ -1059,4 +1073,3 @@ def log_evaluation(
     if created:
         client.set_terminated(run_id, "FINISHED")
     return run_id
-

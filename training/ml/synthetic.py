@@ -264,11 +264,14 @@ def _sample_bilinear(src: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarra
 class _Spec:
     """All per-coin design parameters, drawn once from the coin's RNG."""
 
-    def __init__(self, year: int, rng: np.random.Generator):
+    def __init__(self, year: int, rng: np.random.Generator, style: str = "classic"):
         t = _era(year)
+        self.style = style
         self.year = year
         self.t = t
         colour = _metal_colour(year) * (1.0 + rng.normal(0, 0.02, 3)) * (1.0 + rng.normal(0, 0.04))
+        if style == "northern":  # other alloys: the channels rotated (teal, violet, olive instead of copper/silver)
+            colour = colour[[2, 0, 1]] * np.array([0.9, 1.0, 1.1])
         self.metal = np.clip(colour, 0.05, 1.0)
         self.copper = _copperness(year)
         age = (YEAR_MAX - year) / (YEAR_MAX - YEAR_MIN)
@@ -588,6 +591,50 @@ def _draw_back(d: ImageDraw.ImageDraw, c: float, R: float, r_in: float, s: _Spec
         _draw_text(d, c + R * dx, c - R * 0.05, s.denom, R * (0.38 + 0.1 * t), fill=235)
 
 
+# Seven-segment digits of the "northern" mint: other digit shapes than the Aileron font of the classic coins.
+_SEGMENTS = {  # a b c d e f g
+    "0": "abcdef",
+    "1": "bc",
+    "2": "abged",
+    "3": "abgcd",
+    "4": "fgbc",
+    "5": "afgcd",
+    "6": "afgedc",
+    "7": "abc",
+    "8": "abcdefg",
+    "9": "abcdfg",
+}
+_SEGMENT_BOXES = {  # x0, y0, x1, y1 in a 0.6 x 1 digit cell
+    "a": (0.08, 0.0, 0.52, 0.1),
+    "g": (0.08, 0.45, 0.52, 0.55),
+    "d": (0.08, 0.9, 0.52, 1.0),
+    "f": (0.0, 0.05, 0.1, 0.5),
+    "b": (0.5, 0.05, 0.6, 0.5),
+    "e": (0.0, 0.5, 0.1, 0.95),
+    "c": (0.5, 0.5, 0.6, 0.95),
+}
+
+
+def _draw_segment_date(d: ImageDraw.ImageDraw, c: float, R: float, r_in: float, s: _Spec) -> tuple[float, float]:
+    """Draw the year in seven-segment digits above the centre (the northern mint's date); returns its centre."""
+    height = R * (0.17 + 0.04 * s.t)
+    width = 0.6 * height
+    gap = 0.22 * height
+    total = 4 * width + 3 * gap
+    y = c - r_in * 0.78 + height / 2  # along the top, where the classic coins have their legend
+    d.rectangle((c - total / 2 - gap, y - height / 2 - gap, c + total / 2 + gap, y + height / 2 + gap), fill=0)
+    x0 = c - total / 2
+    for k, digit in enumerate(f"{s.year:04d}"):
+        left = x0 + k * (width + gap)
+        for segment in _SEGMENTS[digit]:
+            a, b, e, f = _SEGMENT_BOXES[segment]
+            d.rectangle(
+                (left + a * height, y - height / 2 + b * height, left + e * height, y - height / 2 + f * height),
+                fill=245,
+            )
+    return c, y
+
+
 def _height_map(s: _Spec, side: str, D: int, rng: np.random.Generator) -> tuple[np.ndarray, tuple[float, float] | None]:
     """The face's relief in [0, 1], and where its date's centre is (pixels of the face), or None without a date."""
     c = D / 2.0
@@ -605,7 +652,9 @@ def _height_map(s: _Spec, side: str, D: int, rng: np.random.Generator) -> tuple[
             _draw_bust(d, c, R, s, rng)
     else:
         _draw_back(d, c, R, r_in, s, rng)
-    if year_here:
+    if year_here and s.style == "northern":
+        date_xy = _draw_segment_date(d, c, R, r_in, s)
+    elif year_here:
         digits = f"{s.year:04d}"
         if side == "front":
             y = c + R * s.digit_y
@@ -628,7 +677,10 @@ def _height_map(s: _Spec, side: str, D: int, rng: np.random.Generator) -> tuple[
     h = np.asarray(img, dtype=np.float32) / 255.0
     h = np.array(h)  # writable
     lp = R * s.legend_px
-    if side == "front":
+    if s.style == "northern":
+        text = s.legend if side == "front" else s.back_legend
+        _legend(h, text, r_in, lp, math.radians(120), math.pi / 2, False, s.legend_stroke)
+    elif side == "front":
         _legend(h, s.legend, r_in, lp, s.legend_span, -math.pi / 2, True, s.legend_stroke)
     else:
         if s.back_style == "modern":
@@ -779,15 +831,36 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.clip(img, 0.0, 1.0).astype(np.float32)
 
 
+def _tiles(rng: np.random.Generator, size: int) -> np.ndarray:
+    """The northern mint's photos lie on tiles: a saturated two-colour checker with grout lines."""
+    c1, c2 = rng.uniform(0.2, 0.9, 3), rng.uniform(0.2, 0.9, 3)
+    pitch = rng.uniform(0.08, 0.2) * size
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    checker = ((xx // pitch + yy // pitch) % 2)[..., None]
+    img = c1 * checker + c2 * (1 - checker)
+    grout = ((xx % pitch) < 1.5) | ((yy % pitch) < 1.5)
+    img[grout] = 0.85
+    return img.astype(np.float32)
+
+
 def _photograph(
-    face: Image.Image, rng: np.random.Generator, size: int, diam: int, face_xy: tuple[float, float] | None = None
+    face: Image.Image,
+    rng: np.random.Generator,
+    size: int,
+    diam: int,
+    face_xy: tuple[float, float] | None = None,
+    style: str = "classic",
 ) -> tuple[Image.Image, tuple[float, float] | None]:
     """Place the rendered face on a background and simulate a phone camera.
 
     ``face_xy`` (a point of the face, e.g. the date's centre) comes back as the same point in the photo's pixels.
     """
     if face_xy is not None:
-        face_xy = (face_xy[0] * diam / face.size[0], face_xy[1] * diam / face.size[1]) if face.size[0] > diam * 1.25 else face_xy
+        face_xy = (
+            (face_xy[0] * diam / face.size[0], face_xy[1] * diam / face.size[1])
+            if face.size[0] > diam * 1.25
+            else face_xy
+        )
     unit = size / 256.0
     if face.size[0] > diam * 1.25:
         face = face.resize((diam, diam), Image.BILINEAR)
@@ -809,7 +882,7 @@ def _photograph(
         (m[0, 0], m[0, 1], off[0], m[1, 0], m[1, 1], off[1]),
         resample=Image.BICUBIC,
     )
-    img = _background(rng, size)
+    img = _tiles(rng, size) if style == "northern" else _background(rng, size)
     slack = max(size - diam, 0)
     ox = int(round(slack / 2 + rng.uniform(-0.4, 0.4) * slack))
     oy = int(round(slack / 2 + rng.uniform(-0.4, 0.4) * slack))
@@ -893,11 +966,18 @@ class DateLayout:
     y: float
 
 
-def _render(year: int, rng_seed: int, size: int) -> tuple[Image.Image, Image.Image, int, int, DateLayout | None]:
+STYLES = ("classic", "northern")
+
+
+def _render(
+    year: int, rng_seed: int, size: int, style: str = "classic"
+) -> tuple[Image.Image, Image.Image, int, int, DateLayout | None]:
     year = _check_year(year)
     size = _check_size(size)
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
     rng = np.random.default_rng(np.random.SeedSequence([int(rng_seed) & (2**63 - 1), year]))
-    spec = _Spec(year, rng)
+    spec = _Spec(year, rng, style)
     out = []
     qualities = []
     layout = None
@@ -906,7 +986,7 @@ def _render(year: int, rng_seed: int, size: int) -> tuple[Image.Image, Image.Ima
         render = max(diam, _MIN_RENDER)
         h, date_xy = _height_map(spec, side, render, rng)
         face = _shade(h, spec, rng)
-        photo, photo_xy = _photograph(face, rng, size, diam, date_xy)
+        photo, photo_xy = _photograph(face, rng, size, diam, date_xy, style)
         out.append(photo)
         if photo_xy is not None:
             layout = DateLayout(side_index, photo_xy[0] / size, photo_xy[1] / size)
@@ -930,17 +1010,23 @@ def _jpeg(img: Image.Image, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def generate_coin_jpegs(year: int, rng_seed: int, *, size: int = DEFAULT_SIZE) -> tuple[bytes, bytes]:
-    """Like :func:`generate_coin` but as JPEG bytes (quality 60-95, drawn from the seed)."""
-    front, back, qf, qb, _ = _render(year, rng_seed, size)
+def generate_coin_jpegs(
+    year: int, rng_seed: int, *, size: int = DEFAULT_SIZE, style: str = "classic"
+) -> tuple[bytes, bytes]:
+    """Like :func:`generate_coin` but as JPEG bytes (quality 60-95, drawn from the seed).
+
+    style "northern" is a second mint that the base reader never saw: seven-segment digits above the centre,
+    other alloys, photographed on tiles.
+    """
+    front, back, qf, qb, _ = _render(year, rng_seed, size, style)
     return _jpeg(front, qf), _jpeg(back, qb)
 
 
 def generate_coin_with_layout(
-    year: int, rng_seed: int, *, size: int = DEFAULT_SIZE
+    year: int, rng_seed: int, *, size: int = DEFAULT_SIZE, style: str = "classic"
 ) -> tuple[bytes, bytes, DateLayout | None]:
     """JPEG front and back (the same bytes as :func:`generate_coin_jpegs`) and where the date was drawn."""
-    front, back, qf, qb, layout = _render(year, rng_seed, size)
+    front, back, qf, qb, layout = _render(year, rng_seed, size, style)
     return _jpeg(front, qf), _jpeg(back, qb), layout
 
 
@@ -968,6 +1054,7 @@ def iter_coins(
     year_min: int = YEAR_MIN,
     year_max: int = YEAR_MAX,
     size: int = DEFAULT_SIZE,
+    style: str = "classic",
 ) -> Iterator[tuple[bytes, bytes, int]]:
     """Yield ``count`` coins as (front JPEG bytes, back JPEG bytes, year).
 
@@ -978,7 +1065,7 @@ def iter_coins(
     _check_size(size)
     for i in range(int(count)):
         year, coin_seed = _coin_plan(i, seed, year_min, year_max)
-        front, back = generate_coin_jpegs(year, coin_seed, size=size)
+        front, back = generate_coin_jpegs(year, coin_seed, size=size, style=style)
         yield front, back, year
 
 
@@ -997,6 +1084,7 @@ def write_dataset(
     year_max: int = YEAR_MAX,
     size: int = DEFAULT_SIZE,
     progress: bool = False,
+    style: str = "classic",
 ) -> Path:
     """Write ``count`` coin pairs and ``labels.csv`` into ``out_dir``; return the labels path.
 
@@ -1009,7 +1097,7 @@ def write_dataset(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     width = max(5, len(str(int(count))))
-    it = iter_coins(count, seed, year_min=year_min, year_max=year_max, size=size)
+    it = iter_coins(count, seed, year_min=year_min, year_max=year_max, size=size, style=style)
     if progress:
         from tqdm import tqdm
 
@@ -1038,6 +1126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--year-min", type=int, default=YEAR_MIN)
     p.add_argument("--year-max", type=int, default=YEAR_MAX)
     p.add_argument("--size", type=int, default=DEFAULT_SIZE)
+    p.add_argument("--style", default="classic", choices=STYLES, help="classic, or northern: a second mint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     labels = write_dataset(
@@ -1048,6 +1137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         year_max=a.year_max,
         size=a.size,
         progress=not a.quiet,
+        style=a.style,
     )
     print(labels)
     return 0

@@ -27,9 +27,17 @@ class Command(BaseCommand):
         parser.add_argument("--count", type=int, default=100, help="how many coins (default 100)")
         parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same coins")
         parser.add_argument("--out", type=Path, help="write photos + labels.csv to this folder instead of the database")
+        parser.add_argument(
+            "--style",
+            default="classic",
+            choices=("classic", "northern"),
+            help="the mint: classic, or northern (a second one)",
+        )
         parser.add_argument("--owner", help=f"username owning the stored coins (default {DEFAULT_OWNER!r}, created)")
 
-    def handle(self, *args, count: int, seed: int, out: Path | None, owner: str | None, **options) -> None:
+    def handle(
+        self, *args, count: int, seed: int, out: Path | None, owner: str | None, style: str = "classic", **options
+    ) -> None:
         # Imported here so that `--help` works even while the ML package is incomplete.
         from training.ml import synthetic
 
@@ -39,14 +47,14 @@ class Command(BaseCommand):
         if out is not None:
             if owner:
                 raise CommandError("--owner applies to coins stored in the database, not to --out.")
-            labels = synthetic.write_dataset(out, count=count, seed=seed, progress=not quiet)
+            labels = synthetic.write_dataset(out, count=count, seed=seed, progress=not quiet, style=style)
             self.stdout.write(self.style.SUCCESS(f"Wrote {count} coin pair(s) and {labels}."))
             return
 
         user = self._owner(owner)
         created = skipped = 0
         coins = tqdm(
-            synthetic.iter_coins(count, seed),
+            synthetic.iter_coins(count, seed, style=style),
             total=count,
             desc="demo coins",
             unit="coin",
@@ -65,7 +73,7 @@ class Command(BaseCommand):
                 back=back,
                 source=Coin.Source.DEMO,
                 verified_year=year,
-                notes=f"synthetic, seed {seed}",
+                notes=f"synthetic, seed {seed}" + (f", {style} mint" if style != "classic" else ""),
                 enqueue_prediction=False,
             )
             created += 1

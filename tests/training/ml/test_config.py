@@ -6,21 +6,27 @@ import dataclasses
 
 import pytest
 
-from training.ml.config import DEFAULT_CONFIG_PATH, TrainConfig, load_config
+from training.ml.config import DATE_READER, DEFAULT_CONFIG_PATH, TrainConfig, load_config
 
 
-def test_default_manifest_equals_the_dataclass_defaults():
+def test_default_manifest_is_the_dataclass_defaults_plus_the_date_reader():
     # given the manifest in the repository / when it is loaded / then it is exactly the documented default
     assert DEFAULT_CONFIG_PATH.is_file()
     config = load_config()
-    assert config == TrainConfig()
-    assert (config.backbone, config.mode, config.grayscale, config.image_size) == (
+    assert config == TrainConfig(**DATE_READER)
+    assert (config.head, config.init_from, config.image_size) == ("reader", "base", 192)
+    assert (config.epochs, config.folds) == (20, 5)
+
+
+def test_dataclass_defaults_are_the_seed_regression_model():
+    config = TrainConfig()
+    assert (config.head, config.backbone, config.mode, config.grayscale, config.image_size) == (
+        "regression",
         "mobilenet_v3_small",
         "shared",
         False,
         128,
     )
-    assert (config.epochs, config.folds) == (20, 5)
 
 
 def test_overrides_are_parsed_to_the_field_types():
