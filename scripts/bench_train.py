@@ -28,8 +28,8 @@ import torch  # noqa: E402
 
 from training.ml.config import load_config  # noqa: E402
 from training.ml.data import CoinPairDataset, make_loader, read_labels_csv  # noqa: E402
-from training.ml.model import build_model  # noqa: E402
-from training.ml.train import prepare_model, select_device, train_one_epoch  # noqa: E402
+from training.ml.model import CoinDateModel, build_model  # noqa: E402
+from training.ml.train import prepare_model, reader_autocast, select_device, train_one_epoch  # noqa: E402
 
 TARGET_RATIO = 1.15
 TARGET_RSS_GB = 2.0
@@ -79,7 +79,11 @@ def bare_epoch(model, optimizer, fronts, backs, targets, batch_size: int, device
         front = fronts[index].to(device).contiguous(memory_format=torch.channels_last)
         back = backs[index].to(device).contiguous(memory_format=torch.channels_last)
         target = targets[index].to(device)
-        loss = (model(front, back) - target).abs().mean()
+        if isinstance(model, CoinDateModel):  # the date reader: its own loss, under the pipeline's autocast
+            with reader_autocast(device):
+                loss = model.training_loss(front, back, target, torch.ones_like(target))
+        else:
+            loss = (model(front, back) - target).abs().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

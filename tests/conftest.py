@@ -181,3 +181,43 @@ def no_model(settings):
     inference.reset()
     yield
     inference.reset()
+
+
+# The date reader from the committed base, fine-tuned a little: what `make run` serves, at test size.
+TINY_READER_OVERRIDES = ["image_size=64", "epochs=1", "folds=2", "batch_size=4", "patience=0"]
+
+
+@pytest.fixture(scope="session")
+def tiny_reader_fit():
+    """A tiny K-fold fine-tune of the base date reader on generated coins (seconds on CPU)."""
+    from training.ml.config import load_config
+    from training.ml.data import CoinSample
+    from training.ml.synthetic import iter_coins
+    from training.ml.train import fit
+
+    config = load_config(overrides=TINY_READER_OVERRIDES)
+    samples = [
+        CoinSample(front=front, back=back, year=year, key=str(i))
+        for i, (front, back, year) in enumerate(iter_coins(12, seed=8, size=96))
+    ]
+    return fit(config, samples, progress=False)
+
+
+@pytest.fixture
+def reader_production_model(tiny_reader_fit, registered_tiny_versions, isolated_mlflow, settings):
+    """The tiny date reader registered as a version of `coin-year` with alias production; yields its version."""
+    from predictions import inference
+    from training.ml import registry
+    from training.mlflow_access import mlflow_ready
+
+    settings.MLFLOW_MODEL_NAME = "coin-year"
+    mlflow_ready()
+    with registry.TrainingTracker(tiny_reader_fit.config, experiment="coin-year", run_name="tiny-reader") as tracker:
+        tracker.log_result(tiny_reader_fit, manifest=[])
+        tracker.log_model(tiny_reader_fit)
+        version = tracker.register("coin-year")
+    registry.set_alias("coin-year", "production", version)
+    inference.reset()
+    yield version
+    inference.reset()
+    registry.set_alias("coin-year", "production", registered_tiny_versions[0])

@@ -137,10 +137,12 @@ def test_predict_answers_one_year_per_input_in_input_order(api, two_coins_predic
     forward = api.post("/api/predict", serving_json(first, second), format="json")
     backward = api.post("/api/predict", serving_json(second, first), format="json")
 
-    # then the answer follows the order of the inputs, and is exactly {"predictions": [...]}
+    # then the answer follows the order of the inputs: {"predictions": [...], "details": [...]}
     assert forward.status_code == 200, forward.json()
-    assert forward.json() == {"predictions": [first_year, second_year]}
-    assert backward.json() == {"predictions": [second_year, first_year]}
+    assert set(forward.json()) == {"predictions", "details"}
+    assert forward.json()["predictions"] == [first_year, second_year]
+    assert backward.json()["predictions"] == [second_year, first_year]
+    assert [d["year"] for d in forward.json()["details"]] == [first_year, second_year]
 
 
 def test_predict_keeps_every_input_as_an_api_coin_with_its_prediction(api, collector, production_model, settings):

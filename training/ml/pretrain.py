@@ -62,6 +62,7 @@ class PretrainConfig:
     eval_count: int = 300
     eval_seed: int = 777001
     eval_every: int = 500
+    resume: bool = False  # continue from the current base weights (its lineage is kept as "resumed_from")
 
     @classmethod
     def load(cls, path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> PretrainConfig:
@@ -336,6 +337,12 @@ def pretrain(
         .to(device)
         .to(memory_format=torch.channels_last)
     )
+    resumed_from = None
+    if config.resume:
+        state, _ = load_base_state()
+        net.load_state_dict(state)
+        resumed_from = json.loads(BASE_LINEAGE.read_text()) if BASE_LINEAGE.is_file() else None
+        log(f"resuming from the current base ({(resumed_from or {}).get('metrics')})")
     train_transform = images.build_transforms(net_config, train=True)
     eval_transform = images.build_transforms(net_config, train=False)
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -396,6 +403,7 @@ def pretrain(
         "history": history,
         "seconds": {"generate": generated_s, "total": time.perf_counter() - started},
         "device": str(device),
+        "resumed_from": resumed_from,
     }
     return net.cpu().eval(), lineage
 

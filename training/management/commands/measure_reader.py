@@ -92,25 +92,8 @@ class Command(BaseCommand):
 
         count, seed, size = options["count"], options["seed"], options["size"]
         coins = list(synthetic.iter_coins(count, seed, size=size))
-        truth = np.array([y for _f, _b, y in coins], dtype=np.float64)
-        fresh = Scored(truth, score([(f, b) for f, b, _ in coins], "fresh coins"))
-        self._report("fresh coins", fresh, baseline_year=float(np.median(truth)))
-
-        old = truth < 1780
-        if old.any():
-            self._widths(
-                "old, worn coins (before 1780)", Scored(truth[old], [fresh.details[i] for i in np.flatnonzero(old)])
-            )
-        legible = truth >= 1850
-        self._widths(
-            "legible coins (1850 and later)",
-            Scored(truth[legible], [fresh.details[i] for i in np.flatnonzero(legible)]),
-        )
-        for how in ("blur", "dark"):
-            subset = coins[: options["degraded"]]
-            pairs = [(_degrade(f, how), _degrade(b, how)) for f, b, _ in subset]
-            degraded = Scored(truth[: len(subset)], score(pairs, how))
-            self._report(f"{how} photos", degraded, baseline_year=float(np.median(truth)))
+        if coins:
+            self._fresh(coins, score, options["degraded"])
 
         n_neg = options["negatives"]
         if n_neg:
@@ -136,6 +119,24 @@ class Command(BaseCommand):
             n_truth = np.array([y for _f, _b, y in northern], dtype=np.float64)
             scored = Scored(n_truth, score([(f, b) for f, b, _ in northern], "northern mint"))
             self._report("northern mint", scored, baseline_year=float(np.median(n_truth)))
+
+    def _fresh(self, coins, score, degraded_count: int) -> None:
+        truth = np.array([y for _f, _b, y in coins], dtype=np.float64)
+        fresh = Scored(truth, score([(f, b) for f, b, _ in coins], "fresh coins"))
+        self._report("fresh coins", fresh, baseline_year=float(np.median(truth)))
+        for label, chosen in (
+            ("old, worn coins (before 1780)", truth < 1780),
+            ("legible coins (1850 on)", truth >= 1850),
+        ):
+            if chosen.any():
+                self._widths(label, Scored(truth[chosen], [fresh.details[i] for i in np.flatnonzero(chosen)]))
+        for how in ("blur", "dark"):
+            subset = coins[:degraded_count]
+            if not subset:
+                continue
+            pairs = [(_degrade(f, how), _degrade(b, how)) for f, b, _ in subset]
+            degraded = Scored(truth[: len(subset)], score(pairs, how))
+            self._report(f"{how} photos", degraded, baseline_year=float(np.median(truth)))
 
     def _report(self, label: str, scored: Scored, *, baseline_year: float) -> None:
         answered = scored.answered
