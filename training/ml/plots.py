@@ -154,3 +154,36 @@ def error_by_decade(
     if not labels:
         ax.text(0.5, 0.5, "no predictions", ha="center", va="center", transform=ax.transAxes)
     return fig
+
+
+def interval_sharpness(
+    truth: Sequence[float],
+    low: Sequence[float],
+    high: Sequence[float],
+    *,
+    level: float,
+    title: str = "Date reader: interval width and coverage (coins no fold model saw)",
+) -> Figure:
+    """Histogram of the interval widths, split by whether the true year fell inside, with the coverage: sharp and
+    honest intervals are narrow bars that are almost all 'covered'."""
+    truth, low, high = (np.asarray(a, dtype=np.float64) for a in (truth, low, high))
+    width = high - low + 1
+    covered = (low <= truth) & (truth <= high)
+    fig = Figure(figsize=(6.5, 4), layout="constrained")
+    ax = fig.subplots()
+    if len(width):
+        bins = np.unique(np.geomspace(1, max(2.0, width.max() + 1), 24).round())
+        ax.hist(
+            [width[covered], width[~covered]],
+            bins=bins,
+            stacked=True,
+            color=["#4c956c", "#c44536"],
+            label=[f"true year inside ({covered.mean():.0%})", "outside"],
+        )
+        ax.set_xscale("log")
+        ax.legend(fontsize="small")
+        ax.axvline(np.median(width), color="grey", linestyle="--", linewidth=1)
+    else:
+        ax.text(0.5, 0.5, "no held-out coins", ha="center", va="center", transform=ax.transAxes)
+    ax.set(title=title, xlabel=f"width of the {level:.0%} interval (years, log scale; dashed: median)", ylabel="coins")
+    return fig

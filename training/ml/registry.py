@@ -80,6 +80,7 @@ METRICS_JSON = "metrics.json"
 MANIFEST_JSON = "dataset_manifest.json"
 LEARNING_CURVES_PNG = "plots/learning_curves.png"
 PRED_VS_TRUE_PNG = "plots/predicted_vs_true.png"
+INTERVAL_PNG = "plots/interval_sharpness.png"
 ERROR_BY_DECADE_PNG = "plots/error_by_decade.png"
 
 BACKENDS = ("auto", "onnx", "torch")
@@ -541,6 +542,11 @@ class TrainingTracker:
             PRED_VS_TRUE_PNG: plots.predicted_vs_true(true, pred, year_min=year_min, year_max=year_max),
             ERROR_BY_DECADE_PNG: plots.error_by_decade(true, pred, baseline_mae=baseline_mae),
         }
+        rows = np.asarray(getattr(fit_result, "interval_rows", np.zeros((0, 4))))
+        if rows.size:  # a date reader: (truth, year, low, high) on coins no fold model saw
+            figures[INTERVAL_PNG] = plots.interval_sharpness(
+                rows[:, 0], rows[:, 2], rows[:, 3], level=getattr(config, "interval_level", 0.8)
+            )
         _log_artifact_values(
             self.client,
             run_id,

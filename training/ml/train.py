@@ -362,6 +362,7 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     calibration_fold_pred: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (K, M) years on the holdout
+    interval_rows: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))  # date reader: truth, year, low, high
 
     @property
     def interval_halfwidth(self) -> float:
@@ -664,6 +665,7 @@ def fit(
     fresh_reads: list[tuple[np.ndarray, np.ndarray]] = []  # date reader: (log p(year), coin score) per fold model
     negative_reads: list[np.ndarray] = []  # date reader: coin scores of generated non-coin photos per fold model
     negative_loader = _negative_loader(config) if config.head == "reader" else None
+    interval_rows = np.zeros((0, 4))
     fresh_index = calibration_index if holdout else cv_index
     fresh_loader = make_loader(Subset(eval_view, fresh_index.tolist()), batch_size=2 * config.batch_size, shuffle=False)
 
@@ -713,7 +715,7 @@ def fit(
     )
     if fresh_reads:
         truth = years[calibration_index] if holdout else years[cv_index]
-        reader_calibration, reader_metrics = calibrate_reader(
+        reader_calibration, reader_metrics, interval_rows = calibrate_reader(
             [r[0] for r in fresh_reads], [r[1] for r in fresh_reads], negative_reads, truth, config
         )
         calibration = dataclasses.replace(calibration, **reader_calibration)
@@ -775,6 +777,7 @@ def fit(
         history=history,
         seconds=time.perf_counter() - started,
         calibration_fold_pred=fresh_matrix if holdout else np.zeros((config.folds, 0)),
+        interval_rows=interval_rows if fresh_reads else np.zeros((0, 4)),
     )
 
 
@@ -835,7 +838,7 @@ def calibrate_reader(
     negative_scores: Sequence[np.ndarray],
     truth: np.ndarray,
     config: TrainConfig,
-) -> tuple[dict[str, float], dict[str, float]]:
+) -> tuple[dict[str, float], dict[str, float], np.ndarray]:
     """Temperature (NLL of the fold mixture on coins no fold model trained on), coin threshold (at most 1% of those
     coins rejected, never above 0.5) and the interval's coverage and sharpness there; returns (calibration fields,
     metrics)."""
@@ -864,7 +867,7 @@ def calibrate_reader(
         "unreadable_share": float(np.mean(read < UNREADABLE_BELOW)),
     }
     fields = {"temperature": temperature, "coin_threshold": coin_threshold, "read_threshold": UNREADABLE_BELOW}
-    return fields, metrics
+    return fields, metrics, np.stack([truth, year, low, high], 1).astype(np.float64)
 
 
 def _per_fold_states(init: StateDict | Sequence[StateDict] | None, folds: int) -> list[StateDict | None]:
