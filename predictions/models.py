@@ -70,11 +70,12 @@ class Coin(models.Model):
 
     @property
     def display_year(self) -> int | None:
-        """What the coin's year is believed to be now: the curator's if there is one, else the model's."""
+        """What the coin's year is believed to be now: the curator's if there is one, else the model's (none when the
+        model judged the photos not a coin or the date unreadable)."""
         if self.verified_year is not None:
             return self.verified_year
         prediction = self.latest_prediction
-        return prediction.year if prediction else None
+        return prediction.year if prediction and not prediction.rejected else None
 
 
 class Prediction(models.Model):

@@ -313,15 +313,16 @@ def coin_batch_predict(
 def coins_confirm_predicted(*, coins, curator) -> tuple[int, int]:
     """Bulk "confirm predicted year": coin_correct() with each coin's latest predicted year, all or nothing.
 
-    Coins without a prediction or already verified are skipped (returned as the second number): confirming in bulk
-    must never overwrite a curator's earlier decision with the model's guess.
+    Coins without a prediction, with a rejected one (not a coin, unreadable: there is no year to confirm) or already
+    verified are skipped (returned as the second number): confirming in bulk must never overwrite a curator's earlier
+    decision with the model's guess.
     """
     if not can_review(curator):
         raise PermissionDenied("Only curators can confirm or correct a coin's year.")
     confirmed = skipped = 0
     for coin in coins:
         prediction = coin.latest_prediction
-        if prediction is None or coin.verified_year is not None:
+        if prediction is None or prediction.rejected or coin.verified_year is not None:
             skipped += 1
             continue
         coin_correct(coin=coin, curator=curator, year=prediction.year)

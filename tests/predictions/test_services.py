@@ -10,7 +10,7 @@ from django.db import connections
 
 from predictions import services
 from predictions.models import Coin, Prediction
-from tests.factories import jpeg_bytes
+from tests.factories import CoinFactory, PredictionFactory, jpeg_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -98,3 +98,18 @@ def test_batch_predict_that_fails_after_the_writes_leaves_no_row_and_no_file(
 
     assert Coin.objects.count() == 0 and Prediction.objects.count() == 0
     assert files_under(settings.MEDIA_ROOT) == []
+
+
+def test_a_rejected_prediction_gives_no_year_and_is_never_confirmed_in_bulk(collector, curator):
+    # given a coin the model judged not a coin (its row keeps the model's guess, never shown as an answer)
+    coin = CoinFactory(owner=collector)
+    PredictionFactory(coin=coin, year=1874, rejected="not_a_coin")
+
+    # when a curator confirms predicted years in bulk
+    confirmed, skipped = services.coins_confirm_predicted(coins=[coin], curator=curator)
+
+    # then the coin has no year, was skipped, and got no label
+    coin.refresh_from_db()
+    assert coin.display_year is None
+    assert (confirmed, skipped) == (0, 1)
+    assert coin.verified_year is None and not coin.corrections.exists()

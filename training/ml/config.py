@@ -24,7 +24,7 @@ MODES = ("shared", "dual")
 SCHEDULES = ("onecycle", "cosine", "constant")
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
 # What configs/default.yaml changes from the dataclass defaults: the date reader, from the pretrained base.
-DATE_READER = {"head": "reader", "init_from": "base", "image_size": 192, "lr": 0.001}
+DATE_READER = {"head": "reader", "init_from": "base", "image_size": 192, "lr": 0.001, "interval_level": 0.95}
 
 
 @dataclass(frozen=True)
