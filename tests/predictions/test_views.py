@@ -422,7 +422,9 @@ def test_status_json_reports_the_prediction(client, collector):
     response = client.get(reverse("coin-status", kwargs={"coin_id": coin.id}))
 
     assert response["Cache-Control"] == "no-store"
-    assert response.json() == {
+    data = response.json()
+    year_html, notes_html = data.pop("year_html"), data.pop("notes_html")
+    assert data == {
         "status": "predicted",
         "status_detail": "",
         "year": 1874,
@@ -431,7 +433,10 @@ def test_status_json_reports_the_prediction(client, collector):
         "version": 4,
         "model": "coin-year v4",
         "verified_year": 1880,
+        "rejected": "",
     }
+    assert '<span class="year__value">1874</span>' in year_html and "likely 1869–1879" in year_html
+    assert notes_html.strip() == ""
 
 
 def test_status_json_of_a_pending_coin_has_no_year(client, collector, coin):

@@ -20,17 +20,9 @@ from training.models import Promotion, TrainingRun
 
 pytestmark = pytest.mark.django_db
 
-TINY = [
-    "head=regression",
-    "init_from=null",
-    "lr=0.003",
-    "image_size=32",
-    "epochs=1",
-    "folds=2",
-    "backbone=mobilenet_v3_small",
-    "batch_size=8",
-    "head_hidden=32",
-]
+# The date reader from the committed base (the default config), small: one epoch on a few dozen 128 px coins
+# already beats the constant baseline by far (measured: MAE 6.7 against 83), as a model must before it may serve.
+TINY = ["image_size=128", "epochs=1", "folds=2", "batch_size=8", "patience=0"]
 
 
 @pytest.fixture(autouse=True)
@@ -59,7 +51,7 @@ def labelled(collector):
         coin_create(
             owner=collector, front=f, back=b, source=Coin.Source.DEMO, verified_year=y, enqueue_prediction=False
         )
-        for f, b, y in synthetic.iter_coins(28, seed=5, size=64)
+        for f, b, y in synthetic.iter_coins(28, seed=5, size=128)
     ]
 
 

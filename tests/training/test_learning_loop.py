@@ -19,17 +19,9 @@ from training.models import ModelVersion, Promotion, TrainingRun
 
 pytestmark = [pytest.mark.django_db(transaction=False), pytest.mark.slow]
 
-TINY = [
-    "head=regression",
-    "init_from=null",
-    "lr=0.003",
-    "image_size=32",
-    "epochs=1",
-    "folds=2",
-    "backbone=mobilenet_v3_small",
-    "batch_size=8",
-    "head_hidden=32",
-]
+# The date reader from the committed base (the default config), small: one epoch on a few dozen 128 px coins
+# already beats the constant baseline by far (measured: MAE 6.7 against 83), as a model must before it may serve.
+TINY = ["image_size=128", "epochs=1", "folds=2", "batch_size=8", "patience=0"]
 # Trains nothing useful: a learning rate of ~0 and a year range far from the coins' (the output stays near 1050).
 BROKEN = [*TINY, "lr=1e-12", "year_min=1000", "year_max=1100"]
 
@@ -66,7 +58,7 @@ def add_coins(owner, count: int, *, seed: int, verified: bool = True) -> list[Co
             verified_year=year if verified else None,
             enqueue_prediction=False,
         )
-        for front, back, year in synthetic.iter_coins(count, seed=seed, size=64)
+        for front, back, year in synthetic.iter_coins(count, seed=seed, size=128)
     ]
 
 
@@ -364,7 +356,7 @@ def test_end_to_end_learning_loop_through_the_admin(
     # a collector uploads 40 coins; each is predicted by v1
     client.force_login(collector)
     truth = {}
-    for front, back, year in synthetic.iter_coins(40, seed=32, size=64):
+    for front, back, year in synthetic.iter_coins(40, seed=32, size=128):
         coin = upload(client, front, back, django_capture_on_commit_callbacks)
         truth[coin.id] = year
     assert all(Coin.objects.get(pk=i).latest_prediction.model_version.version == v1 for i in truth)
@@ -393,7 +385,7 @@ def test_end_to_end_learning_loop_through_the_admin(
     assert response.status_code == 302
     assert production_version(model_name) == v2
     client.force_login(collector)
-    front, back, _ = next(synthetic.iter_coins(1, seed=33, size=64))
+    front, back, _ = next(synthetic.iter_coins(1, seed=33, size=128))
     assert upload(client, front, back, django_capture_on_commit_callbacks).latest_prediction.model_version.version == v2
 
     # rolling back returns to v1, for the next prediction too
@@ -403,6 +395,6 @@ def test_end_to_end_learning_loop_through_the_admin(
     assert response.status_code == 302
     assert production_version(model_name) == v1
     client.force_login(collector)
-    front, back, _ = next(synthetic.iter_coins(1, seed=34, size=64))
+    front, back, _ = next(synthetic.iter_coins(1, seed=34, size=128))
     assert upload(client, front, back, django_capture_on_commit_callbacks).latest_prediction.model_version.version == v1
     assert list(Promotion.objects.order_by("id").values_list("action", flat=True)) == ["initial", "promote", "rollback"]

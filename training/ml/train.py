@@ -842,7 +842,8 @@ def calibrate_reader(
     """Temperature (NLL of the fold mixture on coins no fold model trained on), coin threshold (at most 1% of those
     coins rejected, never above 0.5) and the interval's coverage and sharpness there; returns (calibration fields,
     metrics)."""
-    index = np.round(truth).astype(int) - config.year_min
+    # a label outside the config's year range counts as its nearest edge (the model cannot answer beyond it)
+    index = np.clip(np.round(truth).astype(int) - config.year_min, 0, config.year_max - config.year_min)
     grid = np.exp(np.linspace(np.log(0.3), np.log(5.0), 41))
     nll = [float(-np.mean(np.log(_mixture(log_ps, t)[np.arange(len(index)), index] + 1e-12))) for t in grid]
     temperature = float(grid[int(np.argmin(nll))])

@@ -73,8 +73,10 @@ class Command(BaseCommand):
         self._users()
         self._coins(count=coins, seed=seed)
         if not no_train:
-            flat = [item for group in overrides for item in group] if overrides else shlex.split(
-                os.environ.get("COINSITE_BOOTSTRAP_SET", DEFAULT_SET)
+            flat = (
+                [item for group in overrides for item in group]
+                if overrides
+                else shlex.split(os.environ.get("COINSITE_BOOTSTRAP_SET", DEFAULT_SET))
             )
             self._first_model(flat)
         self.stdout.write(self.style.SUCCESS(f"Demo ready ({time.monotonic() - started:.0f} s)."))
@@ -115,7 +117,9 @@ class Command(BaseCommand):
         self.stdout.write(f"Generating {count} demo coins (verified years, owner 'collector') ...")
         started = time.monotonic()
         call_command("make_demo_coins", count=count, seed=seed, owner="collector", stdout=self.stdout)
-        self.stdout.write(f"  {Coin.objects.filter(source=Coin.Source.DEMO).count()} demo coins in {time.monotonic() - started:.0f} s.")
+        self.stdout.write(
+            f"  {Coin.objects.filter(source=Coin.Source.DEMO).count()} demo coins in {time.monotonic() - started:.0f} s."
+        )
 
     def _first_model(self, overrides: list[str]) -> None:
         name = settings.MLFLOW_MODEL_NAME

@@ -72,11 +72,11 @@ class Command(BaseCommand):
         parser.add_argument("--degraded", type=int, default=200, help="coins per degradation (blur, dark)")
         parser.add_argument("--northern", type=int, default=0, help="fresh coins of the second mint (default 0)")
         parser.add_argument("--size", type=int, default=synthetic.DEFAULT_SIZE, help="photo size in pixels")
-        parser.add_argument("--version", type=int, help="a registered version instead of Production")
+        parser.add_argument("--model-version", type=int, help="a registered version instead of Production")
 
     def handle(self, *args, **options) -> None:
         mlflow_ready()
-        where = f"/{options['version']}" if options["version"] else "@production"
+        where = f"/{options['model_version']}" if options["model_version"] else "@production"
         uri = f"models:/{settings.MLFLOW_MODEL_NAME}{where}"
         pyfunc = mlflow.pyfunc.load_model(uri)
         model = pyfunc.unwrap_python_model()
