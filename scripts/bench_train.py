@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(overrides=args.overrides)
     device = select_device()
     print(
-        f"config: {config.backbone} {config.mode} {config.image_size}px batch {config.batch_size} "
+        f"config: {config.head if config.head == 'reader' else config.backbone + ' ' + config.mode} {config.image_size}px batch {config.batch_size} "
         f"augment={config.augment}; device {device}; torch threads {torch.get_num_threads()}; "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}; load average {os.getloadavg()[0]:.1f}",
         flush=True,
