@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import http.server
 import io
+import json
 import threading
 import uuid
 
+import mlflow
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
@@ -16,6 +18,7 @@ from predictions import inference
 from predictions.models import Coin
 from predictions.services import coin_create
 from training.ml import registry, synthetic
+from training.ml.pretrain import load_base_state
 from training.models import Promotion, TrainingRun
 
 pytestmark = pytest.mark.django_db
@@ -221,3 +224,36 @@ class socket_bound:
 
     def __exit__(self, *exc) -> None:
         self.sock.close()
+
+
+# --- pretrain -------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_pretrain_writes_the_base_with_its_lineage_and_logs_it_to_mlflow(tmp_path):
+    out = tmp_path / "base.pt"
+
+    output = run_command(
+        "pretrain",
+        "--set",
+        "count=12",
+        "negatives=6",
+        "steps=2",
+        "eval_count=6",
+        "eval_every=2",
+        "batch_size=4",
+        "negative_pairs=2",
+        "--out",
+        str(out),
+    )
+
+    state, train_config = load_base_state(out)
+    assert "trunk.body.0.0.weight" in state and train_config["head"] == "reader"
+    lineage = json.loads(out.with_suffix(".json").read_text())
+    assert lineage["generator_version"] and lineage["code_commit"]
+    assert lineage["manifest"]["count"] == 12 and lineage["manifest"]["seed"] == 1001
+    assert {"exact", "mae", "baseline_mae"} <= set(lineage["metrics"])
+    assert "base reader written to" in output
+    experiment = mlflow.get_experiment_by_name("coin-year-base")
+    runs = mlflow.search_runs([experiment.experiment_id], output_format="list")
+    assert runs and runs[0].data.params["manifest.count"] == "12"
