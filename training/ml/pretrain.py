@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from tqdm import tqdm
 
 from training.ml import images, negatives, synthetic
 from training.ml.config import TrainConfig
@@ -162,8 +163,6 @@ def generate_negative_photos(
 
 
 def _map(fn: Callable, jobs: list, workers: int, progress: bool, desc: str) -> list:
-    if progress:
-        from tqdm import tqdm
     if workers <= 1:
         it = map(fn, jobs)
         return list(tqdm(it, total=len(jobs), desc=desc) if progress else it)
@@ -356,8 +355,6 @@ def pretrain(
     history: list[dict[str, float]] = []
     steps = range(config.steps)
     if progress:
-        from tqdm import tqdm
-
         steps = tqdm(steps, desc="pretrain", unit="step")
     running: dict[str, float] = {}
     for step in steps:
