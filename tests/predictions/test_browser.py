@@ -28,7 +28,7 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PASSWORD = "a-long-coin-phrase-42"
-YEAR_IN_WORDS = re.compile(r"^\d{4}(, likely \d{4}–\d{4})?$")
+YEAR_IN_WORDS = re.compile(r"^\d{4}(, likely \d{4}–\d{4}( \(\d{1,3} %\))?)?$")  # "1874, likely 1869–1879 (95 %)"
 TIMEOUT_MS = 60_000  # the first prediction loads the model inside the upload request (Celery eager, on commit)
 
 
