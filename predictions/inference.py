@@ -258,7 +258,8 @@ def predict_checked(pairs) -> list[PairPrediction]:
     back = transform.batch(torch.stack([back.pixels for _front, back in pairs]))
     output, version = batcher.predict(front, back)
     latency_ms = (time.perf_counter() - started) * 1000 / len(pairs)
-    return [_to_prediction(row, version, latency_ms, batcher.holder.current()) for row in output]
+    loaded = batcher.holder.current()
+    return [_to_prediction(row, version, latency_ms, loaded) for row in output]
 
 
 def predict_pairs(pairs: list[tuple[bytes, bytes]]) -> list[PairPrediction]:
@@ -272,7 +273,8 @@ def predict_pairs(pairs: list[tuple[bytes, bytes]]) -> list[PairPrediction]:
     front, back = images.preprocess_batch(pairs, config)
     output, version = batcher.predict(front, back)
     latency_ms = (time.perf_counter() - started) * 1000 / max(len(pairs), 1)
-    return [_to_prediction(row, version, latency_ms, batcher.holder.current()) for row in output]
+    loaded = batcher.holder.current()
+    return [_to_prediction(row, version, latency_ms, loaded) for row in output]
 
 
 def _to_prediction(row, version: int, latency_ms: float, loaded) -> PairPrediction:

@@ -123,17 +123,21 @@ TINY_OVERRIDES = [
 @pytest.fixture(scope="session")
 def tiny_fit():
     """A tiny but real K-fold fit on generated coins (seconds on CPU), shared by the tests that need a model."""
+    return _fit_generated(TINY_OVERRIDES, count=16, seed=7)
+
+
+def _fit_generated(overrides: list[str], *, count: int, seed: int):
+    """A real K-fold fit (configs/default.yaml plus ``overrides``) on ``count`` generated 96 px coins."""
     from training.ml.config import load_config
     from training.ml.data import CoinSample
     from training.ml.synthetic import iter_coins
     from training.ml.train import fit
 
-    config = load_config(overrides=TINY_OVERRIDES)
     samples = [
         CoinSample(front=front, back=back, year=year, key=str(i))
-        for i, (front, back, year) in enumerate(iter_coins(16, seed=7, size=96))
+        for i, (front, back, year) in enumerate(iter_coins(count, seed=seed, size=96))
     ]
-    return fit(config, samples, progress=False)
+    return fit(load_config(overrides=overrides), samples, progress=False)
 
 
 @pytest.fixture(scope="session")
@@ -190,17 +194,7 @@ TINY_READER_OVERRIDES = ["image_size=64", "epochs=1", "folds=2", "batch_size=4",
 @pytest.fixture(scope="session")
 def tiny_reader_fit():
     """A tiny K-fold fine-tune of the base date reader on generated coins (seconds on CPU)."""
-    from training.ml.config import load_config
-    from training.ml.data import CoinSample
-    from training.ml.synthetic import iter_coins
-    from training.ml.train import fit
-
-    config = load_config(overrides=TINY_READER_OVERRIDES)
-    samples = [
-        CoinSample(front=front, back=back, year=year, key=str(i))
-        for i, (front, back, year) in enumerate(iter_coins(12, seed=8, size=96))
-    ]
-    return fit(config, samples, progress=False)
+    return _fit_generated(TINY_READER_OVERRIDES, count=12, seed=8)
 
 
 @pytest.fixture

@@ -303,32 +303,13 @@ def pretrain(
     net_config = config.train_config()
     started = time.perf_counter()
     log(f"generating {config.count} coins and {config.negatives} non-coin photos (seed {config.seed})")
-    coins = generate_coins(
-        config.count,
-        config.seed,
-        size=config.generate_size,
-        image_size=config.image_size,
-        year_min=config.year_min,
-        year_max=config.year_max,
-        progress=progress,
-    )
-    negative_photos = generate_negative_photos(
-        config.negatives, config.seed, size=config.generate_size, image_size=config.image_size, progress=progress
-    )
-    held_out = generate_coins(
-        config.eval_count,
-        config.eval_seed,
-        size=config.generate_size,
-        image_size=config.image_size,
-        year_min=config.year_min,
-        year_max=config.year_max,
-    )
+    sizes = {"size": config.generate_size, "image_size": config.image_size}
+    years = {"year_min": config.year_min, "year_max": config.year_max}
+    coins = generate_coins(config.count, config.seed, **sizes, **years, progress=progress)
+    negative_photos = generate_negative_photos(config.negatives, config.seed, **sizes, progress=progress)
+    held_out = generate_coins(config.eval_count, config.eval_seed, **sizes, **years)
     held_out_negatives = generate_negative_photos(
-        config.eval_count,
-        config.eval_seed,
-        size=config.generate_size,
-        image_size=config.image_size,
-        kinds=negatives.ALL_KINDS,
+        config.eval_count, config.eval_seed, **sizes, kinds=negatives.ALL_KINDS
     )
     generated_s = time.perf_counter() - started
     net = (

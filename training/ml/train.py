@@ -22,14 +22,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
-from training.ml import negatives
 from training.ml.config import TrainConfig
 from training.ml.data import CoinPairDataset, CoinSample, kfold_indices, make_loader
-from training.ml.images import build_transforms, load_uint8
 from training.ml.model import CoinDateModel, CoinYearNet, build_model, denormalise_year
 from training.ml.pretrain import autocast_dtype
+from training.ml.reader_calibration import calibrate_reader, negative_loader, reader_outputs
 
 OnEpoch = Callable[[int, int, dict[str, float]], None]
 OnModel = Callable[[int, int, nn.Module], None]
@@ -664,7 +663,7 @@ def fit(
     fresh_predictions = []  # per fold model: years on the calibration holdout (or on all CV coins, see below)
     fresh_reads: list[tuple[np.ndarray, np.ndarray]] = []  # date reader: (log p(year), coin score) per fold model
     negative_reads: list[np.ndarray] = []  # date reader: coin scores of generated non-coin photos per fold model
-    negative_loader = _negative_loader(config) if config.head == "reader" else None
+    negatives_for_threshold = negative_loader(config) if config.head == "reader" else None
     interval_rows = np.zeros((0, 4))
     fresh_index = calibration_index if holdout else cv_index
     fresh_loader = make_loader(Subset(eval_view, fresh_index.tolist()), batch_size=2 * config.batch_size, shuffle=False)
@@ -699,7 +698,7 @@ def fit(
         fresh_predictions.append(denormalise_year(fresh, config))
         if isinstance(model, CoinDateModel):
             fresh_reads.append(reader_outputs(model, fresh_loader, device=device))
-            negative_reads.append(reader_outputs(model, negative_loader, device=device)[1])
+            negative_reads.append(reader_outputs(model, negatives_for_threshold, device=device)[1])
         fold_states.append({k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
         del model
 
@@ -779,96 +778,6 @@ def fit(
         calibration_fold_pred=fresh_matrix if holdout else np.zeros((config.folds, 0)),
         interval_rows=interval_rows if fresh_reads else np.zeros((0, 4)),
     )
-
-
-NEGATIVE_CALIBRATION_PHOTOS = 120
-NEGATIVE_CALIBRATION_SEED = 424242
-UNREADABLE_BELOW = 0.15
-
-
-def _negative_loader(config: TrainConfig) -> DataLoader:
-    """Generated non-coin photo pairs (the training kinds, a seed never used in pretraining) for the coin threshold."""
-    transform = build_transforms(config, train=False)
-    photos = torch.stack(
-        [
-            load_uint8(negatives.generate_negative_jpeg(NEGATIVE_CALIBRATION_SEED + i), config)
-            for i in range(NEGATIVE_CALIBRATION_PHOTOS)
-        ]
-    )
-    x = transform.batch(photos)
-    dummy = torch.zeros(len(x))
-    return DataLoader(TensorDataset(x, x.roll(1, 0), dummy, dummy), batch_size=2 * config.batch_size)
-
-
-@torch.inference_mode()
-def reader_outputs(model: CoinDateModel, loader: DataLoader, *, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """(log p(year) (M, Y), coin score (M,)) of a date reader over ``loader``."""
-    model.eval()
-    log_ps, coins = [], []
-    for batch in loader:
-        front, back, _, _ = _to_device(batch, device)
-        log_p, coin = model.year_log_probs(front, back)
-        log_ps.append(log_p.float().cpu())
-        coins.append(coin.amin(1).float().cpu())
-    if not log_ps:
-        return np.zeros((0, model.config.year_max - model.config.year_min + 1)), np.zeros(0)
-    return torch.cat(log_ps).double().numpy(), torch.cat(coins).double().numpy()
-
-
-def _mixture(log_ps: Sequence[np.ndarray], temperature: float) -> np.ndarray:
-    scaled = np.stack(log_ps) / temperature
-    scaled -= scaled.max(axis=2, keepdims=True)
-    p = np.exp(scaled)
-    return (p / p.sum(axis=2, keepdims=True)).mean(0)
-
-
-def highest_density_interval(p: np.ndarray, level: float, year_min: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of p (N, Y): the lowest and highest year of the smallest set of most likely years holding ``level``
-    of the mass (the numpy twin of CoinYearEnsemble._read)."""
-    order = np.argsort(-p, axis=1, kind="stable")
-    ordered = np.take_along_axis(p, order, 1)
-    inside = (np.cumsum(ordered, 1) - ordered) < level
-    years = order + year_min
-    return np.where(inside, years, 10**6).min(1), np.where(inside, years, -(10**6)).max(1)
-
-
-def calibrate_reader(
-    log_ps: Sequence[np.ndarray],
-    coin_scores: Sequence[np.ndarray],
-    negative_scores: Sequence[np.ndarray],
-    truth: np.ndarray,
-    config: TrainConfig,
-) -> tuple[dict[str, float], dict[str, float], np.ndarray]:
-    """Temperature (NLL of the fold mixture on coins no fold model trained on), coin threshold (at most 1% of those
-    coins rejected, never above 0.5) and the interval's coverage and sharpness there; returns (calibration fields,
-    metrics)."""
-    # a label outside the config's year range counts as its nearest edge (the model cannot answer beyond it)
-    index = np.clip(np.round(truth).astype(int) - config.year_min, 0, config.year_max - config.year_min)
-    grid = np.exp(np.linspace(np.log(0.3), np.log(5.0), 41))
-    nll = [float(-np.mean(np.log(_mixture(log_ps, t)[np.arange(len(index)), index] + 1e-12))) for t in grid]
-    temperature = float(grid[int(np.argmin(nll))])
-    p = _mixture(log_ps, temperature)
-    low, high = highest_density_interval(p, config.interval_level, config.year_min)
-    year = p.argmax(1) + config.year_min
-    coin = np.mean(np.stack(coin_scores), 0)
-    negative = np.mean(np.stack(negative_scores), 0) if negative_scores else np.zeros(0)
-    coin_threshold = float(min(0.5, np.quantile(coin, 0.01))) if len(coin) else 0.5
-    near = np.abs(np.arange(p.shape[1])[None, :] + config.year_min - year[:, None]) <= 1
-    read = (p * near).sum(1)
-    metrics = {
-        "calibration_temperature": temperature,
-        "calibration_nll": float(min(nll)),
-        "ensemble_exact": float(np.mean(np.abs(year - truth) <= 1)),
-        "ensemble_mae": float(np.mean(np.abs(year - truth))),
-        "interval_coverage_reader": float(np.mean((low <= truth) & (truth <= high))),
-        "interval_median_width": float(np.median(high - low + 1)),
-        "coin_threshold": coin_threshold,
-        "coin_rejected_share": float(np.mean(coin < coin_threshold)) if len(coin) else 0.0,
-        "not_coin_rejected_share": float(np.mean(negative < coin_threshold)) if len(negative) else float("nan"),
-        "unreadable_share": float(np.mean(read < UNREADABLE_BELOW)),
-    }
-    fields = {"temperature": temperature, "coin_threshold": coin_threshold, "read_threshold": UNREADABLE_BELOW}
-    return fields, metrics, np.stack([truth, year, low, high], 1).astype(np.float64)
 
 
 def _per_fold_states(init: StateDict | Sequence[StateDict] | None, folds: int) -> list[StateDict | None]:
