@@ -57,8 +57,10 @@ test-postgres: venv ## database tests and integration tests on PostgreSQL, Redis
 test-fast: venv ## unit tests only (no browser, no slow, no integration)
 	COINSITE_VAR_DIR=$(CURDIR)/var/test $(PY) -m pytest -m "not (integration or browser or slow)"
 
-lint: venv ## ruff
+lint: venv ## ruff, the layer contracts (pyproject.toml), no import cycle, no unexplained import inside a function
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	$(PY) scripts/import_cycles.py
 
 bench: demo ## /api/predict (gunicorn) vs bare in-process vs mlflow models serve: latency and throughput
 	$(PY) scripts/bench_serving.py

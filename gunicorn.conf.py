@@ -17,6 +17,6 @@ graceful_timeout = 20
 
 def post_worker_init(worker) -> None:
     """Load the Production model in each worker as it starts: the first request must not wait for it."""
-    from predictions import inference
+    from registry import serving  # lazy: the config file is read before Django is set up
 
-    inference.warm_up()
+    serving.warm_up()

@@ -11,8 +11,7 @@ from pathlib import Path
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("COINSITE_VAR_DIR", BASE_DIR / "var"))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+VAR_DIR = Path(os.environ.get("COINSITE_VAR_DIR", BASE_DIR / "var"))  # created at start-up: coinsite.apps
 
 env = environ.Env()
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -37,6 +36,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "coinsite.apps.CoinsiteConfig",
+    "registry",
     "predictions",
     "training",
 ]
@@ -104,8 +105,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "staticfiles"
-STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns at start-up when it is missing
+STATIC_ROOT = VAR_DIR / "staticfiles"  # created at start-up (coinsite.apps): whitenoise warns when it is missing
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env("DJANGO_MEDIA_ROOT", default=str(VAR_DIR / "media")))

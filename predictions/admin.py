@@ -180,7 +180,22 @@ class CoinReviewForm(forms.Form):
         return cleaned
 
 
-class CorrectionInline(admin.TabularInline):
+class ReadOnlyMixin:
+    """Shown, never written through the admin (by anyone, superusers included): history (predictions, corrections,
+    training runs, versions) changes only through the services. Mixed into a ModelAdmin or an inline, here and in
+    the training admin."""
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+class CorrectionInline(ReadOnlyMixin, admin.TabularInline):
     """Earlier decisions on the coin's read-only page (for staff who may view corrections)."""
 
     model = Correction
@@ -189,15 +204,6 @@ class CorrectionInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Coin)
@@ -494,17 +500,8 @@ def _decision_message(coin: Coin, correction: Correction, old_year: int | None) 
     return f"Coin #{coin.pk}: corrected {old_year} → {correction.new_year}."
 
 
-class _ReadOnlyAdmin(admin.ModelAdmin):
-    """Shown, never written through the admin (by anyone, superusers included)."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+class _ReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """A read-only ModelAdmin."""
 
 
 @admin.register(Prediction)

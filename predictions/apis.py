@@ -26,11 +26,11 @@ from rest_framework.serializers import as_serializer_error
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from registry.selectors import production_model_version
+from registry.serving import NoProductionModel
 from training.ml import images
-from training.selectors import production_model_version
 
 from . import selectors, services
-from .inference import NoProductionModel
 from .models import Coin
 from .serializers import (
     CoinCreateInputSerializer,

@@ -6,4 +6,4 @@ class PredictionsConfig(AppConfig):
     verbose_name = "Coins and predictions"
 
     def ready(self) -> None:
-        from . import signals  # noqa: F401  (every sign-up joins the collector group)
+        from . import receivers  # noqa: F401  (connects this app's receivers; models must be loaded first)

@@ -1,6 +1,6 @@
 """The active model version and its cross-validated MAE, shown in every page's footer."""
 
-from training.selectors import production_model_version
+from registry.selectors import production_model_version
 
 
 def active_model(request) -> dict:

@@ -47,23 +47,22 @@ class CoinUploadForm(forms.Form):
         return upload.read(settings.COINSITE_MAX_UPLOAD_BYTES + 1)
 
 
+def _year_bound(label: str, *, placeholder: int) -> forms.IntegerField:
+    """An optional year within the site's range; the placeholder shows the bound an empty field stands for."""
+    return forms.IntegerField(
+        label=label,
+        required=False,
+        min_value=YEAR_MIN,
+        max_value=YEAR_MAX,
+        widget=forms.NumberInput(attrs={"placeholder": str(placeholder), "inputmode": "numeric"}),
+    )
+
+
 class CoinFilterForm(forms.Form):
     """The GET filters of "my coins". Every field is optional; invalid values become form errors, never a 500."""
 
-    year_min = forms.IntegerField(
-        label="Year from",
-        required=False,
-        min_value=YEAR_MIN,
-        max_value=YEAR_MAX,
-        widget=forms.NumberInput(attrs={"placeholder": str(YEAR_MIN), "inputmode": "numeric"}),
-    )
-    year_max = forms.IntegerField(
-        label="Year to",
-        required=False,
-        min_value=YEAR_MIN,
-        max_value=YEAR_MAX,
-        widget=forms.NumberInput(attrs={"placeholder": str(YEAR_MAX), "inputmode": "numeric"}),
-    )
+    year_min = _year_bound("Year from", placeholder=YEAR_MIN)
+    year_max = _year_bound("Year to", placeholder=YEAR_MAX)
     status = forms.ChoiceField(label="Status", required=False, choices=[("", "Any status"), *Coin.Status.choices])
 
     def clean(self) -> dict:

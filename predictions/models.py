@@ -14,6 +14,14 @@ YEAR_MIN = 1700
 YEAR_MAX = 2025
 
 
+def year_in_range(field: str, *, name: str) -> models.CheckConstraint:
+    """``field`` is NULL (no year yet) or within YEAR_MIN..YEAR_MAX, kept by the database whatever writes the row."""
+    return models.CheckConstraint(
+        condition=Q(**{f"{field}__isnull": True}) | Q(**{f"{field}__gte": YEAR_MIN, f"{field}__lte": YEAR_MAX}),
+        name=name,
+    )
+
+
 def coin_image_path(instance: Coin, filename: str) -> str:
     """Photos live under coins/<owner>/<random>.<ext>: unguessable names, never the client's file name."""
     ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else "jpg"
@@ -51,10 +59,7 @@ class Coin(models.Model):
         ordering = ["-created_at", "-id"]
         permissions = [("review_coin", "Can review coins and correct their year")]
         constraints = [
-            models.CheckConstraint(
-                condition=Q(verified_year__isnull=True) | Q(verified_year__gte=YEAR_MIN, verified_year__lte=YEAR_MAX),
-                name="coin_verified_year_in_range",
-            ),
+            year_in_range("verified_year", name="coin_verified_year_in_range"),
         ]
 
     def __str__(self) -> str:
@@ -83,7 +88,7 @@ class Prediction(models.Model):
     year = models.PositiveSmallIntegerField()
     interval_low = models.PositiveSmallIntegerField()
     interval_high = models.PositiveSmallIntegerField()
-    model_version = models.ForeignKey("training.ModelVersion", on_delete=models.PROTECT, related_name="predictions")
+    model_version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, related_name="predictions")
     latency_ms = models.FloatField()
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     # What a date-reading model adds (empty for the seed's regression versions): the interval's level, the most
@@ -132,10 +137,7 @@ class Correction(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
-            models.CheckConstraint(
-                condition=Q(new_year__isnull=True) | Q(new_year__gte=YEAR_MIN, new_year__lte=YEAR_MAX),
-                name="correction_new_year_in_range",
-            ),
+            year_in_range("new_year", name="correction_new_year_in_range"),
         ]
 
     def __str__(self) -> str:

@@ -1,12 +1,18 @@
-"""The three roles and what each may do. Groups are created by a data migration; checks go through permissions."""
+"""The three roles and what each may do. Groups are created by a data migration; checks go through permissions.
+
+The collector and curator checks live here; the model owner's (promote, train) live in registry.roles, the layer
+that needs them."""
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
+from django.apps import apps
+from django.contrib.auth.management import create_permissions
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group, Permission
+
+from registry.roles import MODEL_OWNER
 
 COLLECTOR = "collector"
 CURATOR = "curator"
-MODEL_OWNER = "model_owner"
 
 # Permission codenames per group ("app_label.codename").
 ROLE_PERMISSIONS: dict[str, list[str]] = {
@@ -20,14 +26,14 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "predictions.add_correction",
     ],
     MODEL_OWNER: [
-        "training.promote_modelversion",
+        "registry.promote_modelversion",
         "training.start_trainingrun",
-        "training.view_modelversion",
+        "registry.view_modelversion",
         "training.view_trainingrun",
         "training.change_trainingrun",
         "training.add_trainingrun",
         "training.view_datasetversion",
-        "training.view_promotion",
+        "registry.view_promotion",
         "predictions.view_coin",
         "predictions.view_prediction",
         "django_celery_beat.view_periodictask",
@@ -47,14 +53,6 @@ def can_review(user: AbstractBaseUser | AnonymousUser) -> bool:
     return user.is_authenticated and user.has_perm("predictions.review_coin")
 
 
-def can_promote(user: AbstractBaseUser | AnonymousUser) -> bool:
-    return user.is_authenticated and user.has_perm("training.promote_modelversion")
-
-
-def can_train(user: AbstractBaseUser | AnonymousUser) -> bool:
-    return user.is_authenticated and user.has_perm("training.start_trainingrun")
-
-
 def user_add_role(*, user, role: str) -> None:
     """Put a user in one of the role groups (the groups themselves come from the data migration)."""
     user.groups.add(Group.objects.get(name=role))
@@ -66,10 +64,6 @@ def role_groups_ensure() -> None:
     The data migration creates them; this restores them where a database was flushed (transactional tests, a
     `flush` by hand) so role checks never depend on leftover state.
     """
-    from django.apps import apps
-    from django.contrib.auth.management import create_permissions
-    from django.contrib.auth.models import Permission
-
     for app_config in apps.get_app_configs():  # a flush without post_migrate leaves no permissions either
         create_permissions(app_config, verbosity=0)
     for role, perms in ROLE_PERMISSIONS.items():

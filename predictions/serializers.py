@@ -235,27 +235,25 @@ class _PredictInputSchema(OpenApiSerializerExtension):
 # --- coins ----------------------------------------------------------------------------------------------------------
 
 
+def _photo_part(side: str, *, face: str) -> serializers.FileField:
+    """One side's multipart file part, with messages that follow the field name in the API's error shape."""
+    return serializers.FileField(
+        help_text=f"The coin's {side} ({face}) photo.",
+        error_messages={
+            "required": f"is missing: upload the coin's {side} photo as {side}_image.",
+            "empty": "is empty (zero bytes).",
+            "invalid": "is not a file: send it as a multipart/form-data file part.",
+        },
+    )
+
+
 @extend_schema_serializer(component_name="CoinUpload")
 class CoinCreateInputSerializer(serializers.Serializer):
     """A multipart upload of both photos, read and validated; validated_data holds services.CheckedPhoto objects under
     `front` and `back`."""
 
-    front_image = serializers.FileField(
-        help_text="The coin's front (obverse) photo.",
-        error_messages={
-            "required": "is missing: upload the coin's front photo as front_image.",
-            "empty": "is empty (zero bytes).",
-            "invalid": "is not a file: send it as a multipart/form-data file part.",
-        },
-    )
-    back_image = serializers.FileField(
-        help_text="The coin's back (reverse) photo.",
-        error_messages={
-            "required": "is missing: upload the coin's back photo as back_image.",
-            "empty": "is empty (zero bytes).",
-            "invalid": "is not a file: send it as a multipart/form-data file part.",
-        },
-    )
+    front_image = _photo_part("front", face="obverse")
+    back_image = _photo_part("back", face="reverse")
     notes = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
 
     def validate(self, attrs):

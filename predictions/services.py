@@ -6,6 +6,7 @@ import hashlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
@@ -15,10 +16,14 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
+from registry.services import model_version_mirror
+from registry.serving import NoProductionModel, predict_checked, serving_config
 from training.ml import images
 
-from .models import YEAR_MAX, YEAR_MIN, Coin, Correction
+from . import inference
+from .models import YEAR_MAX, YEAR_MIN, Coin, Correction, Prediction
 from .roles import can_review
+from .signals import coin_prediction_requested
 
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "HEIF": "heic", "HEIC": "heic", "BMP": "bmp", "TIFF": "tif"}
 
@@ -204,9 +209,9 @@ def coin_prediction_enqueue(*, coin_id: int, force: bool = False) -> None:
     `robust=True`: a broker or registry failure while enqueueing (or, on the embedded default, while the eager task
     runs) is logged and never undoes or fails an upload that is already stored; the pending sweeper retries it.
     """
-    from .tasks import coin_predict_task
-
-    transaction.on_commit(lambda: coin_predict_task.delay(coin_id, force=force), robust=True)
+    transaction.on_commit(
+        lambda: coin_prediction_requested.send(sender=Coin, coin_id=coin_id, force=force), robust=True
+    )
 
 
 @transaction.atomic
@@ -219,9 +224,7 @@ def coin_correct(*, coin: Coin, curator, year: int | None = None, exclude: bool 
     if year is not None and not YEAR_MIN <= year <= YEAR_MAX:
         raise ValidationError({"year": f"The year must be between {YEAR_MIN} and {YEAR_MAX}."})
     coin = Coin.objects.select_for_update().get(pk=coin.pk)
-    correction = Correction(
-        coin=coin, curator=curator, old_year=coin.display_year, new_year=year, excluded=exclude
-    )
+    correction = Correction(coin=coin, curator=curator, old_year=coin.display_year, new_year=year, excluded=exclude)
     correction.full_clean()
     correction.save()
     if year is not None:
@@ -243,22 +246,13 @@ def coin_delete(*, coin: Coin) -> None:
 
 def coins_requeue_pending(*, older_than_seconds: int = 120) -> int:
     """Enqueue a prediction again for every coin still pending after `older_than_seconds`; returns how many."""
-    from datetime import timedelta
-
-    from .tasks import coin_predict_task
-
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    coin_ids = list(Coin.objects.filter(status=Coin.Status.PENDING, created_at__lte=cutoff).values_list("id", flat=True))
+    coin_ids = list(
+        Coin.objects.filter(status=Coin.Status.PENDING, created_at__lte=cutoff).values_list("id", flat=True)
+    )
     for coin_id in coin_ids:
-        coin_predict_task.delay(coin_id)
+        coin_prediction_requested.send(sender=Coin, coin_id=coin_id, force=False)
     return len(coin_ids)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Appended by the API engineer (issue 5, POST /api/predict); the functions above are the lead's and are unchanged.
-# ---------------------------------------------------------------------------------------------------------------------
-
-from .models import Prediction  # noqa: E402  (appended section: the lead owns the imports at the top)
 
 
 def coin_batch_predict(
@@ -272,10 +266,6 @@ def coin_batch_predict(
     a database error) removes the files written so far and leaves no row. All coins and predictions are written in
     one transaction. Returns the predictions in the order of `pairs` (each with its `.coin`).
     """
-    from training.services import model_version_mirror
-
-    from .inference import NoProductionModel, predict_checked, prediction_store, serving_config
-
     photos = [photo for pair in pairs for photo in pair]
     config = serving_config()
     if config is None:  # a photo problem is still the client's 400; otherwise 503, with nothing written
@@ -300,7 +290,7 @@ def coin_batch_predict(
                     enqueue_prediction=False,
                     stored_names=(names[2 * index], names[2 * index + 1]),
                 )
-                prediction = prediction_store(coin=coin, result=result, model_version=mirrors[result.version])
+                prediction = inference.prediction_store(coin=coin, result=result, model_version=mirrors[result.version])
                 prediction.coin = coin
                 predictions.append(prediction)
     except BaseException:

@@ -1,16 +1,13 @@
-"""Every sign-up becomes a collector."""
+"""Signals of the predictions app: how its services ask for a prediction without importing predictions.tasks.
 
-from django.conf import settings
-from django.db.models.signals import post_save
-from django.dispatch import receiver
+The prediction tasks call the services (the pending sweeper re-queues through them), so services importing tasks
+would make an import cycle. The services send this signal; predictions/receivers.py enqueues the task.
 
-from .roles import COLLECTOR
+- coin_prediction_requested: `coin_id` and `force` (predict again even if the serving version already did).
+"""
 
+from __future__ import annotations
 
-@receiver(post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="user_joins_collectors")
-def user_joins_collectors(sender, instance, created: bool, raw: bool = False, **kwargs) -> None:
-    if created and not raw:
-        from django.contrib.auth.models import Group
+from django.dispatch import Signal
 
-        group, _ = Group.objects.get_or_create(name=COLLECTOR)
-        instance.groups.add(group)
+coin_prediction_requested = Signal()

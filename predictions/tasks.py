@@ -2,12 +2,12 @@
 
 from celery import shared_task
 
+from . import inference, services
+
 
 @shared_task(name="predictions.tasks.coin_predict_task", acks_late=True)
 def coin_predict_task(coin_id: int, force: bool = False) -> None:
     """Predict one coin's year: a no-op if the serving version already scored it, unless `force` (re-score)."""
-    from . import inference
-
     inference.coin_predict(coin_id=coin_id, force=force)
 
 
@@ -15,6 +15,4 @@ def coin_predict_task(coin_id: int, force: bool = False) -> None:
 def predict_pending_task(older_than_seconds: int = 120) -> int:
     """Safety net for 'nothing accepted is lost': re-enqueue coins still pending after a while (a lost message, a
     model that did not exist yet). Scheduled by beat every few minutes; idempotent."""
-    from . import services
-
     return services.coins_requeue_pending(older_than_seconds=older_than_seconds)

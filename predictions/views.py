@@ -16,13 +16,15 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
+from PIL import Image, ImageOps
 
+from registry.roles import can_promote
 from training.ml import images
 
 from . import selectors, services
 from .forms import SIDE_LABELS, CoinFilterForm, CoinUploadForm, SignUpForm
 from .models import Coin
-from .roles import can_promote, can_review
+from .roles import can_review
 
 COINS_PER_PAGE = 12
 THUMBNAIL_PX = 320
@@ -198,15 +200,8 @@ def coin_image(request: HttpRequest, coin_id: int, side: str) -> HttpResponse:
 
 
 def _jpeg_rendition(field, max_px: int) -> bytes:
-    """A JPEG no larger than max_px on its longer side, EXIF orientation applied (JPEG decoded at reduced scale)."""
-    from PIL import Image, ImageOps
-
-    try:
-        from pillow_heif import register_heif_opener
-
-        register_heif_opener()
-    except ImportError:  # pragma: no cover - pillow_heif is in requirements
-        pass
+    """A JPEG no larger than max_px on its longer side, EXIF orientation applied (JPEG decoded at reduced scale).
+    HEIC photos open because training.ml.images registers pillow_heif's opener when it is imported."""
     with field.open("rb") as handle, Image.open(io.BytesIO(handle.read())) as image:
         image.draft("RGB", (max_px, max_px))
         image = ImageOps.exif_transpose(image)

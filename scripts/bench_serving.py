@@ -145,20 +145,19 @@ def main() -> None:
     from django.contrib.auth import get_user_model
     from rest_framework.authtoken.models import Token
 
-    from training.ml import images, registry
-    from training.mlflow_access import mlflow_ready
+    from registry import gateway
+    from training.ml import images
 
     # (a) runs like the serving processes do (INFERENCE_TORCH_THREADS): the comparison is of serving paths, not of
     # OpenMP settings.
     torch.set_num_threads(settings.INFERENCE_TORCH_THREADS)
-    mlflow_ready()
-    version = registry.get_alias_version(settings.MLFLOW_MODEL_NAME, "production")
+    version = gateway.alias_version(gateway.PRODUCTION_ALIAS)
     if version is None:
         sys.exit("No model in production: run `make run` (or `make demo`) first.")
     user, _ = get_user_model().objects.get_or_create(username="bench")
     token, _ = Token.objects.get_or_create(user=user)
-    loaded = registry.load_predictor(settings.MLFLOW_MODEL_NAME, version)
-    print(f"model {settings.MLFLOW_MODEL_NAME} v{version} (backend: {type(loaded.predictor).__name__})")
+    loaded = gateway.tracking().load_predictor(settings.MLFLOW_MODEL_NAME, version)
+    print(f"model {settings.MLFLOW_MODEL_NAME} v{version} (backend: {loaded.backend})")
 
     kinds = {"12MP": photo_pairs((4000, 3000), 4, seed=11), "600px": photo_pairs((600, 600), 4, seed=12)}
     for name, pairs in kinds.items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -17,9 +18,60 @@ import torch  # noqa: E402
 # threads then slow tiny training steps down 10-30x (measured: 2.8 s vs 0.1 s per step). Also makes runs repeatable.
 torch.set_num_threads(1)
 
+# Django's default PBKDF2 hasher costs ~0.45 s per password on 2 shared cores, and every user a test creates hashes one
+# (two admin test files took 112 s with it, 11 s with MD5). Tests only: the production settings keep the default.
+TEST_PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Debian's Chromium (`make browser-deps`), never a browser Playwright downloads; flags for a headless CI container.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"  # screenshots (git-ignored), kept by CI
+
 # In CI (and whenever COINSITE_REQUIRE_INTEGRATION=1) a missing PostgreSQL/Redis fails the run instead of skipping.
 REQUIRE_INTEGRATION = os.environ.get("COINSITE_REQUIRE_INTEGRATION") == "1" or os.environ.get("CI") == "true"
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+
+
+def pytest_configure(config) -> None:
+    from django.conf import settings
+
+    settings.PASSWORD_HASHERS = TEST_PASSWORD_HASHERS
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread in every test, put back afterwards (a test or library that changes it cannot slow the rest
+    of the suite down: on a shared 2-core box OpenMP spin-waiting makes two threads ~25x slower than one)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    """A headless Debian Chromium driven by Playwright. A missing browser fails the test instead of skipping it, so
+    the browser journeys are really checked wherever the suite runs. Playwright's sync API keeps an event loop in
+    this thread; Django would then refuse the test's own ORM reads, so they are allowed here (the live server runs
+    in its own thread regardless)."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make browser-deps` (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
 
 
 def pytest_report_header(config) -> list[str]:
@@ -117,6 +169,7 @@ TINY_OVERRIDES = [
     "batch_size=2",
     "patience=0",
     "head_hidden=32",
+    "serve_int8=false",  # the int8 graph has its own tests (tests/training/ml/test_quantize.py)
 ]
 
 
@@ -130,8 +183,8 @@ def _fit_generated(overrides: list[str], *, count: int, seed: int):
     """A real K-fold fit (configs/default.yaml plus ``overrides``) on ``count`` generated 96 px coins."""
     from training.ml.config import load_config
     from training.ml.data import CoinSample
+    from training.ml.kfold import fit
     from training.ml.synthetic import iter_coins
-    from training.ml.train import fit
 
     samples = [
         CoinSample(front=front, back=back, year=year, key=str(i))
@@ -143,14 +196,14 @@ def _fit_generated(overrides: list[str], *, count: int, seed: int):
 @pytest.fixture(scope="session")
 def registered_tiny_versions(tiny_fit, mlflow_dir):
     """Two versions of the tiny model registered in the session's MLflow store: (first, second)."""
-    from training.ml import registry
+    from training.ml import tracking
 
-    registry.configure(
+    tracking.configure(
         f"sqlite:///{mlflow_dir / 'mlflow.db'}", artifact_root=str(mlflow_dir / "artifacts"), experiment="coin-year"
     )
     versions = []
     for run_name in ("tiny-a", "tiny-b"):
-        with registry.TrainingTracker(tiny_fit.config, experiment="coin-year", run_name=run_name) as tracker:
+        with tracking.TrainingTracker(tiny_fit.config, experiment="coin-year", run_name=run_name) as tracker:
             tracker.log_result(tiny_fit, manifest=[])
             tracker.log_model(tiny_fit)
             versions.append(tracker.register("coin-year"))
@@ -162,24 +215,24 @@ def production_model(registered_tiny_versions, isolated_mlflow, settings):
     """A real (tiny) model registered as `coin-year` with alias production; yields its version number.
 
     The process-wide inference holder is reset around the test, so it loads what the alias says now."""
-    from predictions import inference
-    from training.ml import registry
-    from training.mlflow_access import mlflow_ready
+    from registry import serving as inference
+    from registry.gateway import mlflow_ready
+    from training.ml import tracking
 
     settings.MLFLOW_MODEL_NAME = "coin-year"
     mlflow_ready()
     version = registered_tiny_versions[0]
-    registry.set_alias("coin-year", "production", version)
+    tracking.set_alias("coin-year", "production", version)
     inference.reset()
     yield version
     inference.reset()
-    registry.set_alias("coin-year", "production", version)
+    tracking.set_alias("coin-year", "production", version)
 
 
 @pytest.fixture
 def no_model(settings):
     """A model name with nothing registered: as on a fresh install before the first training."""
-    from predictions import inference
+    from registry import serving as inference
 
     settings.MLFLOW_MODEL_NAME = "coin-year-nothing-registered"
     inference.reset()
@@ -188,7 +241,7 @@ def no_model(settings):
 
 
 # The date reader from the committed base, fine-tuned a little: what `make run` serves, at test size.
-TINY_READER_OVERRIDES = ["image_size=64", "epochs=1", "folds=2", "batch_size=4", "patience=0"]
+TINY_READER_OVERRIDES = ["image_size=64", "epochs=1", "folds=2", "batch_size=4", "patience=0", "serve_int8=false"]
 
 
 @pytest.fixture(scope="session")
@@ -200,18 +253,48 @@ def tiny_reader_fit():
 @pytest.fixture
 def reader_production_model(tiny_reader_fit, registered_tiny_versions, isolated_mlflow, settings):
     """The tiny date reader registered as a version of `coin-year` with alias production; yields its version."""
-    from predictions import inference
-    from training.ml import registry
-    from training.mlflow_access import mlflow_ready
+    from registry import serving as inference
+    from registry.gateway import mlflow_ready
+    from training.ml import tracking
 
     settings.MLFLOW_MODEL_NAME = "coin-year"
     mlflow_ready()
-    with registry.TrainingTracker(tiny_reader_fit.config, experiment="coin-year", run_name="tiny-reader") as tracker:
+    with tracking.TrainingTracker(tiny_reader_fit.config, experiment="coin-year", run_name="tiny-reader") as tracker:
         tracker.log_result(tiny_reader_fit, manifest=[])
         tracker.log_model(tiny_reader_fit)
         version = tracker.register("coin-year")
-    registry.set_alias("coin-year", "production", version)
+    tracking.set_alias("coin-year", "production", version)
     inference.reset()
     yield version
     inference.reset()
-    registry.set_alias("coin-year", "production", registered_tiny_versions[0])
+    tracking.set_alias("coin-year", "production", registered_tiny_versions[0])
+
+
+@pytest.fixture
+def model_name(settings):
+    """A model name of this test alone: the session's MLflow store is shared, the registry state must not be."""
+    import uuid
+
+    from registry import serving
+
+    settings.MLFLOW_MODEL_NAME = f"coin-year-test-{uuid.uuid4().hex[:8]}"
+    settings.EVALUATION_SHARE = 0.25
+    serving.reset()
+    yield settings.MLFLOW_MODEL_NAME
+    serving.reset()
+
+
+@pytest.fixture
+def two_versions(production_model, registered_tiny_versions):
+    """Mirror rows of the two registered tiny versions: (Production, candidate), with the history that put the first
+    one in production."""
+    from registry.models import ModelVersion, Promotion
+    from registry.services import model_version_mirror
+
+    first, second = registered_tiny_versions
+    current = model_version_mirror(version=first)
+    candidate = model_version_mirror(version=second)
+    ModelVersion.objects.filter(pk=current.pk).update(is_production=True, aliases=["production"])
+    ModelVersion.objects.filter(pk=candidate.pk).update(is_production=False, aliases=[])
+    Promotion.objects.create(to_version=current, action=Promotion.Action.INITIAL)
+    return current, candidate

@@ -13,7 +13,7 @@ from PIL import Image
 
 from predictions.models import Coin, Correction, Prediction
 from predictions.roles import role_groups_ensure
-from training.models import ModelVersion
+from registry.models import ModelVersion
 
 
 def jpeg_bytes(color: tuple[int, int, int] = (180, 120, 60), size: tuple[int, int] = (160, 160), seed: int = 0) -> bytes:

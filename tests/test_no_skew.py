@@ -12,10 +12,10 @@ from PIL import Image
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from predictions import inference
-from training import services
+from registry import serving
 from training.ml import synthetic
 from training.ml.data import CoinSample
+from training.services.comparison import model_version_evaluate
 
 pytestmark = pytest.mark.django_db
 
@@ -45,13 +45,13 @@ def test_evaluate_serving_api_and_pyfunc_give_the_same_year(production_model, co
 
     pairs = photo_pairs()
 
-    # manage.py evaluate's scoring (services.model_version_evaluate): unrounded years
+    # manage.py evaluate's scoring (model_version_evaluate): unrounded years
     samples = [CoinSample(front=f, back=b, year=1900, key=str(i)) for i, (f, b) in enumerate(pairs)]
-    evaluated = services.model_version_evaluate(version=production_model, samples=samples)["predictions"]
+    evaluated = model_version_evaluate(version=production_model, samples=samples)["predictions"]
     evaluate_years = [int(round(evaluated[str(i)])) for i in range(len(pairs))]
 
     # the serving process (pages and the inference worker)
-    serving_years = [result.year for result in inference.predict_pairs(pairs)]
+    serving_years = [result.year for result in serving.predict_pairs(pairs)]
 
     # /api/predict
     inputs = [

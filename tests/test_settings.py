@@ -66,3 +66,29 @@ def test_distributed_variables_switch_to_postgres_redis_and_mlflow_server(tmp_pa
     assert result.stdout.split()[-3:] == ["django.db.backends.postgresql", "False", "http://127.0.0.1:5000"], (
         result.stderr
     )
+
+
+def test_importing_the_settings_creates_no_directory(tmp_path):
+    # given a var directory that does not exist yet
+    var = tmp_path / "var"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "CELERY_"))}
+    env["COINSITE_VAR_DIR"] = str(var)
+
+    # when only importing the settings (as a linter or a tool does)
+    result = subprocess.run(
+        [sys.executable, "-c", "import coinsite.settings"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+
+    # then nothing was written to disk
+    assert result.returncode == 0, result.stderr
+    assert not var.exists()
+
+
+def test_django_start_up_creates_the_var_and_static_directories(tmp_path):
+    # given a var directory that does not exist yet / when Django starts (any manage.py command)
+    var = tmp_path / "var"
+    result = run_manage("check", env_extra={"COINSITE_VAR_DIR": str(var)})
+
+    # then the embedded default's folders are there
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (var / "staticfiles").is_dir()

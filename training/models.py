@@ -1,4 +1,4 @@
-"""What model owners touch: frozen datasets, training runs and the mirror of the MLflow registry."""
+"""What model owners touch: frozen datasets and training runs (the registry's mirror rows are registry.models)."""
 
 from __future__ import annotations
 
@@ -86,64 +86,3 @@ class TrainingRun(models.Model):
         if self.started_at and self.finished_at:
             return self.finished_at - self.started_at
         return None
-
-
-class ModelVersion(models.Model):
-    """Mirror of one registered MLflow model version, so the site can join predictions and show metrics cheaply."""
-
-    name = models.CharField(max_length=100, default="coin-year")
-    version = models.PositiveIntegerField()
-    run_id = models.CharField(max_length=64, blank=True)
-    training_run = models.OneToOneField(
-        TrainingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="model_version"
-    )
-    metrics = models.JSONField(default=dict, blank=True)
-    aliases = models.JSONField(default=list, blank=True)
-    is_production = models.BooleanField(default=False)
-    promoted_at = models.DateTimeField(null=True, blank=True)
-    promoted_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["-version"]
-        permissions = [("promote_modelversion", "Can promote and roll back model versions")]
-        constraints = [
-            models.UniqueConstraint(fields=["name", "version"], name="modelversion_unique_name_version"),
-            models.UniqueConstraint(
-                fields=["name"], condition=models.Q(is_production=True), name="modelversion_one_production"
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.name} v{self.version}"
-
-    @property
-    def cv_mae(self) -> float | None:
-        return self.metrics.get("mae")
-
-
-class Promotion(models.Model):
-    """Audit row of every move of the `production` alias: who, when, from which version to which."""
-
-    class Action(models.TextChoices):
-        PROMOTE = "promote", "Promote"
-        ROLLBACK = "rollback", "Roll back"
-        AUTO = "auto", "Auto-promote"
-        INITIAL = "initial", "First version"
-
-    name = models.CharField(max_length=100, default="coin-year")
-    from_version = models.ForeignKey(
-        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
-    )
-    to_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="promotions")
-    action = models.CharField(max_length=10, choices=Action.choices)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-
-    def __str__(self) -> str:
-        return f"{self.action}: {self.from_version} → {self.to_version}"

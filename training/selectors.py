@@ -2,11 +2,200 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable, Sequence
+
 from django.conf import settings
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 
-from .models import ModelVersion
+from predictions.models import Coin, Correction, Prediction
+from registry.models import ModelVersion, Promotion
+from registry.selectors import production_model_version
+
+from .models import DatasetVersion, TrainingRun
 
 
-def production_model_version(*, name: str | None = None) -> ModelVersion | None:
-    """The mirror row of the version that alias `production` points to (as last synced)."""
-    return ModelVersion.objects.filter(name=name or settings.MLFLOW_MODEL_NAME, is_production=True).first()
+def model_version_get(*, version: int, name: str | None = None) -> ModelVersion | None:
+    """The mirror row of one version number of the served model (or of `name`)."""
+    return ModelVersion.objects.filter(name=name or settings.MLFLOW_MODEL_NAME, version=version).first()
+
+
+def model_versions_newest_first(*, name: str | None = None) -> QuerySet[ModelVersion]:
+    """Every mirrored version of the served model (or of `name`), newest first."""
+    return ModelVersion.objects.filter(name=name or settings.MLFLOW_MODEL_NAME).order_by("-version")
+
+
+def model_version_last_rescored(*, versions: Iterable[ModelVersion]) -> ModelVersion | None:
+    """The first of `versions` whose coins a later version of the same model predicted again (a re-score)."""
+    for version in versions:
+        rescored = Prediction.objects.filter(
+            model_version=version,
+            coin__predictions__model_version__name=version.name,
+            coin__predictions__model_version__version__gt=version.version,
+        )
+        if rescored.exists():
+            return version
+    return None
+
+
+def coins_rescore_candidates(*, scope: str, version: ModelVersion | None = None) -> QuerySet[Coin]:
+    """Predicted coins: all of them ("all"), those last predicted by `version` ("version"), or ("stale") those not
+    last predicted by Production. Annotated with `latest_version`, the pk of the version of their newest prediction."""
+    latest_version = Subquery(
+        Prediction.objects.filter(coin=OuterRef("pk")).order_by("-created_at", "-id").values("model_version")[:1]
+    )
+    coins = Coin.objects.filter(status=Coin.Status.PREDICTED).annotate(latest_version=latest_version)
+    if scope == "all":
+        return coins
+    if scope == "version":
+        return coins.filter(latest_version=version.pk if version else None)
+    production = production_model_version()
+    return coins.exclude(latest_version=production.pk) if production else coins
+
+
+def coins_verified_years(*, coin_ids: Sequence[int]) -> dict[int, int | None]:
+    """coin id -> the year a curator verified (None where nobody has)."""
+    return dict(Coin.objects.filter(pk__in=list(coin_ids)).values_list("id", "verified_year"))
+
+
+def training_runs_active() -> QuerySet[TrainingRun]:
+    """Runs queued or running: what holds the training queue (and keeps the run pages refreshing)."""
+    return TrainingRun.objects.filter(status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING])
+
+
+def training_runs_using_dataset(*, dataset: DatasetVersion, limit: int = 20) -> list[TrainingRun]:
+    """The newest `limit` runs that trained or were evaluated on `dataset`."""
+    return list(
+        TrainingRun.objects.filter(Q(dataset_version=dataset) | Q(evaluation_dataset=dataset)).order_by("-id")[:limit]
+    )
+
+
+def dataset_versions_with_use_counts(queryset: QuerySet[DatasetVersion]) -> QuerySet[DatasetVersion]:
+    """`queryset` annotated with training_uses / evaluation_uses: how many runs learned from, or were judged on, each."""
+    return queryset.annotate(
+        training_uses=Count("training_runs", distinct=True),
+        evaluation_uses=Count("evaluation_runs", distinct=True),
+    )
+
+
+def promotions_with_end(queryset: QuerySet[Promotion]) -> QuerySet[Promotion]:
+    """`queryset` with its versions and actor joined and `ended_at`: when the next move of the same model's alias
+    ended this one's serving period (None: it serves now)."""
+    following = Promotion.objects.filter(name=OuterRef("name")).filter(
+        Q(created_at__gt=OuterRef("created_at")) | Q(created_at=OuterRef("created_at"), id__gt=OuterRef("id"))
+    )
+    return queryset.select_related("from_version", "to_version", "actor").annotate(
+        ended_at=Subquery(following.order_by("created_at", "id").values("created_at")[:1])
+    )
+
+
+def promotions_latest(*, limit: int = 30) -> list[Promotion]:
+    """The last `limit` moves of the production alias, oldest first (a timeline reads left to right)."""
+    return list(Promotion.objects.select_related("to_version").order_by("-created_at", "-id")[:limit])[::-1]
+
+
+def coin_in_evaluation_set(*, front_sha256: str, back_sha256: str, share: float | None = None) -> bool:
+    """Whether a coin belongs to the held-out evaluation set.
+
+    Decided by the coin's own image hashes, not by a random draw over today's coins: a coin never moves between the
+    sets as new coins arrive, so candidates and Production are always compared on the same coins.
+    """
+    share = settings.EVALUATION_SHARE if share is None else share
+    digest = hashlib.sha256(f"eval:{front_sha256}:{back_sha256}".encode()).hexdigest()
+    return int(digest[:8], 16) / 0x1_0000_0000 < share
+
+
+def labelled_coins() -> QuerySet[Coin]:
+    """Training labels: curator-verified (or imported/demo verified) years only; raw predictions never are."""
+    return Coin.objects.filter(verified_year__isnull=False, excluded_from_training=False).order_by("id")
+
+
+def _sample_weight(coin: Coin) -> float:
+    """Hard examples (the model was far off) weigh more in training."""
+    prediction = coin.latest_prediction
+    if prediction is not None and abs(prediction.year - coin.verified_year) > settings.HARD_EXAMPLE_YEARS:
+        return float(settings.HARD_EXAMPLE_WEIGHT)
+    return 1.0
+
+
+def dataset_manifest(*, kind: str = DatasetVersion.Kind.TRAINING) -> list[dict]:
+    """The rows a dataset of this kind holds now: coin id, both image hashes, year and training weight."""
+    want_eval = kind == DatasetVersion.Kind.EVALUATION
+    rows = []
+    for coin in labelled_coins().prefetch_related("predictions"):
+        if coin_in_evaluation_set(front_sha256=coin.front_sha256, back_sha256=coin.back_sha256) != want_eval:
+            continue
+        rows.append(
+            {
+                "coin_id": coin.id,
+                "front_sha256": coin.front_sha256,
+                "back_sha256": coin.back_sha256,
+                "year": coin.verified_year,
+                "weight": 1.0 if want_eval else _sample_weight(coin),
+            }
+        )
+    return rows
+
+
+def coins_corrected_since(*, version: int) -> list[int]:
+    """Labelled coins a curator corrected after `version` was registered: what Production got wrong (or was not sure
+    of) since, the coins a candidate should do better on."""
+    mirror = ModelVersion.objects.filter(name=settings.MLFLOW_MODEL_NAME, version=version).first()
+    since = mirror.created_at if mirror else None
+    if mirror and mirror.training_run and mirror.training_run.started_at:
+        since = mirror.training_run.started_at
+    corrections = Correction.objects.filter(new_year__isnull=False, excluded=False)
+    if since is not None:
+        corrections = corrections.filter(created_at__gt=since)
+    coin_ids = set(corrections.values_list("coin_id", flat=True))
+    return list(labelled_coins().filter(id__in=coin_ids).values_list("id", flat=True))
+
+
+def rescore_movers(*, since_version: int, limit: int = 50) -> list[dict]:
+    """Coins whose predicted year moved most between their prediction by `since_version` and their newest
+    prediction by a later version: where curators should look first after a promotion."""
+    name = settings.MLFLOW_MODEL_NAME
+    old = {
+        p.coin_id: p
+        for p in Prediction.objects.filter(model_version__name=name, model_version__version=since_version).order_by(
+            "created_at", "id"
+        )
+    }
+    newer = (
+        Prediction.objects.filter(
+            coin_id__in=list(old), model_version__name=name, model_version__version__gt=since_version
+        )
+        .select_related("model_version")
+        .order_by("created_at", "id")
+    )
+    latest = {p.coin_id: p for p in newer}  # the last one per coin wins
+    movers = [
+        {
+            "coin_id": coin_id,
+            "old_year": old[coin_id].year,
+            "new_year": p.year,
+            "moved": abs(p.year - old[coin_id].year),
+            "old_version": since_version,
+            "new_version": p.model_version.version,
+            "interval": [p.interval_low, p.interval_high],
+        }
+        for coin_id, p in latest.items()
+    ]
+    movers.sort(key=lambda m: (-m["moved"], m["coin_id"]))
+    return movers[:limit]
+
+
+def new_labels_count() -> int:
+    """Labels (coin, year) that the last successful run did not train or evaluate on: new coins and changed years."""
+    last = (
+        TrainingRun.objects.filter(status=TrainingRun.Status.SUCCEEDED, dataset_version__isnull=False)
+        .select_related("dataset_version", "evaluation_dataset")
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    seen: set[tuple[int, int]] = set()
+    if last is not None:
+        for dataset in (last.dataset_version, last.evaluation_dataset):
+            if dataset is not None:
+                seen.update((row["coin_id"], row["year"]) for row in dataset.manifest)
+    return sum(1 for pair in labelled_coins().values_list("id", "verified_year") if tuple(pair) not in seen)

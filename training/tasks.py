@@ -9,7 +9,8 @@ import logging
 
 from celery import shared_task
 
-from . import services
+from .errors import TrainingBusy
+from .services import datasets, lease, rescore, runs, schedule
 
 logger = logging.getLogger(__name__)
 
@@ -21,15 +22,15 @@ BUSY_MAX_RETRIES = 24 * 60
 @shared_task(name="training.tasks.dataset_freeze_task")
 def dataset_freeze_task(kind: str = "training") -> int:
     """Freeze the current labels (used by the scheduler and to check a worker end to end)."""
-    return services.dataset_freeze(kind=kind).id
+    return datasets.dataset_freeze(kind=kind).id
 
 
 @shared_task(name="training.tasks.training_run_execute_task", bind=True, acks_late=True)
 def training_run_execute_task(self, run_id: int) -> str:
     """Run one queued training run (no-op when it is not queued any more). Waits for the lock by retrying."""
     try:
-        run = services.training_run_execute(run_id=run_id)
-    except services.TrainingBusy as busy:
+        run = runs.training_run_execute(run_id=run_id)
+    except TrainingBusy as busy:
         if self.request.is_eager:  # in-process (embedded default): nobody would retry; the run stays queued
             logger.warning("training run %s stays queued: %s", run_id, busy)
             return "queued"
@@ -40,17 +41,17 @@ def training_run_execute_task(self, run_id: int) -> str:
 @shared_task(name="training.tasks.training_run_reap_stale_task")
 def training_run_reap_stale_task() -> list[int]:
     """Mark runs whose worker died (stale heartbeat) as failed, releasing the training lock."""
-    return services.training_run_reap_stale()
+    return lease.training_run_reap_stale()
 
 
 @shared_task(name="training.tasks.retrain_if_enough_labels_task")
 def retrain_if_enough_labels_task() -> int | None:
     """The scheduled retraining (django-celery-beat): starts a run only with enough new verified labels."""
-    run = services.retrain_if_enough_labels()
+    run = schedule.retrain_if_enough_labels()
     return run.id if run is not None else None
 
 
 @shared_task(name="training.tasks.coins_rescore_task", acks_late=True)
 def coins_rescore_task(coin_ids: list[int]) -> int:
     """Re-predict coins with the current Production version (after a promotion)."""
-    return services.coins_rescore_now(coin_ids=coin_ids)
+    return rescore.coins_rescore_now(coin_ids=coin_ids)

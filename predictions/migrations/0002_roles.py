@@ -3,7 +3,40 @@
 from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
-from predictions.roles import ROLE_PERMISSIONS
+# The permissions per group as they were when this migration was written ("app_label.codename"): frozen here,
+# because the live list in predictions.roles names the models by the app that owns them today.
+ROLE_PERMISSIONS: dict[str, list[str]] = {
+    "collector": ["predictions.add_coin", "predictions.view_coin", "predictions.delete_coin"],
+    "curator": [
+        "predictions.review_coin",
+        "predictions.view_coin",
+        "predictions.change_coin",
+        "predictions.view_prediction",
+        "predictions.view_correction",
+        "predictions.add_correction",
+    ],
+    "model_owner": [
+        "training.promote_modelversion",
+        "training.start_trainingrun",
+        "training.view_modelversion",
+        "training.view_trainingrun",
+        "training.change_trainingrun",
+        "training.add_trainingrun",
+        "training.view_datasetversion",
+        "training.view_promotion",
+        "predictions.view_coin",
+        "predictions.view_prediction",
+        "django_celery_beat.view_periodictask",
+        "django_celery_beat.change_periodictask",
+        "django_celery_beat.add_periodictask",
+        "django_celery_beat.view_crontabschedule",
+        "django_celery_beat.add_crontabschedule",
+        "django_celery_beat.change_crontabschedule",
+        "django_celery_beat.view_intervalschedule",
+        "django_celery_beat.add_intervalschedule",
+        "django_celery_beat.change_intervalschedule",
+    ],
+}
 
 
 def create_roles(apps, schema_editor):

@@ -10,8 +10,8 @@ from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from predictions import inference
 from predictions.models import Coin
+from registry import serving
 from training.ml import negatives, synthetic
 
 pytestmark = pytest.mark.django_db
@@ -59,7 +59,7 @@ def test_predict_answers_details_parallel_to_predictions_and_stores_them(api, re
 
 def test_an_input_judged_not_a_coin_gets_null_and_the_reason(api, reader_production_model, client, collector):
     # given a model whose coin threshold no photo reaches
-    loaded = inference.get_batcher().holder.current()
+    loaded = serving.get_batcher().holder.current()
     loaded.calibration["calibration"]["coin_threshold"] = 1.01
     cat = negatives.generate_negative_jpeg(5, kinds=("fur",))
 

@@ -18,36 +18,10 @@ from training.ml.synthetic import iter_coins
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PASSWORD = "a-long-coin-phrase-42"
 YEAR_IN_WORDS = re.compile(r"^\d{4}(, likely \d{4}–\d{4}( \(\d{1,3} %\))?)?$")  # "1874, likely 1869–1879 (95 %)"
 TIMEOUT_MS = 60_000  # the first prediction loads the model inside the upload request (Celery eager, on commit)
-
-
-@pytest.fixture
-def browser(monkeypatch):
-    """A headless Chromium. Playwright's sync API keeps an event loop in this thread; Django would then refuse the
-    test's own ORM reads, so they are allowed here (the live server runs in its own thread regardless)."""
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make browser-deps` (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture

@@ -166,6 +166,36 @@ def test_import_coins_skips_a_duplicate_row_within_the_same_file(tmp_path):
     assert Coin.objects.count() == 1 and "Imported 1, skipped duplicates 1, bad rows 0" in out
 
 
+def test_import_coins_refuses_photos_outside_the_folder_without_saying_whether_they_exist(tmp_path):
+    # given a secret photo outside the import folder, and rows that point at it (and at a twin that does not exist)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.jpg").write_bytes(jpeg_bytes(seed=1))
+    folder = tmp_path / "deep" / "import"
+    folder.mkdir(parents=True)
+    (folder / "back.jpg").write_bytes(jpeg_bytes(seed=2))
+    absent, secret = outside / "absent.jpg", outside / "secret.jpg"
+    (folder / "labels.csv").write_text(
+        "front,back,year\n"
+        "../../outside/secret.jpg,back.jpg,1900\n"  # line 2: exists, relative
+        "../../outside/absent.jpg,back.jpg,1900\n"  # line 3: does not exist, relative
+        f"{secret},back.jpg,1900\n"  # line 4: exists, absolute
+        f"{absent},back.jpg,1900\n"  # line 5: does not exist, absolute
+    )
+
+    # when the folder is imported
+    out, err = run("import_coins", str(folder))
+
+    # then no row is imported, and each is refused with the same words whether its photo exists or not
+    assert not Coin.objects.exists()
+    assert "Imported 0, skipped duplicates 0, bad rows 4" in out
+    assert "line 2: front file '../../outside/secret.jpg' is outside the folder; skipped." in err
+    assert "line 3: front file '../../outside/absent.jpg' is outside the folder; skipped." in err
+    assert f"line 4: front file '{secret}' is outside the folder; skipped." in err
+    assert f"line 5: front file '{absent}' is outside the folder; skipped." in err
+    assert "not found" not in err and "not a usable image" not in err
+
+
 @pytest.mark.parametrize(
     "content, problem",
     [

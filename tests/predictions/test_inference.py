@@ -7,8 +7,9 @@ import pytest
 
 from predictions import inference
 from predictions.models import Coin
+from registry import serving
 from tests.factories import CoinFactory, jpeg_bytes
-from training.ml import registry
+from training.ml import tracking
 
 pytestmark = pytest.mark.django_db
 
@@ -18,7 +19,7 @@ def pair(seed: int) -> tuple[bytes, bytes]:
 
 
 def test_predict_pairs_returns_one_year_per_pair_with_interval_and_version(production_model):
-    results = inference.predict_pairs([pair(1), pair(2), pair(3)])
+    results = serving.predict_pairs([pair(1), pair(2), pair(3)])
 
     assert len(results) == 3
     for result in results:
@@ -28,16 +29,16 @@ def test_predict_pairs_returns_one_year_per_pair_with_interval_and_version(produ
 
 
 def test_same_pair_gives_same_year_alone_and_in_a_batch(production_model):
-    alone = inference.predict_pairs([pair(5)])[0]
-    batched = inference.predict_pairs([pair(4), pair(5), pair(6)])[1]
+    alone = serving.predict_pairs([pair(5)])[0]
+    batched = serving.predict_pairs([pair(4), pair(5), pair(6)])[1]
     assert (alone.year, alone.low, alone.high) == (batched.year, batched.low, batched.high)
 
 
 def test_without_a_registered_model_predictions_wait(no_model, collector):
     coin = CoinFactory(owner=collector)
 
-    with pytest.raises(inference.NoProductionModel):
-        inference.predict_pairs([pair(1)])
+    with pytest.raises(serving.NoProductionModel):
+        serving.predict_pairs([pair(1)])
     assert inference.coin_predict(coin_id=coin.id) is None
 
     coin.refresh_from_db()
@@ -45,10 +46,10 @@ def test_without_a_registered_model_predictions_wait(no_model, collector):
 
 
 def test_warm_up_loads_the_production_model_and_tolerates_none(production_model, settings):
-    assert inference.warm_up() == production_model
+    assert serving.warm_up() == production_model
     settings.MLFLOW_MODEL_NAME = "coin-year-nothing-registered"
-    inference.reset()
-    assert inference.warm_up() is None
+    serving.reset()
+    assert serving.warm_up() is None
 
 
 def test_coin_predict_stores_prediction_of_the_serving_version_once(production_model, collector):
@@ -74,8 +75,8 @@ def test_coin_with_unreadable_photo_is_marked_failed_not_crashed(production_mode
 
 
 def test_concurrent_callers_share_forward_passes(production_model):
-    inference.predict_pairs([pair(0)])  # load the model first
-    batcher = inference.get_batcher()
+    serving.predict_pairs([pair(0)])  # load the model first
+    batcher = serving.get_batcher()
     passes_before = batcher.forward_passes
     errors: list[BaseException] = []
     start = threading.Barrier(8)
@@ -84,7 +85,7 @@ def test_concurrent_callers_share_forward_passes(production_model):
         try:
             start.wait()
             for k in range(4):
-                inference.predict_pairs([pair(10 * n + k)])
+                serving.predict_pairs([pair(10 * n + k)])
         except BaseException as error:  # noqa: BLE001 - reported below
             errors.append(error)
 
@@ -100,8 +101,8 @@ def test_concurrent_callers_share_forward_passes(production_model):
 
 def test_a_lone_caller_runs_the_forward_pass_in_its_own_thread(production_model, monkeypatch):
     """No hand-off to another thread (and back) when nobody else is waiting."""
-    inference.predict_pairs([pair(0)])  # load the model first
-    model = inference.get_batcher().holder.current()
+    serving.predict_pairs([pair(0)])  # load the model first
+    model = serving.get_batcher().holder.current()
     original = model.predict_pairs
     threads_seen = []
 
@@ -111,14 +112,14 @@ def test_a_lone_caller_runs_the_forward_pass_in_its_own_thread(production_model,
 
     monkeypatch.setattr(model, "predict_pairs", recording)
 
-    inference.predict_pairs([pair(1)])
+    serving.predict_pairs([pair(1)])
 
     assert threads_seen == [threading.current_thread()]
 
 
 def test_a_failed_forward_pass_fails_its_callers_and_the_next_caller_is_served(production_model, monkeypatch):
-    inference.predict_pairs([pair(0)])
-    model = inference.get_batcher().holder.current()
+    serving.predict_pairs([pair(0)])
+    model = serving.get_batcher().holder.current()
     original = model.predict_pairs
     calls = []
 
@@ -131,8 +132,8 @@ def test_a_failed_forward_pass_fails_its_callers_and_the_next_caller_is_served(p
     monkeypatch.setattr(model, "predict_pairs", fail_once)
 
     with pytest.raises(RuntimeError, match="forward pass failed"):
-        inference.predict_pairs([pair(2)])
-    assert len(inference.predict_pairs([pair(3)])) == 1
+        serving.predict_pairs([pair(2)])
+    assert len(serving.predict_pairs([pair(3)])) == 1
 
 
 def test_alias_move_switches_version_without_restart_and_no_request_fails(
@@ -140,7 +141,7 @@ def test_alias_move_switches_version_without_restart_and_no_request_fails(
 ):
     # given: a holder that checks the alias often, and a client sending requests in a loop
     settings.INFERENCE_ALIAS_POLL_SECONDS = 0.2
-    inference.reset()
+    serving.reset()
     old_version, new_version = registered_tiny_versions
     seen: list[int] = []
     errors: list[BaseException] = []
@@ -149,7 +150,7 @@ def test_alias_move_switches_version_without_restart_and_no_request_fails(
     def client() -> None:
         while not stop.is_set():
             try:
-                seen.append(inference.predict_pairs([pair(len(seen) % 7)])[0].version)
+                seen.append(serving.predict_pairs([pair(len(seen) % 7)])[0].version)
             except BaseException as error:  # noqa: BLE001 - reported below
                 errors.append(error)
 
@@ -161,7 +162,7 @@ def test_alias_move_switches_version_without_restart_and_no_request_fails(
             time.sleep(0.05)
 
         # when: the owner moves the alias to the new version
-        registry.set_alias("coin-year", "production", new_version)
+        tracking.set_alias("coin-year", "production", new_version)
 
         deadline = time.monotonic() + 30
         while (not seen or seen[-1] != new_version) and time.monotonic() < deadline:
@@ -180,7 +181,7 @@ def test_alias_move_switches_version_without_restart_and_no_request_fails(
 def test_photos_decoded_while_checking_give_the_same_years_as_raw_bytes(production_model):
     from predictions.services import photo_check_header, photo_decode
 
-    config = inference.serving_config()
+    config = serving.serving_config()
     pairs = [pair(21), pair(22)]
     checked = [
         (
@@ -191,6 +192,6 @@ def test_photos_decoded_while_checking_give_the_same_years_as_raw_bytes(producti
     ]
 
     assert all(photo.pixels is not None for two in checked for photo in two)
-    from_pixels = inference.predict_checked(checked)
-    from_bytes = inference.predict_pairs(pairs)
+    from_pixels = serving.predict_checked(checked)
+    from_bytes = serving.predict_pairs(pairs)
     assert [(r.year, r.low, r.high) for r in from_pixels] == [(r.year, r.low, r.high) for r in from_bytes]

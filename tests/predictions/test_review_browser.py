@@ -15,36 +15,19 @@ from tests.factories import CoinFactory, ModelVersionFactory, PredictionFactory,
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
 PASSWORD = "correct-horse-battery"
 
 
 @pytest.fixture
-def page(monkeypatch):
-    """A fresh Chromium page (large enough to see both photos side by side)."""
-    if not CHROMIUM.exists():
-        pytest.skip("Debian chromium is not installed (apt-get install -y chromium chromium-driver)")
-    # Playwright's sync API keeps an event loop in this thread; the test's own ORM calls are still synchronous.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        context = browser.new_context(viewport={"width": 1440, "height": 900})
-        context.set_default_timeout(20_000)
-        try:
-            yield context.new_page()
-        finally:
-            context.close()
-            browser.close()
+def page(browser):
+    """A fresh Chromium page (large enough to see both photos side by side); a missing Chromium fails the test."""
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    context.set_default_timeout(20_000)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
 
 
 def queued_coin(*, year: int, minutes_ago: int, version) -> Coin:

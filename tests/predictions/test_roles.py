@@ -6,7 +6,8 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
 from predictions import selectors, services
-from predictions.roles import COLLECTOR, CURATOR, MODEL_OWNER, ROLE_PERMISSIONS, can_promote, can_review, can_train
+from predictions.roles import COLLECTOR, CURATOR, MODEL_OWNER, ROLE_PERMISSIONS, can_review
+from registry.roles import can_promote, can_train
 from tests.factories import CoinFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -19,9 +19,9 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
-from predictions import inference
+from registry import serving
+from registry.services import model_version_mirror
 from training.ml import synthetic
-from training.services import model_version_mirror
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
@@ -63,7 +63,7 @@ def run_generated_requests(operation, mode, *, auth: dict, sent: Counter, status
 
 def test_api_conforms_to_its_schema_under_generated_requests(collector, production_model):
     # given the API schema, a token, and a model in production (mirrored, as after its promotion)
-    inference.reset()
+    serving.reset()
     model_version_mirror(version=production_model)
     schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
     auth = {"Authorization": f"Token {Token.objects.create(user=collector).key}"}

@@ -13,9 +13,10 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from predictions.models import Coin
+from registry.models import ModelVersion, Promotion
+from registry.services import model_version_promote
 from tests.factories import CoinFactory, ModelVersionFactory, PredictionFactory, UserFactory
-from training import services
-from training.models import DatasetVersion, ModelVersion, Promotion, TrainingRun
+from training.models import DatasetVersion, TrainingRun
 
 pytestmark = pytest.mark.django_db
 
@@ -49,7 +50,7 @@ def refused(response, role: str) -> bool:
 
 
 def comparison_json(candidate: int = 2, production: int | None = 1) -> dict:
-    """The shape training.services.model_version_compare stores on the run."""
+    """The shape training.model_version_compare stores on the run."""
 
     def side(version: int, mae: float) -> dict:
         return {
@@ -110,13 +111,13 @@ def evaluated_version(db):
 def test_only_model_owners_see_the_model_version_list_and_detail(as_role, role, evaluated_version):
     client = as_role(role)
     pages = [
-        reverse("admin:training_modelversion_changelist"),
-        reverse("admin:training_modelversion_change", args=[evaluated_version.pk]),
+        reverse("admin:registry_modelversion_changelist"),
+        reverse("admin:registry_modelversion_change", args=[evaluated_version.pk]),
         reverse("admin:training_trainingrun_changelist"),
         reverse("admin:training_datasetversion_changelist"),
-        reverse("admin:training_promotion_changelist"),
+        reverse("admin:registry_promotion_changelist"),
         reverse("admin:training_trainingrun_start"),
-        reverse("admin:training_modelversion_rescore"),
+        reverse("admin:registry_modelversion_rescore"),
     ]
     for url in pages:
         response = client.get(url)
@@ -128,7 +129,7 @@ def test_only_model_owners_see_the_model_version_list_and_detail(as_role, role, 
 
 @pytest.mark.parametrize("role", ROLES)
 def test_movers_page_is_for_curators_and_model_owners(as_role, role):
-    response = as_role(role).get(reverse("admin:training_modelversion_movers"))
+    response = as_role(role).get(reverse("admin:registry_modelversion_movers"))
     if role in OWNERS | {"curator"}:
         assert response.status_code == 200
     else:
@@ -139,8 +140,8 @@ def test_model_owner_sees_promote_button_but_curator_sees_no_training_admin(
     client, model_owner, curator, evaluated_version
 ):
     ModelVersionFactory(version=1, is_production=True, aliases=["production"])
-    detail = reverse("admin:training_modelversion_change", args=[evaluated_version.pk])
-    promote = reverse("admin:training_modelversion_promote", args=[evaluated_version.pk])
+    detail = reverse("admin:registry_modelversion_change", args=[evaluated_version.pk])
+    promote = reverse("admin:registry_modelversion_promote", args=[evaluated_version.pk])
 
     client.force_login(model_owner)
     assert promote in client.get(detail).content.decode()
@@ -168,31 +169,18 @@ def test_model_owner_can_edit_the_beat_schedule(client, model_owner, curator):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def two_versions(production_model, registered_tiny_versions):
-    """Mirror rows of the two registered tiny versions: (Production, candidate), with the history that put the first
-    one in production."""
-    first, second = registered_tiny_versions
-    current = services.model_version_mirror(version=first)
-    candidate = services.model_version_mirror(version=second)
-    ModelVersion.objects.filter(pk=current.pk).update(is_production=True, aliases=["production"])
-    ModelVersion.objects.filter(pk=candidate.pk).update(is_production=False, aliases=[])
-    Promotion.objects.create(to_version=current, action=Promotion.Action.INITIAL)
-    return current, candidate
-
-
 def alias_version() -> int | None:
     from django.conf import settings
 
-    from training.ml import registry
+    from training.ml import tracking
 
-    return registry.get_alias_version(settings.MLFLOW_MODEL_NAME, "production")
+    return tracking.get_alias_version(settings.MLFLOW_MODEL_NAME, "production")
 
 
 @pytest.mark.parametrize("role", ROLES)
 def test_only_model_owners_promote(as_role, role, two_versions):
     current, candidate = two_versions
-    response = as_role(role).post(reverse("admin:training_modelversion_promote", args=[candidate.pk]))
+    response = as_role(role).post(reverse("admin:registry_modelversion_promote", args=[candidate.pk]))
 
     if role in OWNERS:
         assert response.status_code == 302
@@ -211,9 +199,9 @@ def test_only_model_owners_promote(as_role, role, two_versions):
 @pytest.mark.parametrize("role", ROLES)
 def test_only_model_owners_roll_back(as_role, role, two_versions, model_owner):
     current, candidate = two_versions
-    services.model_version_promote(version=candidate.version, actor=model_owner)
+    model_version_promote(version=candidate.version, actor=model_owner)
 
-    response = as_role(role).post(reverse("admin:training_modelversion_rollback"))
+    response = as_role(role).post(reverse("admin:registry_modelversion_rollback"))
 
     if role in OWNERS:
         assert response.status_code == 302
@@ -229,8 +217,8 @@ def test_only_model_owners_roll_back(as_role, role, two_versions, model_owner):
 def test_promote_and_roll_back_refuse_get(client, model_owner, two_versions):
     _, candidate = two_versions
     client.force_login(model_owner)
-    assert client.get(reverse("admin:training_modelversion_promote", args=[candidate.pk])).status_code == 405
-    assert client.get(reverse("admin:training_modelversion_rollback")).status_code == 405
+    assert client.get(reverse("admin:registry_modelversion_promote", args=[candidate.pk])).status_code == 405
+    assert client.get(reverse("admin:registry_modelversion_rollback")).status_code == 405
     assert alias_version() == two_versions[0].version
 
 
@@ -238,7 +226,7 @@ def test_promote_action_on_the_list_moves_production(client, model_owner, two_ve
     current, candidate = two_versions
     client.force_login(model_owner)
     response = client.post(
-        reverse("admin:training_modelversion_changelist"),
+        reverse("admin:registry_modelversion_changelist"),
         {"action": "promote_selected", "_selected_action": [candidate.pk]},
         follow=True,
     )
@@ -250,7 +238,7 @@ def test_promote_action_wants_exactly_one_version(client, model_owner, two_versi
     current, candidate = two_versions
     client.force_login(model_owner)
     response = client.post(
-        reverse("admin:training_modelversion_changelist"),
+        reverse("admin:registry_modelversion_changelist"),
         {"action": "promote_selected", "_selected_action": [current.pk, candidate.pk]},
         follow=True,
     )
@@ -260,9 +248,9 @@ def test_promote_action_wants_exactly_one_version(client, model_owner, two_versi
 
 def test_rollback_action_needs_the_production_version_selected(client, model_owner, two_versions):
     current, candidate = two_versions
-    services.model_version_promote(version=candidate.version, actor=model_owner)
+    model_version_promote(version=candidate.version, actor=model_owner)
     client.force_login(model_owner)
-    changelist = reverse("admin:training_modelversion_changelist")
+    changelist = reverse("admin:registry_modelversion_changelist")
 
     response = client.post(changelist, {"action": "rollback_production", "_selected_action": [current.pk]}, follow=True)
     assert "Select the current Production version" in response.content.decode()
@@ -275,7 +263,7 @@ def test_rollback_action_needs_the_production_version_selected(client, model_own
 def test_rollback_without_history_shows_the_reason_and_changes_nothing(client, model_owner, two_versions):
     current, _ = two_versions
     client.force_login(model_owner)
-    response = client.post(reverse("admin:training_modelversion_rollback"), follow=True)
+    response = client.post(reverse("admin:registry_modelversion_rollback"), follow=True)
     assert response.status_code == 200
     assert "no earlier Production version" in response.content.decode()
     assert alias_version() == current.version
@@ -284,7 +272,7 @@ def test_rollback_without_history_shows_the_reason_and_changes_nothing(client, m
 def test_promoting_an_unregistered_version_shows_the_error_and_keeps_production(client, model_owner, no_model):
     ghost = ModelVersionFactory(name="coin-year-nothing-registered", version=7)
     client.force_login(model_owner)
-    response = client.post(reverse("admin:training_modelversion_promote", args=[ghost.pk]), follow=True)
+    response = client.post(reverse("admin:registry_modelversion_promote", args=[ghost.pk]), follow=True)
     assert response.status_code == 200
     assert "failed" in response.content.decode()
     ghost.refresh_from_db()
@@ -294,8 +282,8 @@ def test_promoting_an_unregistered_version_shows_the_error_and_keeps_production(
 def test_detail_page_shows_the_runs_plots_inline_and_serves_them(client, model_owner, two_versions):
     _, candidate = two_versions
     client.force_login(model_owner)
-    page = client.get(reverse("admin:training_modelversion_change", args=[candidate.pk])).content.decode()
-    plot = reverse("admin:training_modelversion_artifact", args=[candidate.pk, "plots/learning_curves.png"])
+    page = client.get(reverse("admin:registry_modelversion_change", args=[candidate.pk])).content.decode()
+    plot = reverse("admin:registry_modelversion_artifact", args=[candidate.pk, "plots/learning_curves.png"])
     assert plot in page
 
     image = client.get(plot)
@@ -307,14 +295,14 @@ def test_detail_page_shows_the_runs_plots_inline_and_serves_them(client, model_o
 def test_artifact_view_serves_only_existing_plots_of_the_versions_own_run(client, model_owner, two_versions, artifact):
     _, candidate = two_versions
     client.force_login(model_owner)
-    url = reverse("admin:training_modelversion_artifact", args=[candidate.pk, "x.png"]).replace("x.png", artifact)
+    url = reverse("admin:registry_modelversion_artifact", args=[candidate.pk, "x.png"]).replace("x.png", artifact)
     assert client.get(url).status_code == 404
 
 
 def test_curator_cannot_fetch_plots(client, curator, two_versions):
     _, candidate = two_versions
     client.force_login(curator)
-    url = reverse("admin:training_modelversion_artifact", args=[candidate.pk, "plots/learning_curves.png"])
+    url = reverse("admin:registry_modelversion_artifact", args=[candidate.pk, "plots/learning_curves.png"])
     assert client.get(url).status_code == 403
 
 
@@ -325,7 +313,7 @@ def test_curator_cannot_fetch_plots(client, curator, two_versions):
 
 def test_detail_page_shows_folds_metrics_and_comparison_against_production(client, model_owner, evaluated_version):
     client.force_login(model_owner)
-    response = client.get(reverse("admin:training_modelversion_change", args=[evaluated_version.pk]))
+    response = client.get(reverse("admin:registry_modelversion_change", args=[evaluated_version.pk]))
     page = response.content.decode()
     assert response.status_code == 200
     assert "Against Production (v1)" in page
@@ -339,12 +327,12 @@ def test_detail_page_shows_folds_metrics_and_comparison_against_production(clien
 def test_detail_page_renders_without_comparison_and_with_missing_plots(client, model_owner):
     version = ModelVersionFactory(version=9, run_id="f" * 32, metrics={})
     client.force_login(model_owner)
-    response = client.get(reverse("admin:training_modelversion_change", args=[version.pk]))
+    response = client.get(reverse("admin:registry_modelversion_change", args=[version.pk]))
     page = response.content.decode()
     assert response.status_code == 200
     assert "No comparison stored" in page
     assert "No per-fold metrics" in page
-    plot = reverse("admin:training_modelversion_artifact", args=[version.pk, "plots/learning_curves.png"])
+    plot = reverse("admin:registry_modelversion_artifact", args=[version.pk, "plots/learning_curves.png"])
     assert plot in page
     assert client.get(plot).status_code == 404  # the run does not exist in MLflow: the browser shows a placeholder
 
@@ -352,7 +340,7 @@ def test_detail_page_renders_without_comparison_and_with_missing_plots(client, m
 def test_detail_page_of_a_version_without_run_id_says_there_are_no_plots(client, model_owner):
     version = ModelVersionFactory(version=8, run_id="")
     client.force_login(model_owner)
-    page = client.get(reverse("admin:training_modelversion_change", args=[version.pk])).content.decode()
+    page = client.get(reverse("admin:registry_modelversion_change", args=[version.pk])).content.decode()
     assert "no MLflow run id" in page
 
 
@@ -361,7 +349,7 @@ def test_detail_page_reads_flat_mlflow_fold_metrics(client, model_owner):
         version=4, metrics={"mae": 9.0, "fold_1_mae": 8.5, "fold_1_r2": 0.7, "fold_2_mae": 9.5, "fold_2_r2": 0.6}
     )
     client.force_login(model_owner)
-    page = client.get(reverse("admin:training_modelversion_change", args=[version.pk])).content.decode()
+    page = client.get(reverse("admin:registry_modelversion_change", args=[version.pk])).content.decode()
     assert "8.50" in page and "9.50" in page and "0.700" in page
 
 
@@ -369,7 +357,7 @@ def test_first_version_comparison_without_production_renders(client, model_owner
     run = TrainingRun.objects.create(status=TrainingRun.Status.SUCCEEDED, comparison=comparison_json(1, None))
     version = ModelVersionFactory(version=1, training_run=run)
     client.force_login(model_owner)
-    response = client.get(reverse("admin:training_modelversion_change", args=[version.pk]))
+    response = client.get(reverse("admin:registry_modelversion_change", args=[version.pk]))
     assert response.status_code == 200
     assert "Against Production" in response.content.decode()
 
@@ -377,7 +365,7 @@ def test_first_version_comparison_without_production_renders(client, model_owner
 def test_model_version_list_shows_production_badge_and_verdict(client, model_owner, evaluated_version):
     ModelVersionFactory(version=1, is_production=True, aliases=["production"], metrics={"mae": 9.0, "mae_std": 1.0})
     client.force_login(model_owner)
-    page = client.get(reverse("admin:training_modelversion_changelist")).content.decode()
+    page = client.get(reverse("admin:registry_modelversion_changelist")).content.decode()
     assert "mt-badge--prod" in page and "9.0 ± 1.0" in page
     assert "Recommended" in page
 
@@ -385,12 +373,12 @@ def test_model_version_list_shows_production_badge_and_verdict(client, model_own
 def test_history_is_read_only_even_for_superusers(client, evaluated_version):
     client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
     promotion = Promotion.objects.create(to_version=evaluated_version, action=Promotion.Action.INITIAL)
-    assert client.get(reverse("admin:training_promotion_add")).status_code == 403
-    assert client.post(reverse("admin:training_promotion_delete", args=[promotion.pk])).status_code == 403
-    assert client.get(reverse("admin:training_modelversion_add")).status_code == 403
-    detail = client.get(reverse("admin:training_modelversion_change", args=[evaluated_version.pk]))
+    assert client.get(reverse("admin:registry_promotion_add")).status_code == 403
+    assert client.post(reverse("admin:registry_promotion_delete", args=[promotion.pk])).status_code == 403
+    assert client.get(reverse("admin:registry_modelversion_add")).status_code == 403
+    detail = client.get(reverse("admin:registry_modelversion_change", args=[evaluated_version.pk]))
     assert 'name="_save"' not in detail.content.decode()
-    client.post(reverse("admin:training_modelversion_change", args=[evaluated_version.pk]), {"version": 99})
+    client.post(reverse("admin:registry_modelversion_change", args=[evaluated_version.pk]), {"version": 99})
     evaluated_version.refresh_from_db()
     assert evaluated_version.version == 2
 
@@ -530,7 +518,7 @@ def test_promotion_history_is_newest_first_with_what_served_until_when(client, m
     Promotion.objects.create(to_version=first, action=Promotion.Action.INITIAL)
     Promotion.objects.create(from_version=first, to_version=second, action=Promotion.Action.PROMOTE, actor=model_owner)
     client.force_login(model_owner)
-    page = client.get(reverse("admin:training_promotion_changelist")).content.decode()
+    page = client.get(reverse("admin:registry_promotion_changelist")).content.decode()
     assert page.index("Promote<") < page.index("First version<")
     assert page.count("serving now") == 1
     assert "Which version served when" in page
@@ -543,7 +531,7 @@ def test_rescore_sends_the_chosen_coins_to_the_service(client, model_owner, djan
     Coin.objects.filter(pk__in=[stale.pk, fresh.pk]).update(status=Coin.Status.PREDICTED)
     client.force_login(model_owner)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        response = client.post(reverse("admin:training_modelversion_rescore"), {"scope": "stale"}, follow=True)
+        response = client.post(reverse("admin:registry_modelversion_rescore"), {"scope": "stale"}, follow=True)
     assert "Re-scoring 1 coin " in response.content.decode()
     assert len(callbacks) == 1  # coins_rescore_task, after commit
 
@@ -551,7 +539,7 @@ def test_rescore_sends_the_chosen_coins_to_the_service(client, model_owner, djan
 def test_rescore_by_ids_validates_the_list(client, model_owner):
     ModelVersionFactory(version=1, is_production=True)
     client.force_login(model_owner)
-    response = client.post(reverse("admin:training_modelversion_rescore"), {"scope": "ids", "coin_ids": "12, x"})
+    response = client.post(reverse("admin:registry_modelversion_rescore"), {"scope": "ids", "coin_ids": "12, x"})
     assert response.status_code == 200
     assert "is not a coin id" in response.content.decode()
 
@@ -563,12 +551,12 @@ def test_movers_page_lists_coins_whose_year_moved_most(client, curator):
         PredictionFactory(coin=coin, model_version=old, year=before)
         PredictionFactory(coin=coin, model_version=new, year=after)
     client.force_login(curator)
-    page = client.get(reverse("admin:training_modelversion_movers") + "?since=1").content.decode()
+    page = client.get(reverse("admin:registry_modelversion_movers") + "?since=1").content.decode()
     assert page.index(f"Coin #{big.pk}") < page.index(f"Coin #{small.pk}")
     assert "-50" in page and "+3" in page
 
 
 def test_movers_page_for_an_unknown_version_is_404(client, curator):
     client.force_login(curator)
-    assert client.get(reverse("admin:training_modelversion_movers") + "?since=99").status_code == 404
-    assert client.get(reverse("admin:training_modelversion_movers") + "?since=x").status_code == 404
+    assert client.get(reverse("admin:registry_modelversion_movers") + "?since=99").status_code == 404
+    assert client.get(reverse("admin:registry_modelversion_movers") + "?since=x").status_code == 404

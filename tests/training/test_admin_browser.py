@@ -13,53 +13,22 @@ from django.conf import settings
 from django.urls import reverse
 
 from tests.factories import UserFactory
-from training import services
-from training.models import ModelVersion, Promotion
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
-@pytest.fixture
-def browser(monkeypatch):
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make browser-deps` (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # the test's own ORM reads beside Playwright's loop
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
 def alias_version() -> int | None:
-    from training.ml import registry
+    from training.ml import tracking
 
-    return registry.get_alias_version(settings.MLFLOW_MODEL_NAME, "production")
+    return tracking.get_alias_version(settings.MLFLOW_MODEL_NAME, "production")
 
 
 def test_model_owner_promotes_and_rolls_back_with_the_plots_in_view(
-    transactional_db, live_server, browser, production_model, registered_tiny_versions
+    transactional_db, live_server, browser, two_versions
 ):
-    first, second = registered_tiny_versions
-    current = services.model_version_mirror(version=first)
-    candidate = services.model_version_mirror(version=second)
-    ModelVersion.objects.filter(pk=current.pk).update(is_production=True, aliases=["production"])
-    ModelVersion.objects.filter(pk=candidate.pk).update(is_production=False, aliases=[])
-    Promotion.objects.create(to_version=current, action=Promotion.Action.INITIAL)
+    current, candidate = two_versions
     UserFactory(username="owner-b", roles=["model_owner"], is_staff=True)
 
     page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -71,7 +40,7 @@ def test_model_owner_promotes_and_rolls_back_with_the_plots_in_view(
     page.click("input[type=submit]")
 
     # given the candidate's page, its plots come from MLflow and load as images
-    page.goto(live_server.url + reverse("admin:training_modelversion_change", args=[candidate.pk]))
+    page.goto(live_server.url + reverse("admin:registry_modelversion_change", args=[candidate.pk]))
     plots = page.locator("img[data-mt-plot]")
     assert plots.count() == 3
     for index in range(3):
@@ -87,10 +56,10 @@ def test_model_owner_promotes_and_rolls_back_with_the_plots_in_view(
     assert alias_version() == candidate.version
 
     # when the owner rolls back from the list, then the first version serves again
-    page.goto(live_server.url + reverse("admin:training_modelversion_changelist"))
+    page.goto(live_server.url + reverse("admin:registry_modelversion_changelist"))
     page.click(f"text=Roll back to v{current.version}")
     page.wait_for_selector("ul.messagelist li.success")
     assert alias_version() == current.version
-    page.goto(live_server.url + reverse("admin:training_promotion_changelist"))
+    page.goto(live_server.url + reverse("admin:registry_promotion_changelist"))
     assert page.locator("#result_list tbody tr").count() == 3
     page.screenshot(path=str(ARTIFACTS / "admin-promotion-history.png"), full_page=True)

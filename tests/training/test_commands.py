@@ -6,7 +6,6 @@ import http.server
 import io
 import json
 import threading
-import uuid
 
 import mlflow
 import pytest
@@ -14,38 +13,18 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from predictions import inference
 from predictions.models import Coin
 from predictions.services import coin_create
-from training.ml import registry, synthetic
-from training.ml.pretrain import load_base_state
-from training.models import Promotion, TrainingRun
+from registry.models import Promotion
+from training.ml import synthetic, tracking
+from training.ml.pretrain import PretrainConfig, load_base_state
+from training.models import TrainingRun
 
 pytestmark = pytest.mark.django_db
 
 # The date reader from the committed base (the default config), small: one epoch on a few dozen 128 px coins
 # already beats the constant baseline by far (measured: MAE 6.7 against 83), as a model must before it may serve.
-TINY = ["image_size=128", "epochs=1", "folds=2", "batch_size=8", "patience=0"]
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core box OpenMP spin-waiting makes two threads ~25x slower than one."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
-def model_name(settings):
-    settings.MLFLOW_MODEL_NAME = f"coin-year-cmd-{uuid.uuid4().hex[:8]}"
-    settings.EVALUATION_SHARE = 0.25
-    inference.reset()
-    yield settings.MLFLOW_MODEL_NAME
-    inference.reset()
+TINY = ["image_size=128", "epochs=1", "folds=2", "batch_size=8", "patience=0", "serve_int8=false"]
 
 
 @pytest.fixture
@@ -78,7 +57,7 @@ def test_train_retrain_and_evaluate_print_their_tables(model_name, labelled, tmp
     assert "spread: std of predictions" in output and "interval coverage" in output
     assert "now in production" in output
     assert ("does NOT beat the constant baseline" in output) or ("Beats the constant baseline" in output)
-    v1 = registry.get_alias_version(model_name, "production")
+    v1 = tracking.get_alias_version(model_name, "production")
     assert v1 is not None
 
     # retrain: candidate vs production, by decade, on corrected coins, and the verdict
@@ -86,7 +65,7 @@ def test_train_retrain_and_evaluate_print_their_tables(model_name, labelled, tmp
     assert f"production v{v1}" in output and "candidate v" in output
     assert "MAE by decade" in output and "corrected coins" in output
     assert "Verdict: " in output
-    assert registry.get_alias_version(model_name, "production") == v1 or "PROMOTED" in output
+    assert tracking.get_alias_version(model_name, "production") == v1 or "PROMOTED" in output
 
     # evaluate: a labels.csv folder
     synthetic.write_dataset(tmp_path / "data", count=6, seed=77, size=64)
@@ -147,7 +126,7 @@ def test_bootstrap_demo_sets_everything_up_once(model_name, settings, tmp_path, 
     users = {u.username: u for u in get_user_model().objects.filter(username__in=["collector", "curator", "owner"])}
     assert set(users) == {"collector", "curator", "owner"}
     assert users["curator"].is_staff and users["owner"].is_staff and not users["collector"].is_staff
-    assert users["owner"].has_perm("training.promote_modelversion")
+    assert users["owner"].has_perm("registry.promote_modelversion")
     assert users["curator"].has_perm("predictions.review_coin")
     credentials = (tmp_path / "demo-credentials.txt").read_text()
     for line in credentials.splitlines():
@@ -155,7 +134,7 @@ def test_bootstrap_demo_sets_everything_up_once(model_name, settings, tmp_path, 
         assert users[username].check_password(password)
         assert password in output, "printed once when created"
     assert Coin.objects.filter(source=Coin.Source.DEMO, owner=users["collector"]).count() == 24
-    assert registry.get_alias_version(model_name, "production") is not None
+    assert tracking.get_alias_version(model_name, "production") is not None
     assert "training the first one" in output and "roughly" in output
     runs, coins, promotions = TrainingRun.objects.count(), Coin.objects.count(), Promotion.objects.count()
 
@@ -251,7 +230,10 @@ def test_pretrain_writes_the_base_with_its_lineage_and_logs_it_to_mlflow(tmp_pat
     assert "trunk.body.0.0.weight" in state and train_config["head"] == "reader"
     lineage = json.loads(out.with_suffix(".json").read_text())
     assert lineage["generator_version"] and lineage["code_commit"]
-    assert lineage["manifest"]["count"] == 12 and lineage["manifest"]["seed"] == 1001
+    manifest = PretrainConfig.load()
+    assert lineage["manifest"]["count"] == 12 and lineage["manifest"]["seed"] == manifest.seed
+    assert lineage["manifest"]["assorted_share"] == manifest.assorted_share
+    assert (lineage["resumed_from"] is not None) == manifest.resume  # the base it continued from, kept
     assert {"exact", "mae", "baseline_mae"} <= set(lineage["metrics"])
     assert "base reader written to" in output
     experiment = mlflow.get_experiment_by_name("coin-year-base")

@@ -3,8 +3,6 @@ promotion and rollback, worse candidates rejected, failures and cancellations th
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
@@ -12,39 +10,23 @@ from django.core.exceptions import PermissionDenied
 from predictions import inference
 from predictions.models import Coin
 from predictions.services import coin_correct, coin_create
+from registry.models import ModelVersion, Promotion
+from registry.services import model_version_promote, model_version_rollback
 from tests.factories import UserFactory
-from training import services
-from training.ml import registry, synthetic
-from training.models import ModelVersion, Promotion, TrainingRun
+from training.errors import ERROR_MAX_CHARS
+from training.ml import synthetic, tracking
+from training.models import TrainingRun
+from training.selectors import rescore_movers
+from training.services.rescore import coins_rescore_now
+from training.services.runs import training_run_cancel, training_run_execute, training_run_start
 
 pytestmark = [pytest.mark.django_db(transaction=False), pytest.mark.slow]
 
 # The date reader from the committed base (the default config), small: one epoch on a few dozen 128 px coins
 # already beats the constant baseline by far (measured: MAE 6.7 against 83), as a model must before it may serve.
-TINY = ["image_size=128", "epochs=1", "folds=2", "batch_size=8", "patience=0"]
+TINY = ["image_size=128", "epochs=1", "folds=2", "batch_size=8", "patience=0", "serve_int8=false"]
 # Trains nothing useful: a learning rate of ~0 and a year range far from the coins' (the output stays near 1050).
 BROKEN = [*TINY, "lr=1e-12", "year_min=1000", "year_max=1100"]
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core box OpenMP spin-waiting makes two threads ~25x slower than one."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
-def model_name(settings):
-    """A model name of this test alone: the session's MLflow store is shared, the registry state must not be."""
-    settings.MLFLOW_MODEL_NAME = f"coin-year-test-{uuid.uuid4().hex[:8]}"
-    settings.EVALUATION_SHARE = 0.25
-    inference.reset()
-    yield settings.MLFLOW_MODEL_NAME
-    inference.reset()
 
 
 def add_coins(owner, count: int, *, seed: int, verified: bool = True) -> list[Coin]:
@@ -63,12 +45,12 @@ def add_coins(owner, count: int, *, seed: int, verified: bool = True) -> list[Co
 
 
 def train(overrides=TINY, **kwargs) -> TrainingRun:
-    run = services.training_run_start(overrides=overrides, enqueue=False, **kwargs)
-    return services.training_run_execute(run_id=run.id)
+    run = training_run_start(overrides=overrides, enqueue=False, **kwargs)
+    return training_run_execute(run_id=run.id)
 
 
 def production_version(name: str) -> int | None:
-    return registry.get_alias_version(name, "production")
+    return tracking.get_alias_version(name, "production")
 
 
 @pytest.fixture
@@ -144,7 +126,7 @@ def test_retraining_is_compared_with_production_then_promoted_and_rolled_back(
     assert comparison["verdict"] in ("recommended", "rejected") and run.verdict == comparison["verdict"]
 
     # when: the owner promotes v2
-    promotion = services.model_version_promote(version=v2, actor=model_owner)
+    promotion = model_version_promote(version=v2, actor=model_owner)
 
     # then: alias and mirror moved together, with an audit row
     assert production_version(model_name) == v2
@@ -157,7 +139,7 @@ def test_retraining_is_compared_with_production_then_promoted_and_rolled_back(
     assert (promotion.from_version.version, promotion.to_version.version, promotion.actor) == (v1, v2, model_owner)
 
     # when: the owner rolls back
-    rollback = services.model_version_rollback(actor=model_owner)
+    rollback = model_version_rollback(actor=model_owner)
 
     # then: v1 serves again
     assert production_version(model_name) == v1
@@ -171,7 +153,7 @@ def test_only_model_owners_promote_a_registered_version(first_version, model_nam
     version = production_version(model_name)
 
     with pytest.raises(PermissionDenied):
-        services.model_version_promote(version=version, actor=user)
+        model_version_promote(version=version, actor=user)
 
     assert Promotion.objects.count() == 1  # only the initial one
 
@@ -187,7 +169,7 @@ def test_worse_candidate_is_rejected_and_never_promoted_even_with_auto_promote(f
     assert run.comparison["verdict"] == "rejected"
     assert run.comparison["candidate"]["mae"] > run.comparison["production"]["mae"]
     assert production_version(model_name) == v1
-    assert registry.get_alias_version(model_name, "staging") is None
+    assert tracking.get_alias_version(model_name, "staging") is None
     assert not run.model_version.is_production
     assert Promotion.objects.count() == 1
 
@@ -210,7 +192,7 @@ def test_better_candidate_is_recommended_staged_and_auto_promoted(model_name, co
     add_coins(collector, 32, seed=11)
     broken = train(BROKEN)
     assert broken.status == TrainingRun.Status.SUCCEEDED, broken.error
-    services.model_version_promote(version=broken.model_version.version, actor=model_owner)  # a bad Production, by hand
+    model_version_promote(version=broken.model_version.version, actor=model_owner)  # a bad Production, by hand
     settings.AUTO_PROMOTE = True
 
     run = train()
@@ -224,18 +206,18 @@ def test_better_candidate_is_recommended_staged_and_auto_promoted(model_name, co
 
 def test_run_that_raises_mid_way_leaves_production_alone(first_version, model_name):
     v1 = production_version(model_name)
-    versions_before = registry.list_versions(model_name)
+    versions_before = tracking.list_versions(model_name)
 
     def explode(fold, epoch, metrics):
         raise RuntimeError("GPU fell off the bus")
 
-    run = services.training_run_start(overrides=TINY, enqueue=False)
-    run = services.training_run_execute(run_id=run.id, on_epoch=explode)
+    run = training_run_start(overrides=TINY, enqueue=False)
+    run = training_run_execute(run_id=run.id, on_epoch=explode)
 
     assert run.status == TrainingRun.Status.FAILED
     assert "GPU fell off the bus" in run.error
     assert production_version(model_name) == v1
-    assert registry.list_versions(model_name) == versions_before, "nothing registered"
+    assert tracking.list_versions(model_name) == versions_before, "nothing registered"
     assert ModelVersion.objects.get(name=model_name, is_production=True).version == v1
 
 
@@ -248,25 +230,25 @@ def test_run_whose_photo_file_vanished_fails_and_leaves_production_alone(first_v
     run = train()
 
     assert run.status == TrainingRun.Status.FAILED
-    assert run.error and len(run.error) <= services.ERROR_MAX_CHARS
+    assert run.error and len(run.error) <= ERROR_MAX_CHARS
     assert production_version(model_name) == v1
     assert not TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING).exists()
 
 
 def test_cancelled_run_stops_and_leaves_production_alone(first_version, model_name, model_owner):
     v1 = production_version(model_name)
-    versions_before = registry.list_versions(model_name)
-    run = services.training_run_start(overrides=[*TINY, "epochs=3"], enqueue=False)
+    versions_before = tracking.list_versions(model_name)
+    run = training_run_start(overrides=[*TINY, "epochs=3"], enqueue=False)
 
     def owner_cancels(fold, epoch, metrics):
-        services.training_run_cancel(run=run, actor=model_owner)
+        training_run_cancel(run=run, actor=model_owner)
 
-    run = services.training_run_execute(run_id=run.id, on_epoch=owner_cancels)
+    run = training_run_execute(run_id=run.id, on_epoch=owner_cancels)
 
     assert run.status == TrainingRun.Status.CANCELLED and "cancel" in run.error
     assert run.progress["epoch"] == 1, "it stopped at the first check after the request"
     assert production_version(model_name) == v1
-    assert registry.list_versions(model_name) == versions_before
+    assert tracking.list_versions(model_name) == versions_before
 
 
 def test_fine_tune_starts_from_production_and_is_compared(first_version, model_name, settings):
@@ -286,7 +268,7 @@ def test_fine_tune_starts_from_production_and_is_compared(first_version, model_n
 
 def test_fine_tune_that_regresses_is_discarded_without_registering(first_version, model_name):
     v1 = production_version(model_name)
-    versions_before = registry.list_versions(model_name)
+    versions_before = tracking.list_versions(model_name)
 
     # a learning rate this large wrecks Production's weights within one epoch
     run = train([*TINY, "lr=500", "fine_tune_epochs=1"], fine_tune=True)
@@ -294,7 +276,7 @@ def test_fine_tune_that_regresses_is_discarded_without_registering(first_version
     assert run.status == TrainingRun.Status.SUCCEEDED
     assert run.verdict == TrainingRun.Verdict.REJECTED
     assert "regressed" in run.error and "discarded" in run.error
-    assert registry.list_versions(model_name) == versions_before, "nothing registered"
+    assert tracking.list_versions(model_name) == versions_before, "nothing registered"
     assert production_version(model_name) == v1
 
 
@@ -306,12 +288,12 @@ def test_rescore_after_promotion_lists_the_movers(first_version, model_name, col
     # a second version to move to
     run = train([*TINY, "seed=7"])
     v2 = run.model_version.version
-    services.model_version_promote(version=v2, actor=model_owner)
+    model_version_promote(version=v2, actor=model_owner)
 
-    done = services.coins_rescore_now(coin_ids=[coin.id for coin in coins])
+    done = coins_rescore_now(coin_ids=[coin.id for coin in coins])
 
     assert done == 3
-    movers = services.rescore_movers(since_version=v1)
+    movers = rescore_movers(since_version=v1)
     assert {m["coin_id"] for m in movers} == {coin.id for coin in coins}
     assert all(m["new_version"] == v2 and m["moved"] == abs(m["new_year"] - m["old_year"]) for m in movers)
     assert [m["moved"] for m in movers] == sorted((m["moved"] for m in movers), reverse=True)
@@ -381,7 +363,7 @@ def test_end_to_end_learning_loop_through_the_admin(
 
     # the owner promotes v2; the next upload is predicted by v2 without a restart
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(reverse("admin:training_modelversion_promote", args=[second.model_version.pk]))
+        response = client.post(reverse("admin:registry_modelversion_promote", args=[second.model_version.pk]))
     assert response.status_code == 302
     assert production_version(model_name) == v2
     client.force_login(collector)
@@ -391,7 +373,7 @@ def test_end_to_end_learning_loop_through_the_admin(
     # rolling back returns to v1, for the next prediction too
     client.force_login(model_owner)
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(reverse("admin:training_modelversion_rollback"))
+        response = client.post(reverse("admin:registry_modelversion_rollback"))
     assert response.status_code == 302
     assert production_version(model_name) == v1
     client.force_login(collector)

@@ -10,9 +10,16 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
 from predictions.models import Coin
+from registry.models import Promotion
+from registry.services import model_version_promote, model_version_rollback
 from tests.factories import CoinFactory, PredictionFactory, UserFactory
-from training import services
-from training.models import DatasetVersion, Promotion, TrainingRun
+from training.errors import ERROR_MAX_CHARS, TrainingBusy, TrainingLeaseLost, error_text
+from training.models import DatasetVersion, TrainingRun
+from training.selectors import dataset_manifest, labelled_coins, new_labels_count
+from training.services.datasets import dataset_freeze, dataset_samples
+from training.services.lease import _lease_acquire, _lease_renew, training_run_reap_stale
+from training.services.runs import training_run_cancel, training_run_execute, training_run_start
+from training.services.schedule import retrain_if_enough_labels
 
 pytestmark = pytest.mark.django_db
 
@@ -40,8 +47,8 @@ def ids(dataset: DatasetVersion) -> set[int]:
 def test_same_data_frozen_twice_gives_one_dataset_version():
     verified_coins(12)
 
-    first = services.dataset_freeze(kind=DatasetVersion.Kind.TRAINING)
-    second = services.dataset_freeze(kind=DatasetVersion.Kind.TRAINING)
+    first = dataset_freeze(kind=DatasetVersion.Kind.TRAINING)
+    second = dataset_freeze(kind=DatasetVersion.Kind.TRAINING)
 
     assert first.pk == second.pk
     assert DatasetVersion.objects.filter(kind=DatasetVersion.Kind.TRAINING).count() == 1
@@ -49,10 +56,10 @@ def test_same_data_frozen_twice_gives_one_dataset_version():
 
 def test_new_label_gives_a_new_dataset_version():
     verified_coins(12)
-    first = services.dataset_freeze()
+    first = dataset_freeze()
 
     verified_coins(1, year=1990)
-    second = services.dataset_freeze()
+    second = dataset_freeze()
 
     assert second.pk != first.pk
     assert second.coin_count == first.coin_count + 1 or ids(second) == ids(first)  # the new coin may be held out
@@ -61,15 +68,15 @@ def test_new_label_gives_a_new_dataset_version():
 def test_evaluation_set_never_overlaps_training_set_and_is_stable_when_coins_are_added(settings):
     settings.EVALUATION_SHARE = 0.3
     verified_coins(40)
-    training = services.dataset_freeze(kind=DatasetVersion.Kind.TRAINING)
-    evaluation = services.dataset_freeze(kind=DatasetVersion.Kind.EVALUATION)
+    training = dataset_freeze(kind=DatasetVersion.Kind.TRAINING)
+    evaluation = dataset_freeze(kind=DatasetVersion.Kind.EVALUATION)
     assert ids(evaluation), "with 40 coins and a 30% share some coins are held out"
     assert not ids(training) & ids(evaluation)
-    assert ids(training) | ids(evaluation) == set(services.labelled_coins().values_list("id", flat=True))
+    assert ids(training) | ids(evaluation) == set(labelled_coins().values_list("id", flat=True))
 
     verified_coins(40, year=1950)
-    training_later = services.dataset_freeze(kind=DatasetVersion.Kind.TRAINING)
-    evaluation_later = services.dataset_freeze(kind=DatasetVersion.Kind.EVALUATION)
+    training_later = dataset_freeze(kind=DatasetVersion.Kind.TRAINING)
+    evaluation_later = dataset_freeze(kind=DatasetVersion.Kind.EVALUATION)
 
     assert ids(evaluation) <= ids(evaluation_later), "a held-out coin stays held out"
     assert ids(training) <= ids(training_later), "a training coin never moves into the evaluation set"
@@ -81,7 +88,7 @@ def test_only_verified_non_excluded_coins_are_labels_raw_predictions_never_are(o
     predicted_only = PredictionFactory(year=1901, coin__owner=owner).coin  # a raw prediction, never verified
     excluded = CoinFactory(owner=owner, verified_year=1900, excluded_from_training=True)
 
-    rows = services.dataset_manifest(kind=DatasetVersion.Kind.TRAINING) + services.dataset_manifest(
+    rows = dataset_manifest(kind=DatasetVersion.Kind.TRAINING) + dataset_manifest(
         kind=DatasetVersion.Kind.EVALUATION
     )
 
@@ -97,7 +104,7 @@ def test_hard_examples_weigh_more(settings, owner):
     easy = PredictionFactory(year=1880, coin__verified_year=1885, coin__owner=owner).coin
     hard = PredictionFactory(year=1880, coin__verified_year=1950, coin__owner=owner).coin
 
-    weights = {row["coin_id"]: row["weight"] for row in services.dataset_freeze().manifest}
+    weights = {row["coin_id"]: row["weight"] for row in dataset_freeze().manifest}
 
     assert weights[hard.id] == 3.0
     assert weights[easy.id] == 1.0
@@ -106,10 +113,10 @@ def test_hard_examples_weigh_more(settings, owner):
 def test_dataset_samples_use_the_frozen_years_and_weights_and_the_stored_photos(settings, owner):
     settings.EVALUATION_SHARE = 0.0
     coin = PredictionFactory(year=1700, coin__verified_year=1900, coin__owner=owner).coin
-    dataset = services.dataset_freeze()
+    dataset = dataset_freeze()
     Coin.objects.filter(pk=coin.pk).update(verified_year=1901)  # changed after the freeze
 
-    [sample] = services.dataset_samples(dataset=dataset)
+    [sample] = dataset_samples(dataset=dataset)
 
     assert sample.year == 1900
     assert sample.weight == settings.HARD_EXAMPLE_WEIGHT
@@ -122,7 +129,7 @@ def test_dataset_samples_use_the_frozen_years_and_weights_and_the_stored_photos(
 
 def test_training_run_start_queues_a_run_with_the_validated_config(model_owner, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        run = services.training_run_start(requested_by=model_owner, overrides=["epochs=3", "folds=2"])
+        run = training_run_start(requested_by=model_owner, overrides=["epochs=3", "folds=2"])
 
     assert run.status == TrainingRun.Status.QUEUED
     assert run.config["epochs"] == 3 and run.config["folds"] == 2
@@ -132,7 +139,7 @@ def test_training_run_start_queues_a_run_with_the_validated_config(model_owner, 
 
 def test_training_run_start_with_an_unknown_key_names_it():
     with pytest.raises(ValidationError) as excinfo:
-        services.training_run_start(overrides=["epohcs=3"])
+        training_run_start(overrides=["epohcs=3"])
 
     assert "epohcs" in str(excinfo.value)
     assert not TrainingRun.objects.exists()
@@ -143,7 +150,7 @@ def test_only_model_owners_start_training(role):
     user = AnonymousUser() if role is None else UserFactory(roles=[role])
 
     with pytest.raises(PermissionDenied):
-        services.training_run_start(requested_by=user, overrides=["epochs=1"])
+        training_run_start(requested_by=user, overrides=["epochs=1"])
 
     assert not TrainingRun.objects.exists()
 
@@ -151,7 +158,7 @@ def test_only_model_owners_start_training(role):
 def test_cancelling_a_queued_run_cancels_it_at_once(model_owner):
     run = TrainingRun.objects.create(config={})
 
-    run = services.training_run_cancel(run=run, actor=model_owner)
+    run = training_run_cancel(run=run, actor=model_owner)
 
     assert run.status == TrainingRun.Status.CANCELLED
     assert run.cancel_requested
@@ -160,7 +167,7 @@ def test_cancelling_a_queued_run_cancels_it_at_once(model_owner):
 def test_cancelling_a_running_run_asks_it_to_stop(model_owner):
     run = TrainingRun.objects.create(config={}, status=TrainingRun.Status.RUNNING, heartbeat_at=timezone.now())
 
-    run = services.training_run_cancel(run=run, actor=model_owner)
+    run = training_run_cancel(run=run, actor=model_owner)
 
     assert run.status == TrainingRun.Status.RUNNING
     assert run.cancel_requested
@@ -172,7 +179,7 @@ def test_only_model_owners_cancel_training(role):
     run = TrainingRun.objects.create(config={})
 
     with pytest.raises(PermissionDenied):
-        services.training_run_cancel(run=run, actor=user)
+        training_run_cancel(run=run, actor=user)
 
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.QUEUED and not run.cancel_requested
@@ -181,7 +188,7 @@ def test_only_model_owners_cancel_training(role):
 def test_execute_ignores_a_run_that_is_not_queued():
     run = TrainingRun.objects.create(config={}, status=TrainingRun.Status.SUCCEEDED)
 
-    assert services.training_run_execute(run_id=run.pk).status == TrainingRun.Status.SUCCEEDED
+    assert training_run_execute(run_id=run.pk).status == TrainingRun.Status.SUCCEEDED
 
 
 # --- the lock ----------------------------------------------------------------------------------------------------------
@@ -191,8 +198,8 @@ def test_second_run_is_refused_while_another_holds_the_lease():
     holder = TrainingRun.objects.create(config={}, status=TrainingRun.Status.RUNNING, heartbeat_at=timezone.now())
     waiting = TrainingRun.objects.create(config={})
 
-    with pytest.raises(services.TrainingBusy) as excinfo:
-        services.training_run_execute(run_id=waiting.pk)
+    with pytest.raises(TrainingBusy) as excinfo:
+        training_run_execute(run_id=waiting.pk)
 
     assert excinfo.value.holder == holder
     waiting.refresh_from_db()
@@ -214,7 +221,7 @@ def test_expired_lease_of_a_dead_worker_is_taken_over(settings):
     )
     waiting = TrainingRun.objects.create(config={})
 
-    assert services._lease_acquire(waiting)
+    assert _lease_acquire(waiting)
 
     dead.refresh_from_db()
     waiting.refresh_from_db()
@@ -229,7 +236,7 @@ def test_reaper_marks_only_stale_running_runs_failed(settings):
     )
     queued = TrainingRun.objects.create(config={})
 
-    assert services.training_run_reap_stale() == [stale.pk]
+    assert training_run_reap_stale() == [stale.pk]
 
     stale.refresh_from_db()
     queued.refresh_from_db()
@@ -241,7 +248,7 @@ def test_reaper_leaves_a_live_run_alone(settings):
     settings.TRAINING_LEASE_SECONDS = 60
     live = TrainingRun.objects.create(config={}, status=TrainingRun.Status.RUNNING, heartbeat_at=timezone.now())
 
-    assert services.training_run_reap_stale() == []
+    assert training_run_reap_stale() == []
     live.refresh_from_db()
     assert live.status == TrainingRun.Status.RUNNING
 
@@ -250,10 +257,10 @@ def test_a_reaped_worker_that_wakes_up_writes_nothing(settings):
     settings.TRAINING_LEASE_SECONDS = 60
     run = TrainingRun.objects.create(config={}, status=TrainingRun.Status.RUNNING, heartbeat_at=timezone.now())
     TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=2))
-    services.training_run_reap_stale()
+    training_run_reap_stale()
 
-    with pytest.raises(services.TrainingLeaseLost):
-        services._lease_renew(run.pk, progress={"epoch": 3})
+    with pytest.raises(TrainingLeaseLost):
+        _lease_renew(run.pk, progress={"epoch": 3})
 
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.FAILED and run.progress == {}
@@ -262,9 +269,9 @@ def test_a_reaped_worker_that_wakes_up_writes_nothing(settings):
 def test_error_text_is_short_and_hides_credentials():
     error = RuntimeError("cannot reach postgres://coinsite:s3cret@db.internal/coinsite " + "x" * 2000)
 
-    text = services._error_text(error)
+    text = error_text(error)
 
-    assert "s3cret" not in text and "RuntimeError" in text and len(text) <= services.ERROR_MAX_CHARS
+    assert "s3cret" not in text and "RuntimeError" in text and len(text) <= ERROR_MAX_CHARS
 
 
 # --- promotion permissions (checked before anything is touched) ----------------------------------------------------
@@ -275,21 +282,21 @@ def test_only_model_owners_promote(role):
     user = AnonymousUser() if role is None else UserFactory(roles=[role])
 
     with pytest.raises(PermissionDenied):
-        services.model_version_promote(version=1, actor=user)
+        model_version_promote(version=1, actor=user)
     with pytest.raises(PermissionDenied):
-        services.model_version_rollback(actor=user)
+        model_version_rollback(actor=user)
 
     assert not Promotion.objects.exists()
 
 
 def test_nobody_promotes_by_hand_as_the_system():
     with pytest.raises(PermissionDenied):
-        services.model_version_promote(version=1, actor=None, action=Promotion.Action.PROMOTE)
+        model_version_promote(version=1, actor=None, action=Promotion.Action.PROMOTE)
 
 
 def test_rollback_without_history_is_refused(model_owner):
     with pytest.raises(ValidationError):
-        services.model_version_rollback(actor=model_owner)
+        model_version_rollback(actor=model_owner)
 
 
 # --- the schedule ------------------------------------------------------------------------------------------------------
@@ -298,11 +305,11 @@ def test_rollback_without_history_is_refused(model_owner):
 def test_retrain_starts_a_run_only_with_enough_new_labels(settings, django_capture_on_commit_callbacks):
     settings.RETRAIN_MIN_NEW_LABELS = 5
     verified_coins(4)
-    assert services.retrain_if_enough_labels() is None
+    assert retrain_if_enough_labels() is None
 
     verified_coins(1, year=1999)
     with django_capture_on_commit_callbacks(execute=False):
-        run = services.retrain_if_enough_labels()
+        run = retrain_if_enough_labels()
 
     assert run is not None and run.status == TrainingRun.Status.QUEUED
 
@@ -313,18 +320,18 @@ def test_retrain_counts_only_labels_new_since_the_last_run(settings, django_capt
     TrainingRun.objects.create(
         config={},
         status=TrainingRun.Status.SUCCEEDED,
-        dataset_version=services.dataset_freeze(kind=DatasetVersion.Kind.TRAINING),
-        evaluation_dataset=services.dataset_freeze(kind=DatasetVersion.Kind.EVALUATION),
+        dataset_version=dataset_freeze(kind=DatasetVersion.Kind.TRAINING),
+        evaluation_dataset=dataset_freeze(kind=DatasetVersion.Kind.EVALUATION),
     )
     verified_coins(2, year=1990)
-    assert services.new_labels_count() == 2
-    assert services.retrain_if_enough_labels() is None
+    assert new_labels_count() == 2
+    assert retrain_if_enough_labels() is None
 
     corrected = Coin.objects.filter(verified_year=1850).first()
     Coin.objects.filter(pk=corrected.pk).update(verified_year=1855)  # a changed year is a new label too
-    assert services.new_labels_count() == 3
+    assert new_labels_count() == 3
     with django_capture_on_commit_callbacks(execute=False):
-        assert services.retrain_if_enough_labels() is not None
+        assert retrain_if_enough_labels() is not None
 
 
 def test_retrain_does_nothing_while_a_run_is_queued_or_running(settings):
@@ -332,7 +339,7 @@ def test_retrain_does_nothing_while_a_run_is_queued_or_running(settings):
     verified_coins(5)
     TrainingRun.objects.create(config={})
 
-    assert services.retrain_if_enough_labels() is None
+    assert retrain_if_enough_labels() is None
     assert TrainingRun.objects.count() == 1
 
 
@@ -350,7 +357,7 @@ def test_promoting_a_version_that_is_not_registered_is_refused(model_owner, sett
     settings.MLFLOW_MODEL_NAME = "coin-year-never-registered"
 
     with pytest.raises(ValidationError, match="no registered version 7"):
-        services.model_version_promote(version=7, actor=model_owner)
+        model_version_promote(version=7, actor=model_owner)
 
     assert not Promotion.objects.exists()
 
@@ -359,7 +366,7 @@ def test_fine_tuning_needs_a_production_version(model_owner, settings):
     settings.MLFLOW_MODEL_NAME = "coin-year-never-registered"
 
     with pytest.raises(ValidationError) as excinfo:
-        services.training_run_start(requested_by=model_owner, fine_tune=True)
+        training_run_start(requested_by=model_owner, fine_tune=True)
 
     assert "fine_tune" in excinfo.value.error_dict
     assert not TrainingRun.objects.exists()
@@ -368,16 +375,16 @@ def test_fine_tuning_needs_a_production_version(model_owner, settings):
 def test_the_first_model_in_production_predicts_the_coins_that_waited_for_it(
     production_model, model_owner, collector, django_capture_on_commit_callbacks
 ):
-    from predictions import inference
-    from training.ml import registry
+    from registry import serving
+    from training.ml import tracking
 
-    registry.delete_alias("coin-year", "production")  # as on a fresh install: coins uploaded, no model yet
-    inference.reset()
+    tracking.delete_alias("coin-year", "production")  # as on a fresh install: coins uploaded, no model yet
+    serving.reset()
     waiting = [CoinFactory(owner=collector) for _ in range(3)]
     assert {coin.status for coin in waiting} == {Coin.Status.PENDING}
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.model_version_promote(version=production_model, actor=model_owner)
+        model_version_promote(version=production_model, actor=model_owner)
 
     for coin in waiting:
         coin.refresh_from_db()

@@ -48,13 +48,13 @@ def test_execute_task_leaves_the_run_queued_while_another_holds_the_lock():
 
 
 def test_start_enqueues_the_execute_task_after_commit(django_capture_on_commit_callbacks, monkeypatch):
-    from training import services
+    from training.services.runs import training_run_start
 
     sent = []
     monkeypatch.setattr(tasks.training_run_execute_task, "delay", lambda run_id: sent.append(run_id))
 
     with django_capture_on_commit_callbacks(execute=True):
-        run = services.training_run_start(overrides=["epochs=1"])
+        run = training_run_start(overrides=["epochs=1"])
         assert sent == [], "nothing is sent before the commit"
 
     assert sent == [run.id]
@@ -88,27 +88,27 @@ def test_retrain_task_starts_a_run_only_with_enough_new_labels(settings, collect
 
 
 def test_rescore_enqueues_one_task_for_the_chosen_coins(collector, django_capture_on_commit_callbacks, monkeypatch):
-    from training import services
+    from training.services.rescore import coins_rescore
 
     sent = []
     monkeypatch.setattr(tasks.coins_rescore_task, "delay", lambda coin_ids: sent.append(coin_ids))
     coins = [CoinFactory(owner=collector) for _ in range(2)]
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.coins_rescore(coin_ids=[c.id for c in coins]) == 2
+        assert coins_rescore(coin_ids=[c.id for c in coins]) == 2
 
     assert sent == [[c.id for c in coins]]
 
 
 def test_a_finished_run_hands_the_lock_to_the_oldest_queued_run(settings, django_capture_on_commit_callbacks):
-    from training import services
+    from training.services.runs import training_run_execute, training_run_start
 
     settings.MLFLOW_MODEL_NAME = "coin-year-handover"
-    first = services.training_run_start(overrides=["folds=2"], enqueue=False)
-    waiting = services.training_run_start(overrides=["folds=2"], enqueue=False)
+    first = training_run_start(overrides=["folds=2"], enqueue=False)
+    waiting = training_run_start(overrides=["folds=2"], enqueue=False)
 
     with django_capture_on_commit_callbacks(execute=True):
-        first = services.training_run_execute(run_id=first.id)  # fails at once: no labelled coins yet
+        first = training_run_execute(run_id=first.id)  # fails at once: no labelled coins yet
 
     waiting.refresh_from_db()
     assert first.status == TrainingRun.Status.FAILED

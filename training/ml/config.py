@@ -44,6 +44,7 @@ class TrainConfig:
     head_hidden: int = 256
     dropout: float = 0.1
     weights_path: str | None = None
+    serve_int8: bool = True  # register an int8 ONNX graph beside float32, served when it agrees (training.ml.quantize)
     # optimisation
     epochs: int = 20
     batch_size: int = 32

@@ -1,7 +1,7 @@
 """The registered model: the K fold models of a run, averaged, with a calibrated interval; and its ONNX twin.
 
 prediction = mean of the fold models' years; interval = prediction ± sqrt(base² + spread_coef * s²), s the std of
-the fold predictions for that coin (see train.IntervalCalibration for why and how base and spread_coef are fitted).
+the fold predictions for that coin (see interval.IntervalCalibration for why and how base and spread_coef are fitted).
 The ONNX export computes exactly the same graph, so serving on ONNX Runtime (about 1 ms for a pair at batch 1 on
 CPU, against about 8 ms eager) and on PyTorch give the same years.
 """
@@ -72,7 +72,7 @@ class CoinYearEnsemble(nn.Module):
     def from_states(
         cls, states: Sequence[Mapping[str, torch.Tensor]], config: TrainConfig, calibration: Any = None
     ) -> CoinYearEnsemble:
-        """Rebuild from fold state dicts; ``calibration`` is a train.IntervalCalibration, a dict of it, or None."""
+        """Rebuild from fold state dicts; ``calibration`` is an interval.IntervalCalibration, a dict of it, or None."""
         calib = _calibration_dict(calibration)
         build_config = dataclasses.replace(config, weights_path=None, init_from=None)  # the states hold every weight
         models = []
@@ -278,11 +278,11 @@ def check_onnx(ensemble: CoinYearEnsemble, path: str | Path, config: TrainConfig
     float32 kernels differ between the runtimes, and served years are whole numbers, so 1e-3 still catches a broken
     export (wrong normalisation, missing fold, swapped sides) while not failing a good training run.
     """
-    import onnx
+    import onnx  # lazy: not among the served model's requirements (packaging.pip_requirements); exporting needs it
 
     onnx.checker.check_model(str(path))
     try:
-        import onnxruntime  # noqa: F401
+        import onnxruntime  # noqa: F401  (optional: loading falls back to PyTorch without it)
     except ImportError:  # pragma: no cover - without a runtime only the graph check is possible
         return 0.0
     front, back = _example_inputs(config, batch, seed=1)
@@ -369,7 +369,7 @@ def _numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
 
 def _ort_session(path: Path, threads: int | None):
     try:
-        import onnxruntime as ort
+        import onnxruntime as ort  # optional: without it the caller serves the PyTorch ensemble
     except ImportError:
         return None
     options = ort.SessionOptions()

@@ -6,7 +6,7 @@ POST /invocations ``{"inputs": [{"front_image_base64": "...", "back_image_base64
 CoinPhotos) gives the model its signature, so MLflow validates the JSON and hands us CoinPhotos objects.
 
 Decoding and preprocessing are training.ml.images' (decode_base64, then preprocess_batch: the same evaluation path
-as training), and the predictor is built by training.ml.registry.predictor_from_files, the same function the
+as training), and the predictor is built by training.ml.tracking.predictor_from_files, the same function the
 Django inference workers use, so the three roads to a year (in memory, load_predictor, this pyfunc) cannot drift.
 A photo that is not valid base64 or not an image raises MlflowException INVALID_PARAMETER_VALUE (HTTP 400) naming
 the input and the side, never a 500.
@@ -15,6 +15,7 @@ No ``from __future__ import annotations`` here: MLflow reads the predict type hi
 """
 
 import os
+import re
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -22,6 +23,10 @@ import mlflow  # noqa: E402
 import pydantic  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.pyfunc import PythonModel, PythonModelContext  # noqa: E402
+
+from training.ml import images  # noqa: E402
+from training.ml.ensemble import prediction_details  # noqa: E402
+from training.ml.tracking.loading import predictor_from_files  # noqa: E402
 
 # Rows per forward pass: bounds memory for a large request without changing any result.
 CHUNK = 32
@@ -47,16 +52,12 @@ class CoinYearModel(PythonModel):
     """
 
     def load_context(self, context: PythonModelContext) -> None:
-        from training.ml.registry import predictor_from_files
-
         backend = os.environ.get("COINSITE_MODEL_BACKEND", "").strip().lower() or "auto"
         self.predictor, self.config, self.backend, self.calibration = predictor_from_files(
             context.artifacts, backend=backend
         )
 
     def _decode(self, model_input) -> list[tuple[bytes, bytes]]:
-        from training.ml import images
-
         pairs = []
         for index, item in enumerate(model_input):
             if isinstance(item, dict):
@@ -84,9 +85,6 @@ class CoinYearModel(PythonModel):
         scoring server wraps whatever predict returns in {"predictions": ...}, so a parallel top-level "details"
         key cannot come from `mlflow models serve`; /api/predict answers both lists.
         """
-        from training.ml import images
-        from training.ml.ensemble import prediction_details
-
         want_details = bool((params or {}).get("details"))
         calibration = self.calibration.get("calibration") or self.calibration
         pairs = self._decode(model_input)
@@ -107,8 +105,6 @@ class CoinYearModel(PythonModel):
 
 def _request_field(field, offset: int, count: int) -> str:
     """preprocess_batch's field ("front_image", or "inputs[i].front_image" in a batch) as the request names it."""
-    import re
-
     match = re.fullmatch(r"(?:inputs\[(\d+)\]\.)?(front|back)_image", field or "")
     if not match:
         return field or "inputs"

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from predictions import services
+from predictions.management.owners import command_owner
 from predictions.models import Coin
+from training.ml import synthetic
 
 DEFAULT_OWNER = "demo"
 
@@ -38,9 +39,6 @@ class Command(BaseCommand):
     def handle(
         self, *args, count: int, seed: int, out: Path | None, owner: str | None, style: str = "classic", **options
     ) -> None:
-        # Imported here so that `--help` works even while the ML package is incomplete.
-        from training.ml import synthetic
-
         if count < 0:
             raise CommandError("--count must be 0 or more.")
         quiet = options["verbosity"] == 0
@@ -51,7 +49,7 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS(f"Wrote {count} coin pair(s) and {labels}."))
             return
 
-        user = self._owner(owner)
+        user = command_owner(owner, default=DEFAULT_OWNER)
         created = skipped = 0
         coins = tqdm(
             synthetic.iter_coins(count, seed, style=style),
@@ -82,17 +80,3 @@ class Command(BaseCommand):
                 f"Stored {created} demo coin(s) for {user.username}; skipped {skipped} already stored (seed {seed})."
             )
         )
-
-    def _owner(self, username: str | None):
-        """An explicit --owner must exist (a typo must not create an account); the default 'demo' is created."""
-        User = get_user_model()
-        if username:
-            try:
-                return User.objects.get(username=username)
-            except User.DoesNotExist as error:
-                raise CommandError(f"No user named {username!r}; create it first or leave --owner out.") from error
-        user, created = User.objects.get_or_create(username=DEFAULT_OWNER)
-        if created:
-            user.set_unusable_password()
-            user.save(update_fields=["password"])
-        return user

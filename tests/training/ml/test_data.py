@@ -15,15 +15,6 @@ from training.ml.data import CoinPairDataset, CoinSample, kfold_indices, make_lo
 from training.ml.model import denormalise_year
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models are overhead-bound; one thread is faster on a busy shared CPU and keeps runs bit-reproducible."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def jpeg(colour: tuple[int, int, int], size: int = 48) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (size, size), colour).save(buffer, format="JPEG")
@@ -84,10 +75,10 @@ def test_read_labels_csv_keeps_good_rows_and_reports_bad_ones_by_line(tmp_path):
     assert samples[0].front == (tmp_path / "a_front.jpg").resolve() and samples[0].notes == "good one"
     reasons = {e.line: e.reason for e in errors}
     assert set(reasons) == {3, 4, 5, 6, 7}
-    assert "missing file" in reasons[3]
+    assert "front file 'missing.jpg' not found" in reasons[3]
     assert "not an image" in reasons[4]
     assert "out of range" in reasons[5] and "out of range" in reasons[7]
-    assert "bad year" in reasons[6]
+    assert "year 'eighteen-seventy' is not a number" in reasons[6]
     assert str(errors[0]).startswith("line 3:")
 
 
@@ -102,7 +93,7 @@ def test_read_labels_csv_refuses_paths_outside_the_folder(tmp_path):
 
 def test_read_labels_csv_without_the_columns_raises(tmp_path):
     (tmp_path / "labels.csv").write_text("image,year\nx.jpg,1900\n")
-    with pytest.raises(ValueError, match="missing: front, back"):
+    with pytest.raises(ValueError, match="no column front, back"):
         read_labels_csv(tmp_path)
     with pytest.raises(FileNotFoundError):
         read_labels_csv(tmp_path / "nowhere")

@@ -18,18 +18,8 @@ from training.ml.ensemble import (
     load_ensemble,
     save_ensemble,
 )
+from training.ml.interval import IntervalCalibration, interval_halfwidth
 from training.ml.model import build_model
-from training.ml.train import IntervalCalibration, interval_halfwidth
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models are overhead-bound; one thread is faster on a busy shared CPU and keeps runs bit-reproducible."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 CONFIG = TrainConfig(image_size=32, head_hidden=16)
 

@@ -13,15 +13,6 @@ from training.ml.config import TrainConfig
 from training.ml.model import build_model, denormalise_year, normalise_year
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models are overhead-bound; one thread is faster on a busy shared CPU and keeps runs bit-reproducible."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("grayscale", [False, True])
 @pytest.mark.parametrize("mode", ["shared", "dual"])
 @pytest.mark.parametrize("backbone", ["mobilenet_v3_small", "resnet18"])

@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def test_model_and_train_import_no_django_and_no_mlflow():
     code = (
-        "import sys, training.ml.model, training.ml.train, training.ml.images, training.ml.data;"
+        "import sys, training.ml.model, training.ml.train, training.ml.kfold, training.ml.images, training.ml.data;"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'django', 'mlflow', 'rest_framework', 'celery'}))"
     )
     result = subprocess.run(

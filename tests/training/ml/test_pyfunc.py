@@ -1,6 +1,6 @@
 """The registered model as MLflow serves it: training.ml.pyfunc (models-from-code) and the Model-Serving JSON.
 
-The module trains and registers its own tiny model in a temporary SQLite store (see test_registry.train_and_register)
+The module trains and registers its own tiny model in a temporary SQLite store (see test_tracking.train_and_register)
 and loads it back exactly as a client would: ``models:/coin-year@production``.
 """
 
@@ -21,7 +21,7 @@ import requests
 from mlflow.exceptions import MlflowException
 from PIL import Image
 
-from tests.training.ml.test_registry import (  # noqa: F401 - `trained` is a fixture
+from tests.training.ml.test_tracking import (  # noqa: F401 - `trained` is a fixture
     MODEL,
     coin_photos,
     free_port,
@@ -30,7 +30,7 @@ from tests.training.ml.test_registry import (  # noqa: F401 - `trained` is a fix
     trained,
     wait_for_http,
 )
-from training.ml import images, registry
+from training.ml import images, tracking
 
 PRODUCTION_URI = f"models:/{MODEL}@production"
 
@@ -77,7 +77,7 @@ def test_same_photo_gives_the_same_year_in_memory_through_load_predictor_and_the
     # when scored in memory (eval transform + the fit's ensemble), through load_predictor and through the pyfunc
     in_memory = in_memory_years(trained, photos)
     front_t, back_t = images.preprocess_batch([(f, b) for f, b, _ in photos], trained.config)
-    loaded = registry.load_predictor(MODEL, trained.version, cache_dir=str(tmp_path)).predict_pairs(front_t, back_t)
+    loaded = tracking.load_predictor(MODEL, trained.version, cache_dir=str(tmp_path)).predict_pairs(front_t, back_t)
     pyfunc_years = served.predict(inputs_of(photos))
 
     # then the three agree
@@ -111,7 +111,10 @@ def test_bad_base64_is_a_400_naming_the_input_and_side(trained, served):  # noqa
 
 def test_base64_of_something_that_is_not_an_image_is_a_400(trained, served):  # noqa: F811
     good = inputs_of(trained.photos[:2])
-    good[1] = {"front_image_base64": b64(b"this is a text file, not a photo"), "back_image_base64": good[1]["back_image_base64"]}
+    good[1] = {
+        "front_image_base64": b64(b"this is a text file, not a photo"),
+        "back_image_base64": good[1]["back_image_base64"],
+    }
 
     with pytest.raises(MlflowException) as caught:
         served.predict(good)
@@ -190,7 +193,9 @@ def test_mlflow_models_serve_answers_the_model_serving_json(trained, tmp_path): 
         answer = requests.post(url, json={"inputs": inputs_of(photos)}, timeout=60)
         bad = requests.post(
             url,
-            json={"inputs": [{"front_image_base64": "!!", "back_image_base64": inputs_of(photos)[0]["back_image_base64"]}]},
+            json={
+                "inputs": [{"front_image_base64": "!!", "back_image_base64": inputs_of(photos)[0]["back_image_base64"]}]
+            },
             timeout=60,
         )
 

@@ -31,12 +31,9 @@ CONFIG = TrainConfig(head="reader", image_size=32, reader_width=16, year_min=170
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def seeded():
+    """Every test starts from the same random weights (one torch thread comes from tests/conftest.py)."""
     torch.manual_seed(0)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_net() -> DateReaderNet:

@@ -13,27 +13,11 @@ from PIL import Image
 
 from training.ml.config import TrainConfig
 from training.ml.data import CoinSample
+from training.ml.interval import calibrate_interval, interval_halfwidth
+from training.ml.kfold import FitResult, fit
+from training.ml.metrics import regression_metrics
 from training.ml.model import build_model
-from training.ml.train import (
-    FitResult,
-    TrainingCancelled,
-    calibrate_interval,
-    fit,
-    interval_halfwidth,
-    regression_metrics,
-    train_one_epoch,
-    weighted_l1,
-)
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models are overhead-bound; one thread is faster on a busy shared CPU and keeps runs bit-reproducible."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+from training.ml.train import TrainingCancelled, train_one_epoch, weighted_l1
 
 TINY = dict(image_size=32, epochs=2, folds=2, batch_size=8, head_hidden=32, patience=0)
 

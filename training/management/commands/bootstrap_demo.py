@@ -11,6 +11,7 @@ import secrets
 import shlex
 import time
 
+import torch
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
@@ -19,8 +20,14 @@ from django.db import transaction
 
 from predictions import roles
 from predictions.models import Coin
-from training import services
+from registry.selectors import production_version_registered
+from training.errors import TrainingBusy
 from training.models import TrainingRun
+from training.selectors import labelled_coins
+from training.services.lease import training_run_reap_stale
+from training.services.runs import training_config_load, training_run_execute, training_run_start
+
+from .train import add_set_argument, overrides_of
 
 DEMO_USERS = [
     # username, role group, is_staff
@@ -58,26 +65,20 @@ class Command(BaseCommand):
             help=f"demo coins to generate when there are none (default {DEFAULT_COINS}, env COINSITE_BOOTSTRAP_COINS)",
         )
         parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the generated coins")
-        parser.add_argument(
-            "--set",
-            dest="overrides",
-            action="append",
-            nargs="+",
-            metavar="KEY=VALUE",
-            help=f"training config overrides for the first model (default: {DEFAULT_SET!r}, env COINSITE_BOOTSTRAP_SET)",
+        add_set_argument(
+            parser,
+            description=(
+                f"training config overrides for the first model (default: {DEFAULT_SET!r}, env COINSITE_BOOTSTRAP_SET)"
+            ),
         )
         parser.add_argument("--no-train", action="store_true", help="do not train the first model")
 
-    def handle(self, *args, coins: int, seed: int, overrides, no_train: bool, **options) -> None:
+    def handle(self, *args, coins: int, seed: int, no_train: bool, **options) -> None:
         started = time.monotonic()
         self._users()
         self._coins(count=coins, seed=seed)
         if not no_train:
-            flat = (
-                [item for group in overrides for item in group]
-                if overrides
-                else shlex.split(os.environ.get("COINSITE_BOOTSTRAP_SET", DEFAULT_SET))
-            )
+            flat = overrides_of(options) or shlex.split(os.environ.get("COINSITE_BOOTSTRAP_SET", DEFAULT_SET))
             self._first_model(flat)
         self.stdout.write(self.style.SUCCESS(f"Demo ready ({time.monotonic() - started:.0f} s)."))
 
@@ -123,10 +124,10 @@ class Command(BaseCommand):
 
     def _first_model(self, overrides: list[str]) -> None:
         name = settings.MLFLOW_MODEL_NAME
-        if services.production_version_registered() is not None:
+        if production_version_registered() is not None:
             self.stdout.write(f"A model is in production already ({name}@production); not training.")
             return
-        services.training_run_reap_stale()
+        training_run_reap_stale()
         active = TrainingRun.objects.filter(status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING]).first()
         if active is not None:
             self.stdout.write(
@@ -136,10 +137,10 @@ class Command(BaseCommand):
             )
             return
         try:
-            config = services.training_config_load(overrides=overrides)
+            config = training_config_load(overrides=overrides)
         except Exception as error:  # noqa: BLE001 - show the config error as a command error
             raise CommandError(f"bad COINSITE_BOOTSTRAP_SET / --set: {error}") from error
-        labelled = services.labelled_coins().count()
+        labelled = labelled_coins().count()
         seconds, size = SECONDS_PER_COIN_EPOCH_FOLD[config.head]
         per_unit = seconds * (config.image_size / size) ** 2
         estimate = FIXED_SECONDS + labelled * (1 - settings.EVALUATION_SHARE) * config.epochs * config.folds * per_unit
@@ -153,15 +154,15 @@ class Command(BaseCommand):
         if not settings.CELERY_TASK_ALWAYS_EAGER:
             # Distributed: the training worker trains; the web server starts now and uploads wait (pending) until
             # the first version becomes Production, which queues their predictions.
-            run = services.training_run_start(overrides=overrides, enqueue=True)
+            run = training_run_start(overrides=overrides, enqueue=True)
             self.stdout.write(f"Queued training run #{run.pk} on the `training` worker; the site starts meanwhile.")
             return
         self._threads_for_a_busy_machine()
         started = time.monotonic()
-        run = services.training_run_start(overrides=overrides, enqueue=False)
+        run = training_run_start(overrides=overrides, enqueue=False)
         try:
-            run = services.training_run_execute(run_id=run.id, progress=True)
-        except services.TrainingBusy as busy:
+            run = training_run_execute(run_id=run.id, progress=True)
+        except TrainingBusy as busy:
             self.stdout.write(f"Not training: {busy}")
             return
         if run.status != TrainingRun.Status.SUCCEEDED:
@@ -187,7 +188,5 @@ class Command(BaseCommand):
             return
         load, cpus = os.getloadavg()[0], os.cpu_count() or 1
         if load > cpus / 2:
-            import torch
-
             torch.set_num_threads(1)
             self.stdout.write(f"(the machine is busy, load {load:.1f} on {cpus} cores: training with one torch thread)")

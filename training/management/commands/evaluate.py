@@ -7,15 +7,18 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from training import services
+from registry import gateway
+from training.ml.data import read_labels_csv
 from training.models import DatasetVersion
+from training.services.comparison import model_version_evaluate
+from training.services.datasets import dataset_freeze, dataset_samples
 
 from .train import METRIC_ROWS, fmt, table
 
 
 class Command(BaseCommand):
     help = (
-        "Evaluate a registered model version through the serving path (registry.load_predictor + the one "
+        "Evaluate a registered model version through the serving path (gateway.predictor_load + the one "
         "preprocessing function): prints MAE, MSE, R², share within ±5 / ±10 years and the error-by-decade table, "
         "and logs them to MLflow as an evaluation run. --data DIR reads DIR/labels.csv (front, back, year); "
         "without it, the held-out evaluation dataset (frozen now) is used."
@@ -23,18 +26,18 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--model-version", type=int, required=True, metavar="N", help="registered version number")
-        parser.add_argument("--data", type=Path, metavar="DIR", help="folder with labels.csv (default: the evaluation set)")
+        parser.add_argument(
+            "--data", type=Path, metavar="DIR", help="folder with labels.csv (default: the evaluation set)"
+        )
         parser.add_argument("--no-log", action="store_true", help="do not log the evaluation to MLflow")
 
     def handle(self, *args, model_version: int, data: Path | None, no_log: bool, **options) -> None:
-        from training.ml import registry
-        from training.ml.data import read_labels_csv
-        from training.mlflow_access import mlflow_ready
-
-        mlflow_ready()
+        tracking = gateway.tracking()
         name = settings.MLFLOW_MODEL_NAME
-        if model_version not in registry.list_versions(name):
-            raise CommandError(f"{name} has no version {model_version} (versions: {registry.list_versions(name) or 'none'}).")
+        if model_version not in tracking.list_versions(name):
+            raise CommandError(
+                f"{name} has no version {model_version} (versions: {tracking.list_versions(name) or 'none'})."
+            )
         if data is not None:
             try:
                 samples, errors = read_labels_csv(data)
@@ -44,16 +47,19 @@ class Command(BaseCommand):
                 self.stderr.write(f"skipped {error}")
             source = str(data)
         else:
-            dataset = services.dataset_freeze(kind=DatasetVersion.Kind.EVALUATION)
-            samples = services.dataset_samples(dataset=dataset)
+            dataset = dataset_freeze(kind=DatasetVersion.Kind.EVALUATION)
+            samples = dataset_samples(dataset=dataset)
             source = f"evaluation dataset #{dataset.pk} ({dataset.content_hash[:10]})"
         if not samples:
             raise CommandError(f"No labelled coins to evaluate on in {source}.")
         self.stdout.write(f"Evaluating {name} v{model_version} on {len(samples)} coins of {source} ...")
-        result = services.model_version_evaluate(version=model_version, samples=samples, progress=True)
+        result = model_version_evaluate(version=model_version, samples=samples, progress=True)
         metrics = result["metrics"]
         self.stdout.write(
-            table(["metric", f"v{model_version}"], [[label, fmt(metrics.get(key), pattern)] for key, label, pattern in METRIC_ROWS])
+            table(
+                ["metric", f"v{model_version}"],
+                [[label, fmt(metrics.get(key), pattern)] for key, label, pattern in METRIC_ROWS],
+            )
         )
         self.stdout.write(
             f"interval coverage {fmt(metrics.get('interval_coverage'), '{:.1%}')}; std of predictions "
@@ -67,7 +73,7 @@ class Command(BaseCommand):
             )
         )
         if not no_log:
-            run_id = registry.log_evaluation(
+            run_id = tracking.log_evaluation(
                 None,
                 {**metrics, "mae_by_decade": {d: row["mae"] for d, row in result["mae_by_decade"].items()}},
                 {"evaluation.json": {k: v for k, v in result.items() if k != "predictions"}},

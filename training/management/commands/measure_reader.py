@@ -20,8 +20,8 @@ from django.core.management.base import BaseCommand
 from PIL import Image, ImageFilter
 from tqdm import tqdm
 
+from registry.gateway import mlflow_ready
 from training.ml import negatives, synthetic
-from training.mlflow_access import mlflow_ready
 
 CHUNK = 32
 

@@ -16,8 +16,8 @@ import yaml
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from registry.gateway import mlflow_ready
 from training.ml import pretrain as ml_pretrain
-from training.mlflow_access import mlflow_ready
 
 from .train import add_set_argument, overrides_of
 

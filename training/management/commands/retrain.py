@@ -5,8 +5,10 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from training import services
+from registry.selectors import production_version_registered
 from training.models import TrainingRun
+from training.selectors import labelled_coins
+from training.services.runs import training_run_start
 
 from .train import add_set_argument, comparison_table, execute_or_fail, overrides_of, report_run
 
@@ -24,7 +26,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument(
-            "--auto-promote", action="store_true", help="promote the candidate if it is recommended (as AUTO_PROMOTE=true)"
+            "--auto-promote",
+            action="store_true",
+            help="promote the candidate if it is recommended (as AUTO_PROMOTE=true)",
         )
         parser.add_argument(
             "--fine-tune", action="store_true", help="start from Production's fold weights (fine_tune_epochs epochs)"
@@ -32,14 +36,14 @@ class Command(BaseCommand):
         add_set_argument(parser)
 
     def handle(self, *args, auto_promote: bool, fine_tune: bool, **options) -> None:
-        production = services.production_version_registered()
+        production = production_version_registered()
         try:
-            run = services.training_run_start(overrides=overrides_of(options), fine_tune=fine_tune, enqueue=False)
+            run = training_run_start(overrides=overrides_of(options), fine_tune=fine_tune, enqueue=False)
         except ValidationError as error:
             raise CommandError("; ".join(error.messages)) from error
         self.stdout.write(
             f"Retraining (run #{run.pk}{', fine-tuning' if fine_tune else ''}): "
-            f"{services.labelled_coins().count()} labelled coins, Production is "
+            f"{labelled_coins().count()} labelled coins, Production is "
             f"{'v' + str(production) if production is not None else 'not set yet'} ..."
         )
         run = execute_or_fail(self, run, auto_promote=True if auto_promote else None)
@@ -51,7 +55,10 @@ class Command(BaseCommand):
             TrainingRun.Verdict.PROMOTED: self.style.SUCCESS,
             TrainingRun.Verdict.RECOMMENDED: self.style.SUCCESS,
         }.get(run.verdict, self.style.WARNING)
-        now = services.production_version_registered()
+        now = production_version_registered()
         self.stdout.write(
-            style(f"Run #{run.pk}: {run.verdict or run.status}. Production is v{now}." + (f" ({run.error})" if run.error else ""))
+            style(
+                f"Run #{run.pk}: {run.verdict or run.status}. Production is v{now}."
+                + (f" ({run.error})" if run.error else "")
+            )
         )

@@ -6,13 +6,16 @@ Also home of the small text tables the training commands print (retrain and eval
 from __future__ import annotations
 
 import math
+from argparse import ArgumentParser
 from collections.abc import Mapping, Sequence
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from training import services
+from training.errors import TrainingBusy
 from training.models import TrainingRun
+from training.selectors import labelled_coins
+from training.services.runs import training_run_execute, training_run_start
 
 METRIC_ROWS = [
     # key, label, format
@@ -39,7 +42,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(str(h)) for i, h in enumerate(headers)]
 
     def line(cells):
-        return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+        return "  ".join(
+            str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
 
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
@@ -49,14 +54,19 @@ def overrides_of(options: Mapping) -> list[str]:
     return [item for group in options.get("overrides") or [] for item in group]
 
 
-def add_set_argument(parser) -> None:
+def add_set_argument(
+    parser: ArgumentParser,
+    *,
+    description: str = "override config values (parsed as YAML), e.g. --set epochs=10 folds=3; repeatable",
+) -> None:
+    """The repeatable ``--set KEY=VALUE ...`` option of every command that trains; read it with overrides_of()."""
     parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
         nargs="+",
         metavar="KEY=VALUE",
-        help="override config values (parsed as YAML), e.g. --set epochs=10 folds=3; repeatable",
+        help=description,
     )
 
 
@@ -65,7 +75,9 @@ def cv_summary(metrics: Mapping) -> str:
     rows = []
     for key, label, pattern in METRIC_ROWS:
         model = f"{fmt(metrics.get(key), pattern)} ± {fmt(metrics.get(f'{key}_std'), pattern)}"
-        baseline = f"{fmt(metrics.get(f'baseline_{key}'), pattern)} ± {fmt(metrics.get(f'baseline_{key}_std'), pattern)}"
+        baseline = (
+            f"{fmt(metrics.get(f'baseline_{key}'), pattern)} ± {fmt(metrics.get(f'baseline_{key}_std'), pattern)}"
+        )
         rows.append([label, model, baseline])
     text = table(["metric (mean ± std over folds)", "model", "constant baseline (median year)"], rows)
     text += (
@@ -120,7 +132,12 @@ def comparison_table(comparison: Mapping) -> str:
             fmt(c - p, "{:+.2f}") if isinstance(c, int | float) and isinstance(p, int | float) else "—",
         ]
     )
-    head = ["", f"candidate v{cand.get('version', '?')}", f"production v{prod.get('version', '—') if prod else '—'}", "Δ"]
+    head = [
+        "",
+        f"candidate v{cand.get('version', '?')}",
+        f"production v{prod.get('version', '—') if prod else '—'}",
+        "Δ",
+    ]
     lines.append(table(head, rows))
     decades = sorted(set(cand.get("mae_by_decade") or {}) | set(prod.get("mae_by_decade") or {} if prod else set()))
     if decades:
@@ -150,15 +167,17 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--config", metavar="PATH.yaml", help="training config (default: settings.TRAINING_CONFIG_PATH)")
+        parser.add_argument(
+            "--config", metavar="PATH.yaml", help="training config (default: settings.TRAINING_CONFIG_PATH)"
+        )
         add_set_argument(parser)
 
     def handle(self, *args, **options) -> None:
         try:
-            run = services.training_run_start(overrides=overrides_of(options), config_path=options["config"], enqueue=False)
+            run = training_run_start(overrides=overrides_of(options), config_path=options["config"], enqueue=False)
         except ValidationError as error:
             raise CommandError("; ".join(error.messages)) from error
-        self.stdout.write(f"Training run #{run.pk}: {services.labelled_coins().count()} labelled coins ...")
+        self.stdout.write(f"Training run #{run.pk}: {labelled_coins().count()} labelled coins ...")
         run = execute_or_fail(self, run)
         report_run(self, run)
         if (run.comparison or {}).get("production"):
@@ -169,8 +188,8 @@ class Command(BaseCommand):
 def execute_or_fail(command: BaseCommand, run: TrainingRun, *, auto_promote: bool | None = None) -> TrainingRun:
     """Run synchronously with progress bars; a busy lock or a failed / cancelled run is a CommandError."""
     try:
-        run = services.training_run_execute(run_id=run.pk, progress=True, auto_promote=auto_promote)
-    except services.TrainingBusy as busy:
+        run = training_run_execute(run_id=run.pk, progress=True, auto_promote=auto_promote)
+    except TrainingBusy as busy:
         TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
             status=TrainingRun.Status.CANCELLED, error=f"not started: {busy}"
         )
@@ -214,4 +233,6 @@ def report_run(command: BaseCommand, run: TrainingRun) -> None:
         )
     else:
         ratio = (metrics.get("mae") or 0) / metrics["baseline_mae"] if metrics.get("baseline_mae") else None
-        out.write(command.style.SUCCESS(f"Beats the constant baseline: MAE ratio model/baseline {fmt(ratio, '{:.3f}')}"))
+        out.write(
+            command.style.SUCCESS(f"Beats the constant baseline: MAE ratio model/baseline {fmt(ratio, '{:.3f}')}")
+        )

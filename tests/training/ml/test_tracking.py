@@ -1,4 +1,4 @@
-"""training.ml.registry on a real MLflow store (a temporary SQLite file and artifact folder).
+"""training.ml.tracking on a real MLflow store (a temporary SQLite file and artifact folder).
 
 One tiny model (32 px, 2 folds, 2 epochs, 12 synthetic coins) is trained once per module through the real
 TrainingTracker; the tests read what it left in MLflow. The store is this module's own, and the process-wide MLflow
@@ -22,10 +22,11 @@ import numpy as np
 import pytest
 import torch
 
-from training.ml import images, registry, synthetic
+from training.ml import images, synthetic, tracking
 from training.ml.config import TrainConfig
 from training.ml.data import CoinSample
-from training.ml.train import FitResult, fit
+from training.ml.kfold import FitResult, fit
+from training.ml.tracking import loading, store
 
 MODEL = "coin-year"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -96,7 +97,7 @@ def _snapshot_mlflow():
 
     import mlflow
 
-    return mlflow.get_tracking_uri(), dataclasses.replace(registry._state)
+    return mlflow.get_tracking_uri(), dataclasses.replace(store.state)
 
 
 def _restore_mlflow(snapshot) -> None:
@@ -105,20 +106,20 @@ def _restore_mlflow(snapshot) -> None:
     uri, state = snapshot
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    registry._state.__dict__.update(state.__dict__)
+    store.state.__dict__.update(state.__dict__)
 
 
 def train_and_register(store: Path, *, run_name: str = "tiny") -> Trained:
     """Configure a fresh store in ``store``, train the tiny model through the tracker, log and register it."""
     tracking_uri = f"sqlite:///{store / 'mlflow.db'}"
-    registry.configure(tracking_uri, artifact_root=str(store / "artifacts"))
+    tracking.configure(tracking_uri, artifact_root=str(store / "artifacts"))
     config = tiny_config()
     photos = coin_photos()
     manifest = manifest_of(photos)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the machine is shared; a 32 px model does not need more (and 1 thread is reproducible)
     try:
-        with registry.TrainingTracker(config, run_name=run_name, tags={"trigger": "test"}) as tracker:
+        with tracking.TrainingTracker(config, run_name=run_name, tags={"trigger": "test"}) as tracker:
             result = fit(config, samples_of(photos), progress=False, on_epoch=tracker.on_epoch)
             summary = tracker.log_result(result, manifest, extra_metrics={"train_coins": len(photos)})
             model_uri = tracker.log_model(result)
@@ -148,7 +149,7 @@ def in_memory_years(trained: Trained, photos) -> np.ndarray:
 
 
 def test_tracker_logs_config_params_and_ends_finished(trained):
-    run = registry._client().get_run(trained.run_id)
+    run = store.client().get_run(trained.run_id)
 
     assert run.info.status == "FINISHED"
     assert run.data.params == {k: str(v) for k, v in trained.config.to_dict().items()}
@@ -156,9 +157,9 @@ def test_tracker_logs_config_params_and_ends_finished(trained):
 
 
 def test_tracker_logs_each_fold_in_a_nested_run_with_per_epoch_metrics(trained):
-    client = registry._client()
+    client = store.client()
     runs = client.search_runs(
-        [registry._state.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{trained.run_id}'"
+        [store.state.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{trained.run_id}'"
     )
 
     assert sorted(r.info.run_name for r in runs) == ["fold-1", "fold-2"]
@@ -171,7 +172,7 @@ def test_tracker_logs_each_fold_in_a_nested_run_with_per_epoch_metrics(trained):
 
 
 def test_tracker_logs_summary_baseline_interval_and_flat_fold_metrics(trained):
-    metrics = registry._client().get_run(trained.run_id).data.metrics
+    metrics = store.client().get_run(trained.run_id).data.metrics
     result = trained.result
 
     assert metrics["mae"] == pytest.approx(result.metrics["mae"])
@@ -185,23 +186,23 @@ def test_tracker_logs_summary_baseline_interval_and_flat_fold_metrics(trained):
 
 
 def test_tracker_logs_metrics_json_plots_and_manifest(trained, tmp_path):
-    artifacts = registry.list_artifacts(trained.run_id)
+    artifacts = tracking.list_artifacts(trained.run_id)
 
     for name in (
-        registry.METRICS_JSON,
-        registry.MANIFEST_JSON,
-        registry.LEARNING_CURVES_PNG,
-        registry.PRED_VS_TRUE_PNG,
-        registry.ERROR_BY_DECADE_PNG,
+        tracking.METRICS_JSON,
+        tracking.MANIFEST_JSON,
+        tracking.LEARNING_CURVES_PNG,
+        tracking.PRED_VS_TRUE_PNG,
+        tracking.ERROR_BY_DECADE_PNG,
         "config.json",
     ):
         assert name in artifacts
-    for png in (registry.LEARNING_CURVES_PNG, registry.PRED_VS_TRUE_PNG, registry.ERROR_BY_DECADE_PNG):
-        data = Path(registry.download_artifact(trained.run_id, png, dst_path=str(tmp_path))).read_bytes()
+    for png in (tracking.LEARNING_CURVES_PNG, tracking.PRED_VS_TRUE_PNG, tracking.ERROR_BY_DECADE_PNG):
+        data = Path(tracking.download_artifact(trained.run_id, png, dst_path=str(tmp_path))).read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 5_000
-    manifest = json.loads(Path(registry.download_artifact(trained.run_id, registry.MANIFEST_JSON)).read_text())
+    manifest = json.loads(Path(tracking.download_artifact(trained.run_id, tracking.MANIFEST_JSON)).read_text())
     assert manifest == trained.manifest
-    metrics_json = json.loads(Path(registry.download_artifact(trained.run_id, registry.METRICS_JSON)).read_text())
+    metrics_json = json.loads(Path(tracking.download_artifact(trained.run_id, tracking.METRICS_JSON)).read_text())
     assert metrics_json == trained.summary
     assert len(metrics_json["folds"]) == 2
     assert metrics_json["summary"]["baseline_mae"] == pytest.approx(trained.result.baseline_metrics["mae"])
@@ -213,8 +214,8 @@ def test_tracker_logs_metrics_json_plots_and_manifest(trained, tmp_path):
 
 def test_first_registered_version_becomes_production(trained):
     assert trained.version == 1
-    assert registry.get_alias_version(MODEL) == 1
-    info = registry.version_info(MODEL, 1)
+    assert tracking.get_alias_version(MODEL) == 1
+    info = tracking.version_info(MODEL, 1)
     assert info["run_id"] == trained.run_id
     assert info["aliases"] == ["production"]
     assert info["metrics"]["mae"] == pytest.approx(trained.result.metrics["mae"])
@@ -222,78 +223,78 @@ def test_first_registered_version_becomes_production(trained):
 
 
 def test_second_registration_gets_version_2_and_leaves_production(trained):
-    run_id, version = registry.log_training(trained.result, trained.manifest, run_name="second")
+    run_id, version = tracking.log_training(trained.result, trained.manifest, run_name="second")
 
-    assert registry._client().get_run(run_id).info.status == "FINISHED"
-    assert registry.version_info(MODEL, version)["run_id"] == run_id
+    assert store.client().get_run(run_id).info.status == "FINISHED"
+    assert tracking.version_info(MODEL, version)["run_id"] == run_id
     assert version == 2
-    assert registry.get_alias_version(MODEL) == 1
-    assert registry.version_info(MODEL, 2)["aliases"] == []
-    assert registry.list_versions(MODEL) == [1, 2]
+    assert tracking.get_alias_version(MODEL) == 1
+    assert tracking.version_info(MODEL, 2)["aliases"] == []
+    assert tracking.list_versions(MODEL) == [1, 2]
 
 
 def test_failed_training_ends_failed_and_registers_nothing(trained):
     name = "coin-year-failed"
     with pytest.raises(RuntimeError, match="boom"):
-        with registry.TrainingTracker(trained.config, run_name="fails") as tracker:
+        with tracking.TrainingTracker(trained.config, run_name="fails") as tracker:
             tracker.on_epoch(1, 1, {"train_loss": 0.5, "val_mae": 40.0})
             raise RuntimeError("boom")
 
-    client = registry._client()
+    client = store.client()
     assert client.get_run(tracker.run_id).info.status == "FAILED"
     assert "boom" in client.get_run(tracker.run_id).data.tags["error"]
     assert client.get_run(tracker.fold_run_id(1)).info.status == "FAILED"
-    assert registry.get_alias_version(name) is None
-    assert registry.list_versions(name) == []
+    assert tracking.get_alias_version(name) is None
+    assert tracking.list_versions(name) == []
 
 
 def test_failure_after_registration_rolls_the_version_back(trained):
     name = "coin-year-rollback"
     with pytest.raises(RuntimeError, match="after register"):
-        with registry.TrainingTracker(trained.config, run_name="fails-late") as tracker:
+        with tracking.TrainingTracker(trained.config, run_name="fails-late") as tracker:
             tracker.log_model(trained.result)
             assert tracker.register(name) == 1
-            assert registry.list_versions(name) == [1]
-            assert registry.get_alias_version(name) is None  # Production only once the run has succeeded
+            assert tracking.list_versions(name) == [1]
+            assert tracking.get_alias_version(name) is None  # Production only once the run has succeeded
             raise RuntimeError("after register")
 
-    assert registry._client().get_run(tracker.run_id).info.status == "FAILED"
-    assert registry.get_alias_version(name) is None
-    assert registry.list_versions(name) == []  # the version went with its failed run
+    assert store.client().get_run(tracker.run_id).info.status == "FAILED"
+    assert tracking.get_alias_version(name) is None
+    assert tracking.list_versions(name) == []  # the version went with its failed run
 
 
 def test_end_run_closes_a_dead_workers_run_and_drops_its_unaliased_version(trained):
     # given a worker that registered a version and died before its tracker could end the run
     name = "coin-year-dead"
-    tracker = registry.TrainingTracker(trained.config, run_name="dies")
+    tracker = tracking.TrainingTracker(trained.config, run_name="dies")
     tracker.start()
     tracker.on_epoch(1, 1, {"train_loss": 0.5})
     tracker.log_model(trained.result)
     version = tracker.register(name)
 
     # when the reaper ends its run
-    removed = registry.end_run(tracker.run_id, "FAILED", error="worker died", model_name=name)
+    removed = tracking.end_run(tracker.run_id, "FAILED", error="worker died", model_name=name)
 
     # then the run and its fold run are FAILED and the version is gone
-    client = registry._client()
+    client = store.client()
     assert removed == [version]
     assert client.get_run(tracker.run_id).info.status == "FAILED"
     assert client.get_run(tracker.fold_run_id(1)).info.status == "FAILED"
     assert client.get_run(tracker.run_id).data.tags["error"] == "worker died"
-    assert registry.list_versions(name) == []
-    assert registry.end_run(tracker.run_id, "FAILED", model_name=name) == []  # idempotent
+    assert tracking.list_versions(name) == []
+    assert tracking.end_run(tracker.run_id, "FAILED", model_name=name) == []  # idempotent
 
 
 def test_alias_helpers_move_and_delete_aliases(trained):
-    registry.set_alias(MODEL, "candidate", trained.version)
-    assert registry.get_alias_version(MODEL, "candidate") == trained.version
+    tracking.set_alias(MODEL, "candidate", trained.version)
+    assert tracking.get_alias_version(MODEL, "candidate") == trained.version
 
-    registry.delete_alias(MODEL, "candidate")
-    registry.delete_alias(MODEL, "candidate")  # absent: no error
+    tracking.delete_alias(MODEL, "candidate")
+    tracking.delete_alias(MODEL, "candidate")  # absent: no error
 
-    assert registry.get_alias_version(MODEL, "candidate") is None
-    assert registry.get_alias_version("no-such-model") is None
-    registry.delete_alias("no-such-model", "production")
+    assert tracking.get_alias_version(MODEL, "candidate") is None
+    assert tracking.get_alias_version("no-such-model") is None
+    tracking.delete_alias("no-such-model", "production")
 
 
 # --- loading for inference -------------------------------------------------------------------------------------
@@ -304,7 +305,7 @@ def test_load_predictor_gives_the_in_memory_ensembles_years(trained, tmp_path):
     expected = in_memory_years(trained, photos)
     front, back = images.preprocess_batch([(f, b) for f, b, _ in photos], trained.config)
 
-    loaded = registry.load_predictor(MODEL, trained.version, cache_dir=str(tmp_path))
+    loaded = tracking.load_predictor(MODEL, trained.version, cache_dir=str(tmp_path))
     output = loaded.predict_pairs(front, back)
 
     assert loaded.version == trained.version and loaded.backend == "onnx"
@@ -315,12 +316,12 @@ def test_load_predictor_gives_the_in_memory_ensembles_years(trained, tmp_path):
 
 
 def test_load_predictor_downloads_a_version_once(trained, tmp_path):
-    first = registry.load_predictor(MODEL, trained.version, cache_dir=str(tmp_path))
-    marker = Path(first.path) / registry._COMPLETE_MARKER
+    first = tracking.load_predictor(MODEL, trained.version, cache_dir=str(tmp_path))
+    marker = Path(first.path) / loading.COMPLETE_MARKER
     stamp = marker.stat().st_mtime_ns
 
     started = time.perf_counter()
-    second = registry.load_predictor(MODEL, trained.version, cache_dir=str(tmp_path))
+    second = tracking.load_predictor(MODEL, trained.version, cache_dir=str(tmp_path))
     seconds = time.perf_counter() - started
 
     assert second.path == first.path
@@ -333,8 +334,8 @@ def test_onnx_runtime_and_pytorch_fallback_give_the_same_years(trained, tmp_path
     photos = trained.photos
     front, back = images.preprocess_batch([(f, b) for f, b, _ in photos], trained.config)
 
-    onnx = registry.load_predictor(MODEL, trained.version, cache_dir=str(tmp_path), backend="onnx")
-    fallback = registry.load_predictor(MODEL, trained.version, cache_dir=str(tmp_path), backend="torch")
+    onnx = tracking.load_predictor(MODEL, trained.version, cache_dir=str(tmp_path), backend="onnx")
+    fallback = tracking.load_predictor(MODEL, trained.version, cache_dir=str(tmp_path), backend="torch")
 
     assert (onnx.backend, fallback.backend) == ("onnx", "torch")
     np.testing.assert_allclose(onnx.predict_pairs(front, back), fallback.predict_pairs(front, back), atol=0.05)
@@ -349,23 +350,23 @@ def test_log_evaluation_into_a_versions_run_and_into_a_new_run(trained):
     comparison = {"candidate": {"mae": 9.5, "mae_by_decade": {"1870": 4.0}}, "production": {"mae": 11.0}}
     figure = plots.error_by_decade([1871, 1905], [1875, 1900])
 
-    run_id = registry.log_evaluation(
+    run_id = tracking.log_evaluation(
         trained.version,
         comparison,
         {"evaluation/comparison.json": comparison, "evaluation/error_by_decade.png": figure},
     )
-    new_run = registry.log_evaluation(None, {"mae": 3.0}, {"report.json": {"ok": True}}, run_name="eval")
+    new_run = tracking.log_evaluation(None, {"mae": 3.0}, {"report.json": {"ok": True}}, run_name="eval")
 
-    client = registry._client()
+    client = store.client()
     assert run_id == trained.run_id
     metrics = client.get_run(run_id).data.metrics
     assert metrics["candidate_mae"] == 9.5 and metrics["candidate_mae_by_decade_1870"] == 4.0
-    assert {"evaluation/comparison.json", "evaluation/error_by_decade.png"} <= set(registry.list_artifacts(run_id))
-    saved = json.loads(Path(registry.download_artifact(run_id, "evaluation/comparison.json")).read_text())
+    assert {"evaluation/comparison.json", "evaluation/error_by_decade.png"} <= set(tracking.list_artifacts(run_id))
+    saved = json.loads(Path(tracking.download_artifact(run_id, "evaluation/comparison.json")).read_text())
     assert saved == comparison
     assert client.get_run(new_run).info.status == "FINISHED"
     assert client.get_run(new_run).data.metrics == {"mae": 3.0}
-    assert registry.list_artifacts(new_run) == ["report.json"]
+    assert tracking.list_artifacts(new_run) == ["report.json"]
 
 
 # --- a tracking server --------------------------------------------------------------------------------------------
@@ -438,18 +439,20 @@ def test_tracker_and_loading_work_against_an_mlflow_tracking_server(trained, tmp
     snapshot = _snapshot_mlflow()
     try:
         wait_for_http(f"http://127.0.0.1:{port}/health", server, timeout=120)
-        registry.configure(f"http://127.0.0.1:{port}", artifact_root=str(tmp_path / "ignored"))
-        with registry.TrainingTracker(trained.config, run_name="on-server") as tracker:
+        tracking.configure(f"http://127.0.0.1:{port}", artifact_root=str(tmp_path / "ignored"))
+        with tracking.TrainingTracker(trained.config, run_name="on-server") as tracker:
             tracker.on_epoch(1, 1, {"train_loss": 0.4, "val_mae": 30.0})
             tracker.log_result(trained.result, trained.manifest)
             tracker.log_model(trained.result)
             version = tracker.register(MODEL)
 
-        assert version == 1 and registry.get_alias_version(MODEL) == 1
-        assert registry.METRICS_JSON in registry.list_artifacts(tracker.run_id)
-        loaded = registry.load_predictor(MODEL, version, cache_dir=str(tmp_path / "cache"))
+        assert version == 1 and tracking.get_alias_version(MODEL) == 1
+        assert tracking.METRICS_JSON in tracking.list_artifacts(tracker.run_id)
+        loaded = tracking.load_predictor(MODEL, version, cache_dir=str(tmp_path / "cache"))
         front, back = images.preprocess_batch([(f, b) for f, b, _ in trained.photos[:3]], trained.config)
-        np.testing.assert_allclose(loaded.predict_pairs(front, back), in_memory_years(trained, trained.photos[:3]), atol=0.05)
+        np.testing.assert_allclose(
+            loaded.predict_pairs(front, back), in_memory_years(trained, trained.photos[:3]), atol=0.05
+        )
         assert not (tmp_path / "ignored").exists()  # the server owns the artifact location
     finally:
         _restore_mlflow(snapshot)

@@ -1,0 +1,18 @@
+"""Start-up work of the project itself, which belongs to no app."""
+
+from pathlib import Path
+
+from django.apps import AppConfig
+from django.conf import settings
+
+
+class CoinsiteConfig(AppConfig):
+    name = "coinsite"
+    verbose_name = "Coin site"
+
+    def ready(self) -> None:
+        # The embedded default keeps its SQLite database, MLflow store and collected static files under VAR_DIR
+        # (whitenoise warns at start-up when STATIC_ROOT is missing). Created when Django starts, not when the
+        # settings are imported: importing settings (a tool, a linter, a test) writes nothing to disk.
+        for folder in (settings.VAR_DIR, settings.STATIC_ROOT):
+            Path(folder).mkdir(parents=True, exist_ok=True)

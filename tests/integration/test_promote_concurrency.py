@@ -1,0 +1,118 @@
+"""Promote and roll back at the same moment, on PostgreSQL (row locks are real there): whichever wins, the MLflow
+alias, the mirror's one Production row and the Promotion audit agree afterwards."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection
+
+from registry.models import ModelVersion, Promotion
+from registry.selectors import production_history
+from registry.services import model_version_promote, model_version_rollback
+from tests.factories import UserFactory
+from training.ml import tracking
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+NAME = "coin-year-concurrency"
+ROUNDS = 3
+
+
+@pytest.fixture
+def three_versions(registered_tiny_versions, isolated_mlflow, settings, postgres_only):
+    """v1, v2, v3 of the tiny model under a name of their own, none in production yet."""
+    import mlflow
+
+    from registry import serving
+    from registry.gateway import mlflow_ready
+
+    settings.MLFLOW_MODEL_NAME = NAME
+    mlflow_ready()
+    versions = tracking.list_versions(NAME)
+    if len(versions) < 3:
+        logged = mlflow.MlflowClient().get_model_version("coin-year", str(registered_tiny_versions[0]))
+        versions = [tracking.register_model(logged.source, NAME, run_id=logged.run_id) for _ in range(3)]
+    tracking.delete_alias(NAME, "production")
+    serving.reset()
+    yield tuple(versions[:3])
+    serving.reset()
+    tracking.delete_alias(NAME, "production")
+
+
+def alias_version() -> int | None:
+    return tracking.get_alias_version(NAME, "production")
+
+
+def at_once(*actions) -> list[BaseException | object]:
+    """Run the actions in threads released together; returns each one's result or exception."""
+    barrier = threading.Barrier(len(actions))
+    outcomes: list[BaseException | object] = [None] * len(actions)
+
+    def run(i, action):
+        try:
+            barrier.wait(timeout=30)
+            outcomes[i] = action()
+        except BaseException as error:  # noqa: BLE001 - reported to the test
+            outcomes[i] = error
+        finally:
+            connection.close()  # each thread has its own connection
+
+    threads = [threading.Thread(target=run, args=(i, action)) for i, action in enumerate(actions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads), "a promotion hung"
+    return outcomes
+
+
+def promote_and_roll_back_at_once(versions, owner) -> None:
+    """From v1 then v2 in production: one owner promotes v3 while another rolls back, released together."""
+    v1, v2, v3 = versions
+    for version in (v1, v2):
+        if alias_version() != version:
+            model_version_promote(version=version, actor=owner)
+    outcomes = at_once(
+        lambda: model_version_promote(version=v3, actor=owner),
+        lambda: model_version_rollback(actor=owner),
+    )
+    for outcome in outcomes:  # each one succeeded or was refused cleanly
+        assert not isinstance(outcome, BaseException) or type(outcome).__name__ == "ValidationError", outcome
+
+
+def audit_rows() -> list[Promotion]:
+    return list(
+        Promotion.objects.filter(name=NAME).order_by("created_at", "id").select_related("from_version", "to_version")
+    )
+
+
+def test_concurrent_promote_and_rollback_leave_alias_mirror_and_audit_in_agreement(three_versions):
+    owner = UserFactory(username="owner-concurrency", roles=["model_owner"], is_staff=True)
+    for _round in range(ROUNDS):
+        # given v1 then v2 promoted / when promote v3 and a rollback run at once
+        promote_and_roll_back_at_once(three_versions, owner)
+
+        # then the registry, the mirror's one Production row and the last audit row name the same version
+        serving = alias_version()
+        assert serving in (three_versions[0], three_versions[2])
+        production_rows = ModelVersion.objects.filter(name=NAME, is_production=True)
+        assert list(production_rows.values_list("version", flat=True)) == [serving]
+        with_alias = ModelVersion.objects.filter(name=NAME, aliases__contains=["production"])
+        assert list(with_alias.values_list("version", flat=True)) == [serving]
+        assert audit_rows()[-1].to_version.version == serving
+        assert production_history()[-1] == serving
+
+
+def test_concurrent_promote_and_rollback_write_an_audit_chain_without_gaps(three_versions):
+    owner = UserFactory(username="owner-concurrency", roles=["model_owner"], is_staff=True)
+    for _round in range(ROUNDS):
+        # given v1 then v2 promoted / when promote v3 and a rollback run at once
+        promote_and_roll_back_at_once(three_versions, owner)
+
+        # then every audit row starts from the version the row before it put in production
+        audit = audit_rows()
+        chain = [(p.action, p.from_version and p.from_version.version, p.to_version.version) for p in audit]
+        for before, after in zip(audit, audit[1:], strict=False):
+            assert after.from_version_id == before.to_version_id, chain

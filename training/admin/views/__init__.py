@@ -1,0 +1,22 @@
+"""The training admin's own pages, a class each on one AdminPageView (views/base.py), grouped by what they serve:
+promotion.py (Promote, Roll back), rescore.py (Re-score, coins whose year moved), artifacts.py (the run's plots),
+training.py (Start training, Cancel)."""
+
+from .artifacts import ArtifactView, version_plots
+from .base import AdminPageView, rollback_target
+from .promotion import PromoteView, RollbackView
+from .rescore import MoversView, RescoreView
+from .training import CancelTrainingView, StartTrainingView
+
+__all__ = [
+    "AdminPageView",
+    "ArtifactView",
+    "CancelTrainingView",
+    "MoversView",
+    "PromoteView",
+    "RescoreView",
+    "RollbackView",
+    "StartTrainingView",
+    "rollback_target",
+    "version_plots",
+]

@@ -1,0 +1,365 @@
+"""K-fold training: fit() trains one model per fold and ALWAYS scores the constant baseline (the training folds'
+median year) on the same folds: a published model for this task reported an MAE worse than that baseline without
+noticing. FitResult.summary() says so loudly when it happens, and shows the spread of the predictions beside the
+spread of the true years, so a model that collapsed to the mean cannot hide.
+
+The K fold models form the registered ensemble (ensemble.py); its interval is calibrated here (interval.py for the
+regression head, reader_calibration.py for the date reader).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Subset
+
+from training.ml.config import TrainConfig
+from training.ml.data import CoinPairDataset, CoinSample, kfold_indices, make_loader
+from training.ml.ensemble import CoinYearEnsemble
+from training.ml.interval import IntervalCalibration, calibrate_interval, interval_halfwidth
+from training.ml.metrics import regression_metrics, summarise_folds
+from training.ml.model import CoinDateModel, denormalise_year
+from training.ml.reader_calibration import calibrate_reader, negative_loader, reader_outputs
+from training.ml.train import OnEpoch, OnModel, ShouldStop, StateDict, predict, select_device, train_fold
+
+MIN_CALIBRATION_COINS = 20
+
+
+@dataclass
+class FitResult:
+    """Everything a K-fold run produced: fold weights, per-fold and mean metrics, the baseline beside them,
+    out-of-fold predictions, the calibrated interval and the learning curves."""
+
+    config: TrainConfig
+    fold_states: list[StateDict]
+    fold_metrics: list[dict[str, float]]
+    fold_baseline_metrics: list[dict[str, float]]
+    metrics: dict[str, float]
+    baseline_metrics: dict[str, float]
+    oof_index: np.ndarray
+    oof_pred: np.ndarray
+    oof_true: np.ndarray
+    oof_fold: np.ndarray
+    calibration_index: np.ndarray
+    calibration: IntervalCalibration
+    interval_coverage: float
+    interval_coverage_source: str
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    calibration_fold_pred: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (K, M) years on the holdout
+    interval_rows: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))  # date reader: truth, year, low, high
+    # normalised (front, back) float16 photos of a seeded sample of the coins, for the int8 graph (quantize.py)
+    quantization_photos: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def interval_halfwidth(self) -> float:
+        """The typical interval halfwidth in years (at the mean fold spread; the date reader: half its median width)."""
+        if "interval_median_width" in self.metrics:
+            return float(self.metrics["interval_median_width"] / 2)
+        c = self.calibration
+        return float(math.sqrt(c.base**2 + c.spread_coef * c.mean_spread_var))
+
+    @property
+    def model_name(self) -> str:
+        c = self.config
+        if c.head == "reader":
+            return f"date reader (width {c.reader_width}{', from the base' if c.init_from else ''})"
+        return f"{c.backbone} {c.mode}"
+
+    @property
+    def beats_baseline(self) -> bool:
+        """True when the mean validation MAE over folds is below the constant baseline's on the same folds."""
+        return bool(self.metrics["mae"] < self.baseline_metrics["mae"])
+
+    @property
+    def collapsed(self) -> bool:
+        """Predictions spread less than half as much as the truth: the model answers about the same for everything."""
+        return bool(self.metrics["pred_std"] < 0.5 * self.metrics["true_std"])
+
+    @property
+    def spread(self) -> dict[str, float]:
+        return {"pred_std": self.metrics["pred_std"], "true_std": self.metrics["true_std"]}
+
+    def ensemble(self):
+        """The registered model: the K fold models averaged, with the calibrated interval."""
+        return CoinYearEnsemble.from_states(self.fold_states, self.config, self.calibration)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly summary (what tracking.runs writes as metrics.json)."""
+        return {
+            "config": self.config.to_dict(),
+            "metrics": self.metrics,
+            "baseline_metrics": self.baseline_metrics,
+            "fold_metrics": self.fold_metrics,
+            "fold_baseline_metrics": self.fold_baseline_metrics,
+            "beats_baseline": self.beats_baseline,
+            "collapsed": self.collapsed,
+            "interval": {
+                "level": self.calibration.level,
+                "halfwidth": self.interval_halfwidth,
+                "base": self.calibration.base,
+                "spread_coef": self.calibration.spread_coef,
+                "coverage": self.interval_coverage,
+                "coverage_source": self.interval_coverage_source,
+                "spread_source": self.calibration.spread_source,
+            },
+            "seconds": self.seconds,
+        }
+
+    def summary(self) -> str:
+        """A table of model vs constant baseline per fold, the spread check and the interval; loud when it fails."""
+        m, b = self.metrics, self.baseline_metrics
+        lines = [
+            f"K-fold results ({self.config.folds} folds, {len(self.oof_true)} coins, {self.model_name}, "
+            f"{self.config.image_size}px, {self.seconds:.0f}s)",
+            f"{'fold':>5} {'MAE':>8} {'base MAE':>9} {'R²':>7} {'±5y':>6} {'±10y':>6} {'epochs':>7}",
+        ]
+        for i, (fm, fb) in enumerate(zip(self.fold_metrics, self.fold_baseline_metrics, strict=True), start=1):
+            lines.append(
+                f"{i:>5} {fm['mae']:8.2f} {fb['mae']:9.2f} {fm['r2']:7.3f} {fm['within_5']:6.1%} "
+                f"{fm['within_10']:6.1%} {int(fm.get('epochs_trained', 0)):>7}"
+            )
+        lines += [
+            f"model    MAE {m['mae']:.2f} ± {m['mae_std']:.2f}  MSE {m['mse']:.1f}  R² {m['r2']:.3f}  "
+            f"±5y {m['within_5']:.1%}  ±10y {m['within_10']:.1%}",
+            f"baseline MAE {b['mae']:.2f} ± {b['mae_std']:.2f}  MSE {b['mse']:.1f}  R² {b['r2']:.3f}  "
+            f"(always the training folds' median year)",
+            f"MAE ratio model/baseline: {m['mae'] / b['mae']:.3f}" if b["mae"] > 0 else "MAE ratio: n/a",
+            f"spread: std of predictions {m['pred_std']:.1f} vs std of true years {m['true_std']:.1f}",
+            f"interval ({self.calibration.level:.0%}): ± {self.interval_halfwidth:.1f} years typical; "
+            f"coverage {self.interval_coverage:.1%} ({self.interval_coverage_source})",
+        ]
+        if "ensemble_exact" in m:
+            lines.append(
+                f"date reader on {int(m.get('holdout_n', 0)) or 'the'} unseen coins: exact year {m['ensemble_exact']:.1%}, "
+                f"MAE {m['ensemble_mae']:.2f}; interval ({self.config.interval_level:.0%}) coverage "
+                f"{m['interval_coverage_reader']:.1%}, median width {m['interval_median_width']:.0f} years "
+                f"(temperature {m['calibration_temperature']:.2f}); not a coin: threshold {m['coin_threshold']:.2f}, "
+                f"{m['not_coin_rejected_share']:.1%} of generated non-coin photos and {m['coin_rejected_share']:.1%} "
+                f"of coins rejected; unreadable {m['unreadable_share']:.1%}"
+            )
+        if "holdout_mae" in m:
+            lines.append(
+                f"ensemble on {int(m['holdout_n'])} held-out calibration coins: MAE {m['holdout_mae']:.2f} "
+                f"(baseline {m['holdout_baseline_mae']:.2f})"
+            )
+        if not self.beats_baseline:
+            lines.insert(
+                0,
+                "!!! WARNING: model does NOT beat the constant baseline "
+                f"(MAE {m['mae']:.2f} >= baseline {b['mae']:.2f}); do not promote it !!!",
+            )
+        if self.collapsed:
+            lines.insert(
+                0,
+                "!!! WARNING: predictions collapse toward the mean "
+                f"(std {m['pred_std']:.1f} vs true {m['true_std']:.1f}) !!!",
+            )
+        return "\n".join(lines)
+
+
+def fit(
+    config: TrainConfig,
+    samples: Sequence[CoinSample],
+    *,
+    progress: bool = True,
+    on_epoch: OnEpoch | None = None,
+    should_stop: ShouldStop | None = None,
+    init_state_dict: StateDict | Sequence[StateDict] | None = None,
+    on_model: OnModel | None = None,
+    device: str | torch.device | None = None,
+    dataset: CoinPairDataset | None = None,
+) -> FitResult:
+    """K-fold cross-validated training; the K best fold models are the ensemble that gets registered.
+
+    A seeded share (config.calibration_share, when that is at least 20 coins) is held out from every fold: the only
+    coins on which the fold models' disagreement can be measured honestly, for the interval (see
+    IntervalCalibration); the ensemble's MAE and interval coverage on them are reported too.
+    on_epoch(fold, epoch, metrics) is called after every epoch (1-based); should_stop() is checked before and after
+    every epoch and raises TrainingCancelled. init_state_dict (one state dict, or one per fold) starts from given
+    weights, for fine-tuning; on_model(fold, epoch, model) gets the fold's current model after every epoch (in eval
+    mode, e.g. to check a fine-tune on an evaluation set and stop through should_stop).
+    """
+    started = time.perf_counter()
+    device = select_device(device)
+    samples = list(samples)
+    n = len(samples)
+    if n < 2 * config.folds:
+        raise ValueError(f"need at least {2 * config.folds} coins for {config.folds}-fold training, got {n}")
+    init_states = _per_fold_states(init_state_dict, config.folds)
+
+    holdout = int(round(n * config.calibration_share))
+    if holdout < MIN_CALIBRATION_COINS or n - holdout < 2 * config.folds:
+        holdout = 0
+    order = np.random.default_rng(config.seed + 1).permutation(n)
+    calibration_index = np.sort(order[:holdout])
+    cv_index = np.sort(order[holdout:])
+
+    if dataset is None:
+        dataset = CoinPairDataset(samples, config, train=True)
+    elif len(dataset) != n:
+        raise ValueError("dataset and samples differ in length")
+    train_view = dataset if dataset.train else dataset.view(train=True)
+    eval_view = dataset.view(train=False)
+    dataset.preload(progress=progress)
+    years = np.array([s.year for s in samples], dtype=np.float64)
+    quantization_photos = _quantization_photos(eval_view, n, config)
+
+    folds = kfold_indices(len(cv_index), config.folds, config.seed)
+    fold_states: list[StateDict] = []
+    fold_metrics: list[dict[str, float]] = []
+    fold_baseline: list[dict[str, float]] = []
+    history: list[dict[str, float]] = []
+    oof_pred = np.zeros(len(cv_index))
+    oof_fold = np.zeros(len(cv_index), dtype=np.int64)
+    fresh_predictions = []  # per fold model: years on the calibration holdout (or on all CV coins, see below)
+    fresh_reads: list[tuple[np.ndarray, np.ndarray]] = []  # date reader: (log p(year), coin score) per fold model
+    negative_reads: list[np.ndarray] = []  # date reader: coin scores of generated non-coin photos per fold model
+    negatives_for_threshold = negative_loader(config) if config.head == "reader" else None
+    interval_rows = np.zeros((0, 4))
+    fresh_index = calibration_index if holdout else cv_index
+    fresh_loader = make_loader(Subset(eval_view, fresh_index.tolist()), batch_size=2 * config.batch_size, shuffle=False)
+
+    for fold, (train_pos, val_pos) in enumerate(folds):
+        train_idx, val_idx = cv_index[train_pos], cv_index[val_pos]
+        fold_started = time.perf_counter()
+        model, report = train_fold(
+            config,
+            Subset(train_view, train_idx.tolist()),
+            Subset(eval_view, val_idx.tolist()),
+            fold=fold,
+            device=device,
+            init_state=init_states[fold],
+            progress=progress,
+            on_epoch=on_epoch,
+            on_model=on_model,
+            should_stop=should_stop,
+            history=history,
+        )
+        val_loader = make_loader(Subset(eval_view, val_idx.tolist()), batch_size=2 * config.batch_size, shuffle=False)
+        prediction, _ = predict(model, val_loader, device=device)
+        predicted_years = denormalise_year(prediction, config)
+        oof_pred[val_pos] = predicted_years
+        oof_fold[val_pos] = fold
+        metrics = regression_metrics(years[val_idx], predicted_years)
+        metrics.update(report, seconds=time.perf_counter() - fold_started)
+        fold_metrics.append(metrics)
+        baseline_year = float(np.median(years[train_idx]))
+        fold_baseline.append(regression_metrics(years[val_idx], np.full(len(val_idx), baseline_year)))
+        fresh, _ = predict(model, fresh_loader, device=device)
+        fresh_predictions.append(denormalise_year(fresh, config))
+        if isinstance(model, CoinDateModel):
+            fresh_reads.append(reader_outputs(model, fresh_loader, device=device))
+            negative_reads.append(reader_outputs(model, negatives_for_threshold, device=device)[1])
+        fold_states.append({k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
+        del model
+
+    oof_true = years[cv_index]
+    fresh_matrix = np.stack(fresh_predictions)
+    calibration = calibrate_interval(
+        oof_true - oof_pred,
+        fresh_matrix,
+        level=config.interval_level,
+        fresh_truth=years[calibration_index] if holdout else None,
+        spread_source="holdout" if holdout else "oof",
+        spread_weight=config.interval_spread_weight,
+    )
+    if fresh_reads:
+        truth = years[calibration_index] if holdout else years[cv_index]
+        reader_calibration, reader_metrics, interval_rows = calibrate_reader(
+            [r[0] for r in fresh_reads], [r[1] for r in fresh_reads], negative_reads, truth, config
+        )
+        calibration = dataclasses.replace(calibration, **reader_calibration)
+    summary_metrics = summarise_folds(fold_metrics)
+    if fresh_reads:
+        summary_metrics.update(reader_metrics)
+        summary_metrics["oof_exact"] = float(np.mean(np.abs(oof_true - oof_pred) <= 1))
+    pooled = regression_metrics(oof_true, oof_pred)
+    summary_metrics.update({f"oof_{k}": v for k, v in pooled.items() if k != "n"})
+    baseline_summary = summarise_folds(fold_baseline)
+
+    if holdout:
+        ensemble_years = fresh_matrix.mean(axis=0)
+        halfwidth = interval_halfwidth(fresh_matrix, calibration)
+        truth = years[calibration_index]
+        coverage = float(np.mean(np.abs(truth - ensemble_years) <= halfwidth))
+        coverage_source = "holdout"
+        held = regression_metrics(truth, ensemble_years)
+        baseline_year = float(np.median(years[cv_index]))
+        summary_metrics.update(
+            holdout_mae=held["mae"],
+            holdout_r2=held["r2"],
+            holdout_n=float(len(truth)),
+            holdout_baseline_mae=float(np.mean(np.abs(truth - baseline_year))),
+        )
+    else:
+        # No coin is unseen by all fold models: the spread on training coins is too small, so the interval comes
+        # out on the wide side. Report the out-of-fold coverage of the same rule applied to a single model.
+        single = calibration.shape * calibration.oof_rms
+        coverage = float(np.mean(np.abs(oof_true - oof_pred) <= single))
+        coverage_source = "oof"
+    if fresh_reads:  # the date reader's interval comes from its distribution: report that one
+        coverage = summary_metrics["interval_coverage_reader"]
+        coverage_source = "holdout" if holdout else "oof"
+    summary_metrics.update(
+        interval_halfwidth=float(
+            summary_metrics["interval_median_width"] / 2
+            if fresh_reads
+            else math.sqrt(calibration.base**2 + calibration.spread_coef * calibration.mean_spread_var)
+        ),
+        interval_coverage=coverage,
+    )
+
+    return FitResult(
+        config=config,
+        fold_states=fold_states,
+        fold_metrics=fold_metrics,
+        fold_baseline_metrics=fold_baseline,
+        metrics=summary_metrics,
+        baseline_metrics=baseline_summary,
+        oof_index=cv_index,
+        oof_pred=oof_pred,
+        oof_true=oof_true,
+        oof_fold=oof_fold,
+        calibration_index=calibration_index,
+        calibration=calibration,
+        interval_coverage=coverage,
+        interval_coverage_source=coverage_source,
+        history=history,
+        seconds=time.perf_counter() - started,
+        calibration_fold_pred=fresh_matrix if holdout else np.zeros((config.folds, 0)),
+        interval_rows=interval_rows if fresh_reads else np.zeros((0, 4)),
+        quantization_photos=quantization_photos,
+    )
+
+
+QUANTIZATION_PAIRS = 96
+
+
+def _quantization_photos(
+    eval_view: CoinPairDataset, n: int, config: TrainConfig
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Up to QUANTIZATION_PAIRS coins as served (normalised), float16: 96 pairs at 192 px are 42 MB."""
+    if not config.serve_int8:
+        return None
+    chosen = np.sort(np.random.default_rng(config.seed + 2).permutation(n)[:QUANTIZATION_PAIRS])
+    front, back, _target, _weight = eval_view.batch(chosen.tolist())
+    return front.to(torch.float16).numpy(), back.to(torch.float16).numpy()
+
+
+def _per_fold_states(init: StateDict | Sequence[StateDict] | None, folds: int) -> list[StateDict | None]:
+    if init is None:
+        return [None] * folds
+    if isinstance(init, Mapping):
+        return [dict(init)] * folds
+    states = list(init)
+    if len(states) != folds:
+        raise ValueError(f"init_state_dict has {len(states)} states for {folds} folds")
+    return states

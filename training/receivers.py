@@ -1,0 +1,36 @@
+"""Reactions of the training app: to the registry's signals, and to its own services' requests for background work
+(the Celery tasks are enqueued here, so services need not import tasks)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.dispatch import receiver
+
+from registry.models import Promotion
+from registry.signals import promotion_recorded
+
+from .models import TrainingRun
+from .signals import coins_rescore_requested, training_run_queued
+from .tasks import coins_rescore_task, training_run_execute_task
+
+
+@receiver(promotion_recorded, dispatch_uid="training_run_verdict_promoted")
+def run_verdict_promoted(sender: Any, *, promotion: Promotion, action: str, **kwargs: Any) -> None:
+    """A version promoted by a model owner or automatically: its training run's verdict says so. Inside the
+    promotion's transaction, so the verdict never says promoted when the promotion rolled back."""
+    run_id = promotion.to_version.training_run_id
+    if run_id and action in (Promotion.Action.PROMOTE, Promotion.Action.AUTO):
+        TrainingRun.objects.filter(pk=run_id).update(verdict=TrainingRun.Verdict.PROMOTED)
+
+
+@receiver(training_run_queued, dispatch_uid="training_run_execute_enqueue")
+def training_run_execute_enqueue(sender: Any, *, run_id: int, **kwargs: Any) -> None:
+    """Hand a queued run to the `training` queue; the task does nothing if the run is no longer queued."""
+    training_run_execute_task.delay(run_id)
+
+
+@receiver(coins_rescore_requested, dispatch_uid="training_coins_rescore_enqueue")
+def coins_rescore_enqueue(sender: Any, *, coin_ids: list[int], **kwargs: Any) -> None:
+    """Hand the coins to one re-scoring task on the `training` queue."""
+    coins_rescore_task.delay(coin_ids)

@@ -1,0 +1,363 @@
+"""Training runs: queue one with a validated config, run it (lock, freeze, K-fold train, register, compare, decide),
+cancel it. A failed or cancelled run never changes what Production serves."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from registry import gateway
+from registry.gateway import PRODUCTION_ALIAS, STAGING_ALIAS
+from registry.models import Promotion
+from registry.roles import can_train
+from registry.selectors import production_version_registered
+from registry.services import (
+    json_safe,
+    model_version_alias_mirror,
+    model_version_initial_production,
+    model_version_mirror,
+    model_version_promote,
+)
+from training.ml import kfold
+from training.ml.config import TrainConfig, load_config
+from training.ml.train import TrainingCancelled
+
+from ..errors import ERROR_MAX_CHARS, FineTuneRegressed, TrainingLeaseLost, error_text
+from ..models import DatasetVersion, TrainingRun
+from ..selectors import coins_corrected_since
+from ..signals import training_run_queued
+from .comparison import model_version_compare
+from .datasets import dataset_freeze, dataset_samples
+from .finetune import _fine_tune_checks, _fine_tune_setup
+from .lease import _lease_acquire, _lease_renew, _run_finish
+
+logger = logging.getLogger(__name__)
+
+
+def training_config_load(*, overrides: Sequence[str] = (), path: str | None = None) -> TrainConfig:
+    """Load and validate a training config (YAML + key=value overrides); a bad key or value is a ValidationError
+    naming it, so the admin form and the commands can show it before anything is queued."""
+    try:
+        return load_config(path or settings.TRAINING_CONFIG_PATH, overrides=list(overrides))
+    except (ValueError, TypeError, KeyError) as error:
+        raise ValidationError({"config": str(error)}) from error
+    except FileNotFoundError as error:
+        raise ValidationError({"config": f"config file not found: {error.filename or path}"}) from error
+
+
+def training_run_start(
+    *,
+    requested_by=None,
+    overrides: Sequence[str] = (),
+    fine_tune: bool = False,
+    config_path: str | None = None,
+    enqueue: bool = True,
+) -> TrainingRun:
+    """Queue a training run with a validated config; the worker picks it up after commit (queue `training`).
+
+    `requested_by=None` is the system (scheduler, shell commands); a person needs the model-owner permission.
+    `enqueue=False` is for the shell commands, which execute the run themselves in-process.
+    """
+    if requested_by is not None and not can_train(requested_by):
+        raise PermissionDenied("Only model owners can start training.")
+    config = training_config_load(overrides=overrides, path=config_path)
+    if fine_tune and production_version_registered() is None:
+        raise ValidationError(
+            {"fine_tune": "Fine-tuning starts from Production's weights, and no version is in production yet."}
+        )
+    with transaction.atomic():
+        run = TrainingRun(
+            config=config.to_dict(),
+            fine_tune=fine_tune,
+            requested_by=requested_by if getattr(requested_by, "pk", None) else None,
+        )
+        run.full_clean()
+        run.save()
+        if enqueue:
+            run_id = run.id
+            transaction.on_commit(lambda: training_run_queued.send(sender=TrainingRun, run_id=run_id))
+    return run
+
+
+def training_run_cancel(*, run: TrainingRun, actor) -> TrainingRun:
+    """Ask a run to stop. A queued run is cancelled at once; a running one stops at its next check (before and
+    after every epoch) and ends CANCELLED without registering anything."""
+    if not can_train(actor):
+        raise PermissionDenied("Only model owners can cancel training.")
+    with transaction.atomic():
+        TrainingRun.objects.filter(
+            pk=run.pk, status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING]
+        ).update(cancel_requested=True)
+        TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
+            status=TrainingRun.Status.CANCELLED, error="cancelled before it started", finished_at=timezone.now()
+        )
+    run.refresh_from_db()
+    return run
+
+
+class _RunHooks:
+    """The callbacks fit() calls: progress + heartbeat on the run every epoch, cancellation checks, and (fine-tune,
+    when the engine hands over the fold model) the per-epoch check on the evaluation set."""
+
+    def __init__(self, *, run_id: int, folds: int, epochs: int, tracker=None):
+        self.run_id = run_id
+        self.tracker = tracker
+        self.cancelled = False
+        self.regressed = ""
+        self.model_check: Callable[[int, Any], str] | None = None
+        self.progress: dict[str, Any] = {"fold": 0, "folds": folds, "epoch": 0, "epochs": epochs, "stage": "training"}
+
+    def beat(self, **progress) -> None:
+        """Save progress and refresh the lease (one UPDATE); notice a cancellation request (one EXISTS)."""
+        self.progress.update(progress)
+        if _lease_renew(self.run_id, progress=dict(self.progress)):
+            self.cancelled = True
+
+    def on_epoch(self, fold: int, epoch: int, metrics: dict) -> None:
+        """fit() calls this after every epoch of every fold (1-based): MLflow first, then the run's progress."""
+        if self.tracker is not None:
+            self.tracker.on_epoch(fold, epoch, metrics)
+        progress: dict[str, Any] = {"fold": int(fold), "epoch": int(epoch), "stage": "training"}
+        if metrics.get("val_mae") is not None:
+            progress["val_mae"] = round(float(metrics["val_mae"]), 3)
+        self.beat(**progress)
+
+    def on_model(self, fold: int, epoch: int, model) -> None:
+        """Fine-tune: the fold model after an epoch, checked on the evaluation set (engine permitting)."""
+        if self.model_check is not None and not self.regressed:
+            self.regressed = self.model_check(int(fold), model)
+
+    def should_stop(self) -> bool:
+        """Checked by fit() before and after every epoch: a cancellation or a fine-tune regression stops the run."""
+        self.beat()
+        return self.cancelled or bool(self.regressed)
+
+
+def _run_metrics(summary: dict, result) -> dict:
+    """TrainingRun.metrics: the tracker's summary (folds, baseline, interval, mae_by_decade ...), the flat keys of
+    the MLflow parent run at top level (mae, mae_std, baseline_mae, fold_1_mae ...) and the printable report."""
+    flat = dict(summary.get("summary") or {})
+    return json_safe({**flat, **summary, "beats_baseline": bool(result.beats_baseline), "report": result.summary()})
+
+
+def training_run_execute(
+    *,
+    run_id: int,
+    progress: bool = False,
+    on_epoch: Callable[[int, int, dict], None] | None = None,
+    auto_promote: bool | None = None,
+) -> TrainingRun:
+    """Run a queued training: lock, freeze, K-fold train, register, compare with Production, decide.
+
+    Task-safe: a run that is not QUEUED any more is returned untouched (acks_late redelivery, a second worker).
+    Raises TrainingBusy (the run stays queued) while another run holds the lock. Any other failure ends the run FAILED
+    with a short reason, leaves Production as it was and releases the lock; the MLflow run ends FAILED and a version
+    it registered is deleted again (the tracking module's TrainingTracker). A cancelled run ends CANCELLED the same way.
+    `on_epoch(fold, epoch, metrics)` observes every epoch (tests, progress displays);
+    `auto_promote` overrides settings.AUTO_PROMOTE for this run (`manage.py retrain --auto-promote`).
+    """
+    run = TrainingRun.objects.get(pk=run_id)
+    if run.status != TrainingRun.Status.QUEUED:
+        return run
+    if run.cancel_requested:
+        TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
+            status=TrainingRun.Status.CANCELLED, finished_at=timezone.now(), error="cancelled before it started"
+        )
+        return TrainingRun.objects.get(pk=run.pk)
+    if not _lease_acquire(run):
+        return TrainingRun.objects.get(pk=run.pk)
+    started = time.monotonic()
+    try:
+        finished = _training_run_work(
+            run_id=run.pk,
+            progress=progress,
+            on_epoch=on_epoch,
+            auto_promote=settings.AUTO_PROMOTE if auto_promote is None else auto_promote,
+        )
+    except TrainingLeaseLost as error:
+        logger.warning("%s", error)
+        return TrainingRun.objects.get(pk=run.pk)
+    except TrainingCancelled:
+        finished = _run_finish(run.pk, status=TrainingRun.Status.CANCELLED, error="cancelled by a model owner")
+    except FineTuneRegressed as error:
+        finished = _run_finish(
+            run.pk,
+            status=TrainingRun.Status.SUCCEEDED,
+            verdict=TrainingRun.Verdict.REJECTED,
+            error=str(error)[:ERROR_MAX_CHARS],
+        )
+    except Exception as error:  # noqa: BLE001 - any failure: FAILED with the reason, Production untouched
+        logger.exception("training run %s failed", run.pk)
+        finished = _run_finish(run.pk, status=TrainingRun.Status.FAILED, error=error_text(error))
+    finally:
+        # Whatever happened (even KeyboardInterrupt), this worker's run is not left RUNNING: the lock is released.
+        TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
+            status=TrainingRun.Status.FAILED, finished_at=timezone.now(), error="stopped unexpectedly"
+        )
+    logger.info(
+        "training run %s: %s %s in %.0f s", run.pk, finished.status, finished.verdict, time.monotonic() - started
+    )
+    _next_queued_run_kick()
+    return finished
+
+
+def _next_queued_run_kick() -> None:
+    """The lock is free again: hand the oldest queued run (one that found the lock taken) to a worker. With a broker
+    its own retry would get there too; in-process (eager) nothing else would ever start it."""
+    waiting = (
+        TrainingRun.objects.filter(status=TrainingRun.Status.QUEUED, cancel_requested=False)
+        .order_by("created_at", "id")
+        .values_list("id", flat=True)
+        .first()
+    )
+    if waiting is not None:
+        transaction.on_commit(lambda: training_run_queued.send(sender=TrainingRun, run_id=waiting))
+
+
+def _training_run_work(*, run_id: int, progress: bool, on_epoch: Callable | None, auto_promote: bool) -> TrainingRun:
+    tracking = gateway.tracking()
+    run = TrainingRun.objects.get(pk=run_id)
+    config = TrainConfig.from_dict(run.config)
+    name = settings.MLFLOW_MODEL_NAME
+
+    _lease_renew(run_id, progress={"stage": "freezing data"})
+    training_set = dataset_freeze(kind=DatasetVersion.Kind.TRAINING)
+    evaluation_set = dataset_freeze(kind=DatasetVersion.Kind.EVALUATION)
+    TrainingRun.objects.filter(pk=run_id).update(dataset_version=training_set, evaluation_dataset=evaluation_set)
+    train_samples = dataset_samples(dataset=training_set)
+
+    production = tracking.get_alias_version(name, PRODUCTION_ALIAS)
+    init_states = None
+    final_check = None
+    hooks = _RunHooks(run_id=run_id, folds=config.folds, epochs=config.epochs)
+    if run.fine_tune:
+        if production is None:
+            raise ValueError("fine-tuning needs a Production version to start from, and there is none")
+        _lease_renew(run_id, progress={"stage": "loading Production for fine-tuning"})
+        config, init_states = _fine_tune_setup(run_config=config, production=production)
+        eval_samples = dataset_samples(dataset=evaluation_set)
+        if not eval_samples:
+            raise ValueError("fine-tuning checks every epoch on the evaluation set, and it is empty")
+        per_epoch, final_check = _fine_tune_checks(
+            config=config, states=init_states, eval_samples=eval_samples, production=production
+        )
+        hooks.model_check = per_epoch
+        hooks.progress.update(folds=config.folds, epochs=config.epochs)
+    minimum = 2 * config.folds
+    if len(train_samples) < minimum:
+        raise ValueError(
+            f"not enough labelled coins to train: {len(train_samples)} in the training set, at least {minimum} "
+            f"needed for {config.folds} folds"
+        )
+    hooks.beat(stage="training")
+
+    def epoch_hook(fold: int, epoch: int, metrics: dict) -> None:
+        hooks.on_epoch(fold, epoch, metrics)
+        if on_epoch is not None:
+            on_epoch(fold, epoch, metrics)
+
+    tags = {
+        "coinsite.training_run": str(run_id),
+        "coinsite.dataset": training_set.content_hash,
+        "coinsite.evaluation_dataset": evaluation_set.content_hash,
+        "coinsite.fine_tune": str(run.fine_tune).lower(),
+        "coinsite.requested_by": getattr(run.requested_by, "username", "system"),
+    }
+    with tracking.TrainingTracker(config, run_name=f"training-run-{run_id}", tags=tags) as tracker:
+        hooks.tracker = tracker
+        TrainingRun.objects.filter(pk=run_id).update(mlflow_run_id=tracker.run_id)
+        try:
+            result = kfold.fit(
+                config,
+                train_samples,
+                progress=progress,
+                on_epoch=epoch_hook,
+                should_stop=hooks.should_stop,
+                init_state_dict=init_states,
+                on_model=hooks.on_model,
+            )
+        except TrainingCancelled:
+            if hooks.regressed:
+                raise FineTuneRegressed(
+                    hooks.regressed + "; the candidate was discarded (nothing registered)"
+                ) from None
+            raise
+        if hooks.cancelled:
+            raise TrainingCancelled()
+        if final_check is not None:
+            hooks.beat(stage="checking fine-tuned model")
+            regressed = final_check(result)
+            if regressed:
+                raise FineTuneRegressed(regressed + "; the candidate was discarded (nothing registered)")
+        hooks.beat(stage="logging to MLflow")
+        summary = tracker.log_result(result, training_set.manifest)
+        metrics = _run_metrics(summary, result)
+        tracker.log_model(result)
+        hooks.beat(stage="registering")
+        version = tracker.register(name, serve_if_first=result.beats_baseline)
+        hooks.beat(stage="comparing with Production")
+        if production is None:
+            comparison = model_version_compare(candidate=version, production=None, evaluation=evaluation_set)
+        else:
+            comparison = model_version_compare(
+                candidate=version,
+                production=production,
+                evaluation=evaluation_set,
+                corrected_coin_ids=coins_corrected_since(version=production),
+            )
+        comparison = json_safe(comparison)
+        tracking.log_evaluation(
+            tracker.run_id,
+            {"eval": {k: comparison.get(k) for k in ("candidate", "production")}, "corrected": comparison["corrected"]},
+            {"comparison.json": comparison},
+        )
+        if not result.beats_baseline:  # the gate: never served automatically, not even as the first version
+            comparison.update(
+                better=False,
+                verdict="rejected",
+                reason=f"does not beat the constant baseline on its own cross-validation (MAE "
+                f"{result.metrics['mae']:.2f} vs {result.baseline_metrics['mae']:.2f}): not put in Production",
+            )
+        verdict = TrainingRun.Verdict.RECOMMENDED if comparison["better"] else TrainingRun.Verdict.REJECTED
+        if production is None and comparison["better"]:
+            verdict = TrainingRun.Verdict.PROMOTED
+        elif verdict == TrainingRun.Verdict.RECOMMENDED:
+            tracking.set_alias(name, STAGING_ALIAS, version)
+    # The tracker ended FINISHED: only now may a first version serve (the registry gave it alias `production` at the
+    # end of the block; a failure inside the block deleted the version instead). Then the mirror and the audit row.
+    first_serves = production is None and verdict == TrainingRun.Verdict.PROMOTED
+    if first_serves and tracking.get_alias_version(name, PRODUCTION_ALIAS) != version:
+        tracking.set_alias(name, PRODUCTION_ALIAS, version)  # no Production although versions exist (alias removed)
+    with transaction.atomic():
+        mirror = model_version_mirror(version=version)
+        flat_metrics = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        mirror.training_run_id = run_id
+        mirror.metrics = {**flat_metrics, "folds": metrics.get("folds", [])}
+        mirror.save(update_fields=["training_run", "metrics"])
+        if first_serves:
+            model_version_initial_production(mirror=mirror, actor=run.requested_by)
+        elif verdict == TrainingRun.Verdict.RECOMMENDED:
+            model_version_alias_mirror(name=name, version=version, alias=STAGING_ALIAS)
+    finished = _run_finish(
+        run_id,
+        status=TrainingRun.Status.SUCCEEDED,
+        metrics=metrics,
+        comparison=comparison,
+        verdict=verdict,
+        progress={**hooks.progress, "stage": "done"},
+    )
+    if verdict == TrainingRun.Verdict.RECOMMENDED and auto_promote:
+        try:
+            model_version_promote(version=version, actor=None, action=Promotion.Action.AUTO)
+        except Exception as error:  # noqa: BLE001 - the run succeeded; the promotion can be done by hand
+            logger.exception("auto-promotion of v%s failed", version)
+            TrainingRun.objects.filter(pk=run_id).update(error=error_text(error))
+        finished.refresh_from_db()
+    return finished

@@ -1,0 +1,17 @@
+"""Signals of the training app: how its services ask for background work without importing training.tasks.
+
+Every task calls a service, and some services must start a task (a queued run, the next run once the lock is free,
+a re-scoring), so services importing tasks and tasks importing services would make an import cycle. The services
+send these signals once their transaction committed; training/receivers.py enqueues the task. The task names stay
+what the broker, the routes and the beat schedule know.
+
+- training_run_queued: `run_id`, a run waiting in QUEUED that a worker should execute.
+- coins_rescore_requested: `coin_ids`, coins to predict again with the current Production.
+"""
+
+from __future__ import annotations
+
+from django.dispatch import Signal
+
+training_run_queued = Signal()
+coins_rescore_requested = Signal()
