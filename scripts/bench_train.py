@@ -4,7 +4,8 @@ Real: JPEG pairs on disk -> read_labels_csv -> CoinPairDataset (decoded once, ba
 -> train.train_one_epoch. Bare: the same photos already decoded and normalised in two tensors, a random permutation
 and a plain forward/backward/step loop. Same model, init, optimizer, batch size and memory format; epochs are
 interleaved (bare, real, bare, real ...) so that a busy machine slows both alike. Prints seconds per epoch, the
-ratio (target <= 1.15), pairs/s and the peak RSS (target < 2 GB).
+ratio (target <= 1.15), pairs/s and the real pipeline's peak RSS (target < 2 GB), taken before the bare loop's
+copy of the photos exists.
 
     python scripts/bench_train.py [--pairs 800] [--epochs 3] [--data DIR] [--set key=value ...]
 """
@@ -90,6 +91,10 @@ def bare_epoch(model, optimizer, fronts, backs, targets, batch_size: int, device
     return time.perf_counter() - started
 
 
+def _peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux reports KiB
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -127,20 +132,27 @@ def main(argv: list[str] | None = None) -> int:
         decode_seconds = time.perf_counter() - started
         loader = make_loader(dataset, batch_size=config.batch_size, shuffle=True, seed=args.seed, drop_last=True)
 
-        fronts, backs, targets = pre_decoded(dataset.view(train=False))
-
         torch.manual_seed(args.seed)
         real_model = prepare_model(build_model(config), device)
+        real_opt = torch.optim.AdamW(real_model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        # The real pipeline's footprint is read after its warm-up epoch, before the bare loop's float copy of every
+        # photo exists (800 pairs at 192 px: 708 MB that only the benchmark needs).
+        real_warm_up = train_one_epoch(real_model, loader, real_opt, device=device)["seconds"]
+        real_rss_gb = _peak_rss_gb()
+
+        fronts, backs, targets = pre_decoded(dataset.view(train=False))
         torch.manual_seed(args.seed)
         bare_model = prepare_model(build_model(config), device)
-        real_opt = torch.optim.AdamW(real_model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         bare_opt = torch.optim.AdamW(bare_model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         generator = torch.Generator().manual_seed(args.seed)
 
         real_times, bare_times = [], []
         for epoch in range(args.epochs + 1):  # epoch 0 warms up allocator and kernels, untimed
             bare = bare_epoch(bare_model, bare_opt, fronts, backs, targets, config.batch_size, device, generator)
-            real = train_one_epoch(real_model, loader, real_opt, device=device)["seconds"]
+            if epoch == 0:
+                real = real_warm_up
+            else:
+                real = train_one_epoch(real_model, loader, real_opt, device=device)["seconds"]
             if epoch:
                 bare_times.append(bare)
                 real_times.append(real)
@@ -150,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     pairs = (len(samples) // config.batch_size) * config.batch_size
     real_s, bare_s = statistics.median(real_times), statistics.median(bare_times)
     ratio = sum(real_times) / sum(bare_times)  # over all timed epochs: steadier than a ratio of two medians
-    rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux reports KiB
+    bench_rss_gb = _peak_rss_gb()
     print()
     print(
         f"load average (1/5 min) {os.getloadavg()[0]:.1f} / {os.getloadavg()[1]:.1f}  (other processes slow both loops)"
@@ -162,10 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"ratio real/bare        {ratio:.3f}  (target <= {TARGET_RATIO})  {'OK' if ratio <= TARGET_RATIO else 'MISSED'}"
     )
-    print(
-        f"peak RSS               {rss_gb:.2f} GB  (target < {TARGET_RSS_GB} GB)  {'OK' if rss_gb < TARGET_RSS_GB else 'MISSED'}"
-    )
-    ok = ratio <= TARGET_RATIO and rss_gb < TARGET_RSS_GB
+    verdict = "OK" if real_rss_gb < TARGET_RSS_GB else "MISSED"
+    print(f"peak RSS, real         {real_rss_gb:.2f} GB  (target < {TARGET_RSS_GB} GB)  {verdict}")
+    print(f"peak RSS, whole bench  {bench_rss_gb:.2f} GB  (with the bare loop's float copy and its model)")
+    ok = ratio <= TARGET_RATIO and real_rss_gb < TARGET_RSS_GB
     return 0 if ok or not args.strict else 1
 
 
