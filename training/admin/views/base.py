@@ -4,6 +4,7 @@ URL, and the admin's chrome around the template."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from django.contrib import admin
@@ -39,9 +40,12 @@ class AdminPageView(View):
 
     object: Model | None = None
 
+    # the role check of the page (registry.roles / predictions.roles), e.g. `role = staticmethod(can_promote)`
+    role: ClassVar[Callable[[Any], bool]]
+
     def has_permission(self, request: HttpRequest) -> bool:
         """Whether the user's role may use this page."""
-        raise NotImplementedError
+        return self.role(request.user)
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         method = request.method.lower()

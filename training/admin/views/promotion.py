@@ -21,8 +21,7 @@ class PromoteView(AdminPageView):
     model = ModelVersion
     http_method_names: ClassVar[list[str]] = ["post"]
 
-    def has_permission(self, request: HttpRequest) -> bool:
-        return can_promote(request.user)
+    role = staticmethod(can_promote)
 
     def post(self, request: HttpRequest, pk: int) -> HttpResponseRedirect:
         actions.promote(request, self.object)
@@ -34,8 +33,7 @@ class RollbackView(AdminPageView):
 
     http_method_names: ClassVar[list[str]] = ["post"]
 
-    def has_permission(self, request: HttpRequest) -> bool:
-        return can_promote(request.user)
+    role = staticmethod(can_promote)
 
     def post(self, request: HttpRequest) -> HttpResponseRedirect:
         actions.roll_back(request)

@@ -41,8 +41,7 @@ class RescoreView(AdminPageView):
     template_name = "admin/{app_label}/{model_name}/rescore.html"
     title = "Re-score coins with Production"
 
-    def has_permission(self, request: HttpRequest) -> bool:
-        return can_promote(request.user)
+    role = staticmethod(can_promote)
 
     def get(self, request: HttpRequest) -> TemplateResponse:
         initial = {"scope": "version", "version": request.GET["version"]} if request.GET.get("version") else {}

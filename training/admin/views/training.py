@@ -39,8 +39,7 @@ class StartTrainingView(AdminPageView):
     template_name = "admin/{app_label}/{model_name}/start.html"
     title = "Start training"
 
-    def has_permission(self, request: HttpRequest) -> bool:
-        return can_train(request.user)
+    role = staticmethod(can_train)
 
     def get(self, request: HttpRequest) -> TemplateResponse:
         return self.page(request, StartTrainingForm())
@@ -82,8 +81,7 @@ class CancelTrainingView(AdminPageView):
     model = TrainingRun
     http_method_names: ClassVar[list[str]] = ["post"]
 
-    def has_permission(self, request: HttpRequest) -> bool:
-        return can_train(request.user)
+    role = staticmethod(can_train)
 
     def post(self, request: HttpRequest, pk: int) -> HttpResponseRedirect:
         actions.cancel(request, self.object)
