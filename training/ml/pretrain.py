@@ -40,7 +40,7 @@ BASE_DIR = Path(__file__).resolve().parents[2]
 DEFAULT_MANIFEST = BASE_DIR / "configs" / "pretrain.yaml"
 BASE_WEIGHTS = BASE_DIR / "training" / "ml" / "base" / "date_reader.pt"
 BASE_LINEAGE = BASE_WEIGHTS.with_suffix(".json")
-GENERATOR_VERSION = "synthetic-2"
+GENERATOR_VERSION = "synthetic-3"  # 3: the "assorted" style (classic coins unchanged)
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,7 @@ class PretrainConfig:
     eval_seed: int = 777001
     eval_every: int = 500
     resume: bool = False  # continue from the current base weights (its lineage is kept as "resumed_from")
+    assorted_share: float = 0.0  # share of coins in the "assorted" style (any alloy, the date anywhere, pen digits)
 
     @classmethod
     def load(cls, path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> PretrainConfig:
@@ -95,14 +96,23 @@ class GeneratedSet:
     layout: np.ndarray
 
 
-def _render_coins(args: tuple[int, int, int, int, int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    start, stop, seed, size, image_size, year_min, year_max = args
+def coin_style(i: int, seed: int, assorted_share: float) -> str:
+    """The generator style of the i-th pretraining coin: deterministic in (seed, i)."""
+    draw = np.random.default_rng(np.random.SeedSequence([int(seed) & (2**63 - 1), i, 0xA550])).random()
+    return "assorted" if draw < assorted_share else "classic"
+
+
+def _render_coins(
+    args: tuple[int, int, int, int, int, int, int, float],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    start, stop, seed, size, image_size, year_min, year_max, assorted_share = args
     torch.set_num_threads(1)
     config = TrainConfig(image_size=image_size, year_min=year_min, year_max=year_max)
     photos, years, layout = [], [], []
     for i in range(start, stop):
         year, coin_seed = synthetic._coin_plan(i, seed, year_min, year_max)
-        front, back, where = synthetic.generate_coin_with_layout(year, coin_seed, size=size)
+        style = coin_style(i, seed, assorted_share)
+        front, back, where = synthetic.generate_coin_with_layout(year, coin_seed, size=size, style=style)
         photos.append(torch.stack([images.load_uint8(front, config), images.load_uint8(back, config)]).numpy())
         years.append(year)
         layout.append((where.side, where.x, where.y) if where else (-1, 0.5, 0.5))
@@ -135,11 +145,12 @@ def generate_coins(
     image_size: int,
     year_min: int,
     year_max: int,
+    assorted_share: float = 0.0,
     workers: int = 2,
     progress: bool = False,
 ) -> GeneratedSet:
     """``count`` generated coins through the serving preprocessing, rendered by ``workers`` processes."""
-    jobs = [(a, b, seed, size, image_size, year_min, year_max) for a, b in _chunks(count, workers)]
+    jobs = [(a, b, seed, size, image_size, year_min, year_max, assorted_share) for a, b in _chunks(count, workers)]
     parts = _map(_render_coins, jobs, workers, progress, "coins")
     return GeneratedSet(
         torch.from_numpy(np.concatenate([p[0] for p in parts])),
@@ -305,7 +316,9 @@ def pretrain(
     log(f"generating {config.count} coins and {config.negatives} non-coin photos (seed {config.seed})")
     sizes = {"size": config.generate_size, "image_size": config.image_size}
     years = {"year_min": config.year_min, "year_max": config.year_max}
-    coins = generate_coins(config.count, config.seed, **sizes, **years, progress=progress)
+    coins = generate_coins(
+        config.count, config.seed, **sizes, **years, assorted_share=config.assorted_share, progress=progress
+    )
     negative_photos = generate_negative_photos(config.negatives, config.seed, **sizes, progress=progress)
     held_out = generate_coins(config.eval_count, config.eval_seed, **sizes, **years)
     held_out_negatives = generate_negative_photos(

@@ -50,6 +50,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from tqdm import tqdm
 
 __all__ = [
     "YEAR_MIN",
@@ -312,6 +313,24 @@ class _Spec:
         self.shield_kind = int(rng.integers(3))
         self.modern_kind = int(rng.integers(3))
         self.mint = "ABDFGHJMPSW"[int(rng.integers(11))] if rng.random() < 0.5 else ""
+        if style == "assorted":
+            self._assorted(rng)
+
+    def _assorted(self, rng: np.random.Generator) -> None:
+        """The pretraining-only style: any alloy, the date anywhere, in the Aileron font or a pen-drawn hand.
+
+        Drawn after the classic parameters, so that a classic coin's draws stay what they were.
+        """
+        self.metal = np.clip(self.metal[rng.permutation(3)] * rng.uniform(0.8, 1.2, 3), 0.05, 1.0)
+        self.year_on_back = rng.random() < 0.5
+        self.date_pen = rng.random() < 0.6  # else the Aileron font
+        self.date_height = rng.uniform(0.15, 0.28)  # of the radius
+        self.date_angle = rng.uniform(0, 2 * math.pi)
+        self.date_radius = rng.uniform(0.0, 1.0)  # share of the room the date leaves inside the rim
+        self.date_plaque = rng.random() < 0.5
+        self.date_shear = rng.uniform(-0.25, 0.25)
+        self.date_aspect = rng.uniform(0.45, 0.75)  # digit width / height
+        self.date_pen_width = rng.uniform(0.08, 0.2)  # of the digit height
 
 
 # --------------------------------------------------------------------------
@@ -635,6 +654,61 @@ def _draw_segment_date(d: ImageDraw.ImageDraw, c: float, R: float, r_in: float, 
     return c, y
 
 
+def _arc(cx: float, cy: float, rx: float, ry: float, a0: float, a1: float, n: int = 14) -> list[tuple[float, float]]:
+    """Points of an elliptic arc in a digit cell (y down), from a0 to a1 degrees."""
+    return [
+        (cx + rx * math.cos(math.radians(a)), cy + ry * math.sin(math.radians(a))) for a in np.linspace(a0, a1, n)
+    ]
+
+
+def _turned(strokes: list[list[tuple[float, float]]]) -> list[list[tuple[float, float]]]:
+    return [[(1.0 - x, 1.0 - y) for x, y in stroke] for stroke in strokes]
+
+
+# Pen-drawn digits of the pretraining-only "assorted" style: strokes in a unit cell (x right, y down), so that the
+# base reader learns digits as shapes rather than one font's pixels.
+_SIX = [_arc(0.55, 0.52, 0.42, 0.5, 290, 150), _arc(0.5, 0.7, 0.38, 0.3, 0, 360)]
+_PEN_DIGITS: dict[str, list[list[tuple[float, float]]]] = {
+    "0": [_arc(0.5, 0.5, 0.42, 0.5, 0, 360, 20)],
+    "1": [[(0.2, 0.22), (0.55, 0.0), (0.55, 1.0)]],
+    "2": [_arc(0.5, 0.28, 0.4, 0.28, 195, 385) + [(0.06, 1.0), (0.95, 1.0)]],
+    "3": [_arc(0.5, 0.26, 0.36, 0.26, 200, 450), _arc(0.5, 0.74, 0.42, 0.26, 270, 520)],
+    "4": [[(0.72, 1.0), (0.72, 0.0), (0.04, 0.7), (0.96, 0.7)]],
+    "5": [[(0.88, 0.0), (0.2, 0.0), (0.14, 0.45)] + _arc(0.5, 0.68, 0.4, 0.32, 225, 505)],
+    "6": _SIX,
+    "7": [[(0.04, 0.0), (0.96, 0.0), (0.38, 1.0)]],
+    "8": [_arc(0.5, 0.25, 0.33, 0.25, 0, 360), _arc(0.5, 0.73, 0.42, 0.27, 0, 360)],
+    "9": _turned(_SIX),
+}
+
+
+def _draw_assorted_date(d: ImageDraw.ImageDraw, c: float, r_in: float, s: _Spec) -> tuple[float, float]:
+    """Draw the year anywhere inside the rim (pen-drawn or Aileron, sometimes on a dark plaque); returns its centre."""
+    height = r_in * s.date_height
+    width = height * s.date_aspect
+    gap = 0.18 * height
+    total = 4 * width + 3 * gap
+    half_diag = math.hypot(total / 2 + gap, height / 2 + gap)
+    room = max(0.8 * r_in - half_diag, 0.0)  # clear of the legend along the rim
+    x = c + room * s.date_radius * math.cos(s.date_angle)
+    y = c + room * s.date_radius * math.sin(s.date_angle)
+    if s.date_plaque:
+        d.rectangle((x - total / 2 - gap, y - height / 2 - gap, x + total / 2 + gap, y + height / 2 + gap), fill=0)
+    if not s.date_pen:
+        _draw_text(d, x, y, f"{s.year:04d}", height * 1.3, fill=245)
+        return x, y
+    pen = max(1, int(round(height * s.date_pen_width)))
+    for k, digit in enumerate(f"{s.year:04d}"):
+        left = x - total / 2 + k * (width + gap)
+        top = y - height / 2
+        for stroke in _PEN_DIGITS[digit]:
+            points = [(left + (px + s.date_shear * (0.5 - py)) * width, top + py * height) for px, py in stroke]
+            d.line(points, fill=245, width=pen, joint="curve")
+            for px, py in (points[0], points[-1]):
+                d.ellipse((px - pen / 2, py - pen / 2, px + pen / 2, py + pen / 2), fill=245)
+    return x, y
+
+
 def _height_map(s: _Spec, side: str, D: int, rng: np.random.Generator) -> tuple[np.ndarray, tuple[float, float] | None]:
     """The face's relief in [0, 1], and where its date's centre is (pixels of the face), or None without a date."""
     c = D / 2.0
@@ -654,6 +728,8 @@ def _height_map(s: _Spec, side: str, D: int, rng: np.random.Generator) -> tuple[
         _draw_back(d, c, R, r_in, s, rng)
     if year_here and s.style == "northern":
         date_xy = _draw_segment_date(d, c, R, r_in, s)
+    elif year_here and s.style == "assorted":
+        date_xy = _draw_assorted_date(d, c, r_in, s)
     elif year_here:
         digits = f"{s.year:04d}"
         if side == "front":
@@ -966,7 +1042,8 @@ class DateLayout:
     y: float
 
 
-STYLES = ("classic", "northern")
+STYLES = ("classic", "northern", "assorted")
+"""classic: the project's coins; northern: a second mint that no training saw; assorted: pretraining only."""
 
 
 def _render(
@@ -1099,8 +1176,6 @@ def write_dataset(
     width = max(5, len(str(int(count))))
     it = iter_coins(count, seed, year_min=year_min, year_max=year_max, size=size, style=style)
     if progress:
-        from tqdm import tqdm
-
         it = tqdm(it, total=int(count), desc="synthetic coins", unit="coin")
     rows = []
     for i, (front, back, year) in enumerate(it, start=1):
