@@ -14,7 +14,7 @@ from training.ml import images, negatives, synthetic
 from training.ml.config import TrainConfig
 from training.ml.ensemble import CoinYearEnsemble, EnsemblePredictor, export_onnx, prediction_details
 from training.ml.model import CoinDateModel, build_model
-from training.ml.pretrain import load_base_state
+from training.ml.pretrain import coin_style, load_base_state
 from training.ml.reader import (
     DateReaderNet,
     ReaderLossWeights,
@@ -155,6 +155,15 @@ def test_the_northern_mint_looks_different():
     classic = synthetic.generate_coin_jpegs(1955, 12, size=96)
     northern = synthetic.generate_coin_jpegs(1955, 12, size=96, style="northern")
     assert classic != northern
+
+
+def test_assorted_coins_put_their_date_in_many_places_and_pretraining_mixes_them_in():
+    layouts = [synthetic.generate_coin_with_layout(1900 + i, i, size=96, style="assorted")[2] for i in range(12)]
+    spots = {(round(lay.x, 1), round(lay.y, 1)) for lay in layouts}
+    assert len(spots) >= 6, "the assorted style moves the date around the coin"
+    styles = [coin_style(i, seed=1002, assorted_share=0.5) for i in range(400)]
+    assert 0.4 < styles.count("assorted") / len(styles) < 0.6
+    assert {coin_style(i, seed=1002, assorted_share=0.0) for i in range(50)} == {"classic"}
 
 
 @pytest.mark.parametrize("kind", negatives.ALL_KINDS)
