@@ -38,6 +38,18 @@ def mlflow_ready() -> str:
     return settings.MLFLOW_TRACKING_URI
 
 
+def experiment_ready(name: str) -> str:
+    """Make experiment ``name`` exist with the site's artifact location and be the active one; returns its id.
+
+    mlflow.set_experiment() alone would create it with MLflow's default location, which on the embedded default is
+    ./mlruns of whatever folder the process runs in (the pretrain command wrote its base there)."""
+    with _lock:
+        _configured.clear()  # the tracking module's active experiment is now ``name``; mlflow_ready() redoes its own
+        return _tracking.configure(
+            settings.MLFLOW_TRACKING_URI, artifact_root=settings.MLFLOW_ARTIFACT_ROOT, experiment=name
+        )
+
+
 def tracking() -> ModuleType:
     """The tracking module, ready for this site's store: for code that drives a run through many of its calls."""
     mlflow_ready()

@@ -6,6 +6,7 @@ import http.server
 import io
 import json
 import threading
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -209,7 +210,7 @@ class socket_bound:
 
 
 @pytest.mark.slow
-def test_pretrain_writes_the_base_with_its_lineage_and_logs_it_to_mlflow(tmp_path):
+def test_pretrain_writes_the_base_with_its_lineage_and_logs_it_to_mlflow(tmp_path, settings):
     out = tmp_path / "base.pt"
 
     output = run_command(
@@ -237,5 +238,6 @@ def test_pretrain_writes_the_base_with_its_lineage_and_logs_it_to_mlflow(tmp_pat
     assert {"exact", "mae", "baseline_mae"} <= set(lineage["metrics"])
     assert "base reader written to" in output
     experiment = mlflow.get_experiment_by_name("coin-year-base")
+    assert experiment.artifact_location.startswith(Path(settings.MLFLOW_ARTIFACT_ROOT).resolve().as_uri())
     runs = mlflow.search_runs([experiment.experiment_id], output_format="list")
     assert runs and runs[0].data.params["manifest.count"] == "12"

@@ -16,10 +16,12 @@ import yaml
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from registry.gateway import mlflow_ready
+from registry.gateway import experiment_ready
 from training.ml import pretrain as ml_pretrain
 
 from .train import add_set_argument, overrides_of
+
+BASE_EXPERIMENT = "coin-year-base"
 
 
 def _code_commit() -> str:
@@ -59,8 +61,7 @@ class Command(BaseCommand):
         net, lineage = ml_pretrain.pretrain(config, log=self.stdout.write)
         lineage["code_commit"] = commit
         out = ml_pretrain.save_base(net, lineage, Path(options["out"]))
-        mlflow_ready()
-        mlflow.set_experiment("coin-year-base")
+        experiment_ready(BASE_EXPERIMENT)
         with mlflow.start_run(run_name="base-date-reader") as run:
             mlflow.log_params({f"manifest.{k}": v for k, v in lineage["manifest"].items()})
             mlflow.set_tags({"generator_version": lineage["generator_version"], "code_commit": commit})
