@@ -247,10 +247,7 @@ def predict_checked(pairs) -> list[PairPrediction]:
     transform = images.build_transforms(config, train=False)
     front = transform.batch(torch.stack([front.pixels for front, _back in pairs]))
     back = transform.batch(torch.stack([back.pixels for _front, back in pairs]))
-    output, version = batcher.predict(front, back)
-    latency_ms = (time.perf_counter() - started) * 1000 / len(pairs)
-    loaded = batcher.holder.current()
-    return [_to_prediction(row, version, latency_ms, loaded) for row in output]
+    return _score(batcher, front, back, started)
 
 
 def predict_pairs(pairs: list[tuple[bytes, bytes]]) -> list[PairPrediction]:
@@ -262,8 +259,13 @@ def predict_pairs(pairs: list[tuple[bytes, bytes]]) -> list[PairPrediction]:
     started = time.perf_counter()
     config = batcher.holder.current().config
     front, back = images.preprocess_batch(pairs, config)
+    return _score(batcher, front, back, started)
+
+
+def _score(batcher: MicroBatcher, front: torch.Tensor, back: torch.Tensor, started: float) -> list[PairPrediction]:
+    """Run preprocessed pairs through the batcher; each gets its share of the time since ``started``."""
     output, version = batcher.predict(front, back)
-    latency_ms = (time.perf_counter() - started) * 1000 / max(len(pairs), 1)
+    latency_ms = (time.perf_counter() - started) * 1000 / max(len(front), 1)
     loaded = batcher.holder.current()
     return [_to_prediction(row, version, latency_ms, loaded) for row in output]
 
