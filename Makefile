@@ -11,11 +11,20 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export MALLOC_MMAP_THRESHOLD_ := 100000000000
 export MALLOC_TRIM_THRESHOLD_ := 100000000000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/coinsite
+# The distributed deployment on this machine: production settings (DEBUG off, a generated secret key) over plain
+# http on 127.0.0.1, hence DJANGO_HTTPS=0 (behind a TLS proxy, leave it on).
+DIST_SECRET := var/distributed/secret-key
 DIST_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/coinsite CELERY_BROKER_URL=redis://127.0.0.1:6379/0 \
-	MLFLOW_TRACKING_URI=http://127.0.0.1:5000 COINSITE_VAR_DIR=$(CURDIR)/var/distributed
+	MLFLOW_TRACKING_URI=http://127.0.0.1:5000 COINSITE_VAR_DIR=$(CURDIR)/var/distributed \
+	DJANGO_DEBUG=0 DJANGO_HTTPS=0 DJANGO_SECRET_KEY="$$(cat $(DIST_SECRET))"
+# The Procfile's long-running processes; its `release` step (migrate + collectstatic) runs before them, once.
+DIST_PROCESSES := mlflow web inference training beat
 
 .PHONY: help venv run run-distributed test test-fast test-postgres browser-deps bench bench-train lint demo clean \
-	pretrain measure-reader
+	pretrain measure-reader collectstatic
+
+# DJANGO_DEBUG defaults to off (a deployment never shows debug pages); the embedded default's local tools turn it on.
+run demo bench bench-train pretrain measure-reader: export DJANGO_DEBUG := 1
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -34,14 +43,20 @@ demo: venv ## migrate, create demo users, demo coins and the first trained model
 
 run: demo ## set everything up and serve http://127.0.0.1:8000 on the embedded default
 	@echo "Serving coinsite on http://127.0.0.1:8000 (Ctrl-C stops)"
-	$(PY) manage.py runserver 127.0.0.1:8000 --noreload
+	COINSITE_HOUSEKEEPING_SECONDS=300 $(PY) manage.py runserver 127.0.0.1:8000 --noreload
 
 run-distributed: venv ## PostgreSQL + Redis + Celery workers + beat + MLflow server + gunicorn, one Ctrl-C stops all
 	@psql -h 127.0.0.1 -U postgres -tc "SELECT 1 FROM pg_database WHERE datname='coinsite'" | grep -q 1 \
 		|| psql -h 127.0.0.1 -U postgres -c "CREATE DATABASE coinsite"
 	mkdir -p var/distributed
+	@test -s $(DIST_SECRET) || (umask 077 && $(PY) -c "import secrets; print(secrets.token_urlsafe(50))" > $(DIST_SECRET))
+	@chmod 600 $(DIST_SECRET)
 	$(DIST_ENV) $(PY) manage.py migrate --noinput
-	$(DIST_ENV) $(VENV)/bin/honcho -f Procfile start
+	$(DIST_ENV) $(PY) manage.py collectstatic --noinput
+	$(DIST_ENV) $(VENV)/bin/honcho -f Procfile start $(DIST_PROCESSES)
+
+collectstatic: venv ## gather static files into STATIC_ROOT with whitenoise's manifest: every deployment runs it
+	$(PY) manage.py collectstatic --noinput
 
 browser-deps: venv ## Debian's chromium for the browser tests (Playwright's Python package comes with requirements)
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)

@@ -6,9 +6,11 @@ tracking server. Same code either way.
 """
 
 import os
+import re
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("COINSITE_VAR_DIR", BASE_DIR / "var"))  # created at start-up: coinsite.apps
@@ -16,9 +18,17 @@ VAR_DIR = Path(os.environ.get("COINSITE_VAR_DIR", BASE_DIR / "var"))  # created 
 env = environ.Env()
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-DEBUG = env.bool("DJANGO_DEBUG", default=True)
-# Production has no default secret: with DEBUG off the key must come from the environment.
-SECRET_KEY = env("DJANGO_SECRET_KEY") if not DEBUG else env("DJANGO_SECRET_KEY", default="dev-only-insecure-key")
+# pytest (>= 8.2) sets PYTEST_VERSION for its whole session, subprocesses included: the suite runs the production
+# defaults (DEBUG off, manifest static files) but needs no secret and speaks plain http to its test servers.
+TESTING = "PYTEST_VERSION" in os.environ
+# Off unless asked for: `make run` sets DJANGO_DEBUG=1, so a deployment that forgets it never shows debug pages.
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+# Production has no default secret: with DEBUG off (outside tests) the key must come from the environment, and
+# start-up fails with a message naming DJANGO_SECRET_KEY.
+if DEBUG or TESTING:
+    SECRET_KEY = env("DJANGO_SECRET_KEY", default="dev-only-insecure-key")
+else:
+    SECRET_KEY = env("DJANGO_SECRET_KEY")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -43,6 +53,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so every response carries the policy (redirects and static files too) and views see request.csp_nonce.
+    "coinsite.csp.ContentSecurityPolicyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -65,6 +77,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "predictions.context_processors.active_model",
+                "coinsite.csp.csp_nonce",
             ],
         },
     },
@@ -120,6 +133,13 @@ STORAGES = {
 # Uploads: two photos up to MAX_UPLOAD_BYTES each, plus the form around them.
 COINSITE_MAX_UPLOAD_BYTES = env.int("COINSITE_MAX_UPLOAD_BYTES", default=10 * 1024 * 1024)
 COINSITE_MAX_IMAGE_PIXELS = env.int("COINSITE_MAX_IMAGE_PIXELS", default=50_000_000)
+# Every photo's decode is priced from its header and refused over these (training.ml.decoding has the measurements).
+COINSITE_DECODE_BUDGET_SECONDS = env.float("COINSITE_DECODE_BUDGET_SECONDS", default=0.8)
+COINSITE_DECODE_MEMORY_BYTES = env.int("COINSITE_DECODE_MEMORY_BYTES", default=160 * 1024 * 1024)
+# Photo files older than this with no coin row (a process killed mid-request) are removed by the orphan sweep.
+COINSITE_ORPHAN_GRACE_SECONDS = env.int("COINSITE_ORPHAN_GRACE_SECONDS", default=3600)
+# The embedded default has no beat: `make run` turns on an in-process timer for the sweeps (0 = off).
+COINSITE_HOUSEKEEPING_SECONDS = env.int("COINSITE_HOUSEKEEPING_SECONDS", default=0)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * COINSITE_MAX_UPLOAD_BYTES  # base64 JSON of two photos is 4/3 of their size
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * COINSITE_MAX_UPLOAD_BYTES
 COINSITE_PREDICT_MAX_INPUTS = env.int("COINSITE_PREDICT_MAX_INPUTS", default=16)
@@ -152,16 +172,34 @@ TRAINING_LEASE_SECONDS = env.int("TRAINING_LEASE_SECONDS", default=900)  # a RUN
 INFERENCE_ALIAS_POLL_SECONDS = env.float("INFERENCE_ALIAS_POLL_SECONDS", default=5.0)
 INFERENCE_TORCH_THREADS = env.int("INFERENCE_TORCH_THREADS", default=1)
 
+# A cache shared by every process (CACHE_URL, e.g. redis://127.0.0.1:6379/1: not the Celery broker's db 0), or the
+# embedded default's one process's memory. The API's throttles count calls in it (predictions/throttles.py).
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://coinsite")}
+
+# API abuse limits: calls per user (per address for the token endpoint), "<count>/<second|minute|hour|day>".
+_THROTTLE_RATE_FORMAT = r"[0-9]+/(s|sec|second|m|min|minute|h|hour|d|day)"
+COINSITE_THROTTLE_RATES = {
+    "predict": env("COINSITE_THROTTLE_PREDICT", default="30/min"),
+    "upload": env("COINSITE_THROTTLE_UPLOAD", default="30/min"),
+    "token": env("COINSITE_THROTTLE_TOKEN", default="10/min"),
+}
+for _scope, _rate in COINSITE_THROTTLE_RATES.items():
+    if not re.fullmatch(_THROTTLE_RATE_FORMAT, _rate):
+        raise ImproperlyConfigured(f"COINSITE_THROTTLE_{_scope.upper()}={_rate!r}: write a rate as e.g. 30/min")
+# API tokens expire this many hours after they are issued (POST /api/token gives a new one); 0: never.
+COINSITE_TOKEN_TTL_HOURS = env.float("COINSITE_TOKEN_TTL_HOURS", default=0)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "predictions.authentication.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
-    "EXCEPTION_HANDLER": "predictions.apis.exception_handler",
+    "EXCEPTION_HANDLER": "predictions.api_errors.exception_handler",
+    "DEFAULT_THROTTLE_RATES": COINSITE_THROTTLE_RATES,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "coinsite API",
@@ -174,15 +212,19 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
-if not DEBUG:
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto (and strips it from clients' requests).
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+# HTTPS only: redirect http, Secure cookies, HSTS. On in production; off for `make run`, the test suite and a plain-http
+# deployment on localhost (`make run-distributed` sets DJANGO_HTTPS=0).
+HTTPS = env.bool("DJANGO_HTTPS", default=not DEBUG and not TESTING)
+if HTTPS:
     SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 30)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
-    SECURE_CONTENT_TYPE_NOSNIFF = True
 
 LOGGING = {
     "version": 1,

@@ -11,4 +11,5 @@ urlpatterns = [
     # Any id text reaches the view, so a malformed id is a JSON 404 like a missing one (not Django's HTML 404).
     re_path(r"^coins/(?P<id>.+)/$", apis.CoinDetailApi.as_view(), name="api-coin-detail"),
     path("models/production", apis.ProductionModelApi.as_view(), name="api-model-production"),
+    path("token", apis.TokenApi.as_view(), name="api-token"),
 ]

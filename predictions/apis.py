@@ -1,238 +1,96 @@
-"""The DRF API: thin views (InputSerializer -> service -> OutputSerializer) and the one error shape of the API.
+"""The DRF API: thin views (InputSerializer -> service -> OutputSerializer).
 
-Every error, whatever raised it, leaves as {"error": "<what is wrong, in words>", "field": "<path or null>"} with the
-status HTTP prescribes (400, 401, 403, 404, 405, 413, 415, 503), never as a 500 page, a stack trace or an echo of the
-payload. `exception_handler` is the REST_FRAMEWORK EXCEPTION_HANDLER.
+Errors leave in the API's one error shape (predictions.api_errors), throttled calls as a 429 that says when to retry
+(predictions.throttles), and the schema of every operation lists exactly the answers it can give
+(predictions.api_schema holds its examples and error answers).
 """
 
 from __future__ import annotations
 
-import logging
 import re
 
-from django.conf import settings
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from django.contrib.auth import authenticate
+from drf_spectacular.utils import OpenApiRequest, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser
+from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
-from rest_framework.serializers import as_serializer_error
 from rest_framework.views import APIView
-from rest_framework.views import exception_handler as drf_exception_handler
 
 from registry.selectors import production_model_version
-from registry.serving import NoProductionModel
-from training.ml import images
 
 from . import selectors, services
+from .api_errors import CheckedJSONParser, UploadMultiPartParser
+from .api_schema import (
+    BAD_PHOTO_UPLOAD,
+    BODY_TOO_LARGE,
+    COIN_ID_PARAMETER,
+    COIN_IDS_HEADER,
+    FORBIDDEN,
+    NOT_FOUND_COIN,
+    PAGE_PARAMETER,
+    PHOTO_MEDIA_TYPES,
+    PREDICT_ANSWER_EXAMPLE,
+    PREDICT_EXAMPLE,
+    RETRY_AFTER,
+    RETRY_AFTER_503,
+    TOKEN_ANSWER_EXAMPLE,
+    TOKEN_EXAMPLE,
+    TOO_LARGE_UPLOAD,
+    UNAUTHENTICATED,
+    UNSUPPORTED_UPLOAD,
+    error_response,
+    throttled,
+)
+from .authentication import token_issue, token_revoke
 from .models import Coin
 from .serializers import (
     CoinCreateInputSerializer,
     CoinFilterSerializer,
     CoinOutputSerializer,
     CoinPageSerializer,
-    ErrorSerializer,
     ModelVersionOutputSerializer,
     PredictInputSerializer,
     PredictOutputSerializer,
+    TokenInputSerializer,
+    TokenOutputSerializer,
 )
-
-logger = logging.getLogger(__name__)
+from .throttles import ClientAddressThrottle, ScopedThrottle, retry_after
 
 NO_PRODUCTION_MODEL = "No model is in production yet"
-
-
-# --- errors ---------------------------------------------------------------------------------------------------------
-
-
-class PayloadTooLarge(exceptions.APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = "The request body is too large."
-    default_code = "too_large"
-
-
-def _body_limit_message() -> str:
-    mib = 1024 * 1024
-    return (
-        f"The request body is too large: at most {settings.DATA_UPLOAD_MAX_MEMORY_SIZE / mib:.1f} MiB per request "
-        f"(each photo at most {settings.COINSITE_MAX_UPLOAD_BYTES / mib:.1f} MiB); send fewer or smaller photos."
-    )
-
-
-def _first_error(detail, path: str = "") -> tuple[str | None, str]:
-    """The first problem in a DRF error structure, as (field path like `inputs[2].back_image_base64` or None, text)."""
-    if isinstance(detail, dict):
-        for key, value in detail.items():
-            if key in ("non_field_errors", "__all__"):
-                child = path
-            elif isinstance(key, int):
-                child = f"{path}[{key}]"
-            else:
-                child = f"{path}.{key}" if path else str(key)
-            found = _first_error(value, child)
-            if found[1]:
-                return found
-        return (path or None, "")
-    if isinstance(detail, list):
-        for index, value in enumerate(detail):
-            nested = isinstance(value, dict | list) and not _is_message_list(value)
-            found = _first_error(value, f"{path}[{index}]" if nested else path)
-            if found[1]:
-                return found
-        return (path or None, "")
-    return (path or None, str(detail))
-
-
-def _is_message_list(value) -> bool:
-    return isinstance(value, list) and all(isinstance(item, str) for item in value)
-
-
-def _message(field: str | None, text: str) -> str:
-    """Field-level messages are phrased to follow the field's name ("is missing: ..."); others stand alone."""
-    if not field:
-        return text
-    if text[:1].islower():
-        return f"{field} {text}"
-    return f"{field}: {text}"
-
-
-def _error_response(message: str, field: str | None, status_code: int, headers=None) -> Response:
-    return Response({"error": message, "field": field}, status=status_code, headers=headers)
-
-
-def exception_handler(exc, context):
-    """Turn any exception of an API view into {"error", "field"} with the right status."""
-    if isinstance(exc, images.ImageError):  # its message names the problem ("the image file is truncated ...")
-        return _error_response(f"{exc.field}: {exc}" if exc.field else str(exc), exc.field, exc.http_status)
-    if isinstance(exc, NoProductionModel):
-        return _error_response(str(exc), None, status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "60"})
-    if isinstance(exc, RequestDataTooBig):
-        return _error_response(_body_limit_message(), None, status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
-    if isinstance(exc, SuspiciousOperation):  # too many multipart fields/files, a malformed request
-        return _error_response(f"The request was refused: {exc}", None, status.HTTP_400_BAD_REQUEST)
-    if isinstance(exc, DjangoValidationError):
-        exc = exceptions.ValidationError(detail=as_serializer_error(exc))
-    elif isinstance(exc, Http404):
-        exc = exceptions.NotFound(*exc.args)
-    elif isinstance(exc, DjangoPermissionDenied):
-        exc = exceptions.PermissionDenied(*exc.args)
-    if isinstance(exc, exceptions.UnsupportedMediaType):
-        exc = exceptions.UnsupportedMediaType(exc.args[0] if exc.args else "", detail=_unsupported_media(exc, context))
-
-    response = drf_exception_handler(exc, context)
-    if response is None:
-        logger.exception("API error in %s", context.get("view").__class__.__name__, exc_info=exc)
-        return _error_response(
-            "The server failed to handle this request; the problem was logged.",
-            None,
-            status.HTTP_500_INTERNAL_SERVER_ERROR,
-        )
-    if isinstance(exc, exceptions.ValidationError):
-        field, text = _first_error(exc.detail)
-        message = _message(field, text or "The request is not valid.")
-    else:
-        field, text = _first_error(exc.detail)
-        message = text or str(exc)
-    response.data = {"error": message, "field": field}
-    return response
-
-
-def _unsupported_media(exc, context) -> str:
-    media_type = str(exc.args[0] if exc.args else "")[:80] or "(none)"
-    view = context.get("view")
-    accepted = ", ".join(parser.media_type for parser in getattr(view, "parser_classes", []))
-    return f"Unsupported media type {media_type!r}: this endpoint accepts {accepted}."
-
-
-# --- parsers --------------------------------------------------------------------------------------------------------
-
-
-class ServingJSONParser(JSONParser):
-    """JSON with clear errors: a body that is not JSON (or nests absurdly deep) is a 400, never a 500."""
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        try:
-            return super().parse(stream, media_type, parser_context)
-        except exceptions.ParseError as error:
-            reason = str(error.detail).removeprefix("JSON parse error - ")
-            raise exceptions.ParseError(f"The request body is not valid JSON ({reason[:120]}).") from None
-        except RecursionError:
-            raise exceptions.ParseError("The request body is not valid JSON (nested too deeply).") from None
-
-
-class UploadMultiPartParser(MultiPartParser):
-    """multipart/form-data, refused up front (413) when the declared body is over the limit."""
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        request = (parser_context or {}).get("request")
-        meta = request.META if request is not None else {}
-        try:
-            length = int(meta.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        if limit is not None and length > limit:
-            raise PayloadTooLarge(_body_limit_message())
-        return super().parse(stream, media_type, parser_context)
-
-
-# --- schema helpers -------------------------------------------------------------------------------------------------
-
-
-def _error(description: str, *examples: tuple[str, str, str | None]) -> OpenApiResponse:
-    return OpenApiResponse(
-        response=ErrorSerializer,
-        description=description,
-        examples=[
-            OpenApiExample(name, value={"error": message, "field": field}, response_only=True)
-            for name, message, field in examples
-        ],
-    )
-
-
-UNAUTHENTICATED = _error(
-    "No or invalid credentials (send `Authorization: Token <key>`).",
-    ("Not authenticated", "Authentication credentials were not provided.", None),
-)
-FORBIDDEN = _error(
-    "Authenticated but not allowed (e.g. a session request without its CSRF token).",
-    ("CSRF", "CSRF Failed: CSRF token missing.", None),
-)
-NOT_FOUND_COIN = _error("No such coin among yours.", ("Not found", "No Coin matches the given query.", None))
-BAD_PHOTO_UPLOAD = _error(
-    "The request is not valid; `field` names the part, `error` the problem.",
-    ("Missing side", "back_image is missing: upload the coin's back photo as back_image.", "back_image"),
-    ("Not an image", "back_image is not an image (or not one we can read).", "back_image"),
-)
-TOO_LARGE = _error(
-    "A photo or the whole request is over the size or pixel limit.",
-    ("Photo too large", "front_image is larger than the 10 MB limit.", "front_image"),
-)
-UNSUPPORTED = _error(
-    "Unsupported request media type, or a photo in an unsupported image format.",
-    ("Unsupported format", "front_image is in an unsupported image format.", "front_image"),
-)
-
-
-# --- views ----------------------------------------------------------------------------------------------------------
+WRONG_CREDENTIALS = "The username or password is wrong."
 
 
 class BaseApi(APIView):
-    """JSON in, JSON out; errors are rendered by exception_handler."""
+    """JSON in, JSON out; errors are rendered by api_errors.exception_handler.
+
+    `throttle_scopes` maps an HTTP method to its rate's scope (REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]); methods not
+    named are not counted."""
 
     renderer_classes = [JSONRenderer]
+    throttle_classes = [ScopedThrottle]
+    throttle_scopes: dict[str, str] = {}
+
+    def check_throttles(self, request) -> None:
+        """DRF's check (run after authentication, before the handler reads the body), with a 429 that names the limit
+        and says when to retry, and a Retry-After rounded up to whole seconds."""
+        for throttle in self.get_throttles():
+            if not throttle.allow_request(request, self):
+                refusal = exceptions.Throttled(detail=throttle.refusal(request.method, request.path))
+                refusal.wait = retry_after(throttle.wait())  # set after: DRF would add its own sentence about it
+                raise refusal
+
+
+# --- POST /api/predict ----------------------------------------------------------------------------------------------
 
 
 class PredictApi(BaseApi):
     """POST /api/predict: the Model-Serving JSON, answered synchronously; every input is kept as the caller's coin."""
 
-    parser_classes = [ServingJSONParser]
+    parser_classes = [CheckedJSONParser]
+    throttle_scopes = {"POST": "predict"}
 
     @extend_schema(
         operation_id="predict",
@@ -240,43 +98,23 @@ class PredictApi(BaseApi):
         description=(
             "The Model-Serving JSON (the same body `mlflow models serve` accepts for this model). One year per input, "
             "in the same order, and a parallel `details` list: the interval, its level, the most likely alternatives "
-            "and the coin score; or, with `null` as the year, why the input got none (`not_a_coin`, `unreadable`). Up to COINSITE_PREDICT_MAX_INPUTS inputs per request (16 by default); every photo at "
-            "most COINSITE_MAX_UPLOAD_BYTES (10 MB). Every input is also stored as one of your coins (source `api`) "
-            "with its prediction; their ids are in the `X-Coin-Ids` response header."
+            "and the coin score; or, with `null` as the year, why the input got none (`not_a_coin`, `unreadable`). "
+            "Up to COINSITE_PREDICT_MAX_INPUTS inputs per request (16 by default); every photo a JPEG, PNG, WebP, "
+            "HEIC/HEIF, AVIF, BMP or TIFF file of at most COINSITE_MAX_UPLOAD_BYTES (10 MiB) and "
+            "COINSITE_MAX_IMAGE_PIXELS (50 MP), in base64 (standard or URL-safe alphabet, padding optional, line "
+            "breaks and a `data:image/...;base64,` prefix allowed). Every input is also stored as one of your coins "
+            "(source `api`) with its prediction; their ids are in the `X-Coin-Ids` response header."
         ),
         request=PredictInputSerializer,
         responses={
             200: OpenApiResponse(
                 PredictOutputSerializer,
                 description="One predicted year per input, in order.",
-                examples=[
-                    OpenApiExample(
-                        "A coin and a cat",
-                        value={
-                            "predictions": [1874, None],
-                            "details": [
-                                {
-                                    "year": 1874,
-                                    "low": 1873,
-                                    "high": 1876,
-                                    "level": 0.8,
-                                    "coin_score": 0.99,
-                                    "read_score": 0.93,
-                                    "alternatives": [
-                                        {"year": 1874, "p": 0.81},
-                                        {"year": 1879, "p": 0.07},
-                                        {"year": 1871, "p": 0.04},
-                                    ],
-                                },
-                                {"rejected": "not_a_coin", "message": "This photo does not look like a coin."},
-                            ],
-                        },
-                        response_only=True,
-                    )
-                ],
+                examples=[PREDICT_ANSWER_EXAMPLE],
             ),
-            400: _error(
-                "The body is not the Model-Serving JSON, or a photo is not valid; `field` points at the problem.",
+            400: error_response(
+                "The body is not the Model-Serving JSON, or a photo is not valid (not base64, empty, not an image, "
+                "truncated); `field` points at the problem.",
                 ("Not JSON", "The request body is not valid JSON (Expecting value: line 1 column 1 (char 0)).", None),
                 (
                     "Missing side",
@@ -286,51 +124,47 @@ class PredictApi(BaseApi):
                 ("Too many inputs", "inputs has too many inputs (40): at most 16 per request.", "inputs"),
                 (
                     "Not base64",
-                    "inputs[0].front_image_base64 is not valid base64.",
+                    "inputs[0].front_image_base64: the image is not valid base64 (Incorrect padding)",
                     "inputs[0].front_image_base64",
+                ),
+                (
+                    "Not an image",
+                    "inputs[1].back_image_base64: the file is not an image (no known image format)",
+                    "inputs[1].back_image_base64",
                 ),
             ),
             401: UNAUTHENTICATED,
             403: FORBIDDEN,
-            413: _error(
-                "A photo (or the whole body) is over the size or pixel limit.",
+            413: error_response(
+                "A photo is over the size, pixel or decoding-cost limit, or the whole body is over the request limit.",
                 (
                     "Photo too large",
-                    "inputs[0].front_image_base64 is larger than the 10 MB limit.",
+                    "inputs[0].front_image_base64: the image is 12.0 MiB, more than the limit of 10.0 MiB",
                     "inputs[0].front_image_base64",
                 ),
             ),
-            415: _error(
-                "The body is not application/json, or a photo is in an unsupported image format.",
+            415: error_response(
+                "The body is not application/json, or a photo is in a format the API does not read (GIF, PDF...).",
                 (
                     "Unsupported media type",
                     "Unsupported media type 'text/plain': this endpoint accepts application/json.",
                     None,
                 ),
+                (
+                    "Unsupported format",
+                    "inputs[0].back_image_base64: the image format GIF is not supported (use JPEG, PNG, WEBP, "
+                    "HEIF/HEIC, AVIF, BMP or TIFF)",
+                    "inputs[0].back_image_base64",
+                ),
             ),
-            503: _error(
-                "No model is in production yet; nothing was stored. Retry later.",
+            429: throttled("POST", "/api/predict", variable="COINSITE_THROTTLE_PREDICT", default="30 per minute"),
+            503: error_response(
+                "No model is in production yet; nothing was stored. `Retry-After` says when to try again.",
                 ("No model", "No model is in production yet: predictions wait until the first model is trained.", None),
             ),
         },
-        parameters=[
-            OpenApiParameter(
-                "X-Coin-Ids",
-                OpenApiTypes.STR,
-                OpenApiParameter.HEADER,
-                response=[200],
-                description="Comma-separated ids of the coins stored for the inputs, in order.",
-            )
-        ],
-        examples=[
-            OpenApiExample(
-                "One coin",
-                value={
-                    "inputs": [{"front_image_base64": "/9j/4AAQSkZJRg...", "back_image_base64": "/9j/4AAQSkZJRg..."}]
-                },
-                request_only=True,
-            )
-        ],
+        parameters=[COIN_IDS_HEADER, RETRY_AFTER, RETRY_AFTER_503],
+        examples=[PREDICT_EXAMPLE],
     )
     def post(self, request):
         serializer = PredictInputSerializer(data=request.data)
@@ -352,33 +186,48 @@ class PredictSlashApi(PredictApi):
     """/api/predict/ (with the slash some clients add): the same endpoint, documented once."""
 
 
+# --- /api/coins/ ----------------------------------------------------------------------------------------------------
+
+
+PAGE_NUMBER = re.compile(r"[1-9][0-9]{0,17}")
+
+
 class CoinPagination(PageNumberPagination):
+    """20 coins a page. The page is what the schema says, an integer from 1: DRF's paginator would also take an empty
+    `?page=` (as page 1), `last`, `+2` or ` 2`; those are a 404 like any page that does not exist."""
+
     page_size = 20
     page_query_param = "page"
+
+    def get_page_number(self, request, paginator) -> int:
+        raw = request.query_params.get(self.page_query_param)
+        if raw is None:
+            return 1
+        if not PAGE_NUMBER.fullmatch(raw):
+            raise exceptions.NotFound(str(self.invalid_page_message))
+        return int(raw)
 
 
 class CoinListCreateApi(BaseApi):
     """GET/POST /api/coins/: the caller's own coins, newest first; upload a new one."""
 
     parser_classes = [UploadMultiPartParser, FormParser]
+    throttle_scopes = {"POST": "upload"}
 
     @extend_schema(
         operation_id="coins_list",
         summary="Your coins",
         description="Your own coins, newest first, 20 per page, each with its predictions (newest first).",
-        parameters=[
-            OpenApiParameter("page", OpenApiTypes.INT, OpenApiParameter.QUERY, description="Page number, from 1."),
-            CoinFilterSerializer,
-        ],
+        parameters=[PAGE_PARAMETER, CoinFilterSerializer],
         responses={
             200: CoinPageSerializer,
-            400: _error(
+            400: error_response(
                 "A filter is not valid.",
                 ("Bad filter", "year_min: Ensure this value is greater than or equal to 1700.", "year_min"),
             ),
             401: UNAUTHENTICATED,
             403: FORBIDDEN,
-            404: _error("No such page.", ("Invalid page", "Invalid page.", None)),
+            404: error_response("No such page.", ("Invalid page", "Invalid page.", None)),
         },
     )
     def get(self, request):
@@ -395,18 +244,27 @@ class CoinListCreateApi(BaseApi):
         operation_id="coins_create",
         summary="Upload a coin",
         description=(
-            "multipart/form-data with `front_image` and `back_image` files (JPEG, PNG, WebP, HEIC; at most 10 MB each) "
-            "and optional `notes`. Answers 202 with the coin (status `pending`): the prediction follows asynchronously."
+            "multipart/form-data with `front_image` and `back_image` files (JPEG, PNG, WebP, HEIC/HEIF, AVIF, BMP or "
+            "TIFF; at most COINSITE_MAX_UPLOAD_BYTES, 10 MiB, and COINSITE_MAX_IMAGE_PIXELS, 50 MP, each) and optional "
+            "`notes`. The API reads each file's content, not the part's Content-Type. Answers 202 with the coin "
+            "(status `pending`): the prediction follows asynchronously."
         ),
-        request={"multipart/form-data": CoinCreateInputSerializer},
+        request={
+            "multipart/form-data": OpenApiRequest(
+                CoinCreateInputSerializer,
+                encoding={side: {"contentType": PHOTO_MEDIA_TYPES} for side in ("front_image", "back_image")},
+            )
+        },
         responses={
             202: OpenApiResponse(CoinOutputSerializer, description="Stored; the prediction follows."),
             400: BAD_PHOTO_UPLOAD,
             401: UNAUTHENTICATED,
             403: FORBIDDEN,
-            413: TOO_LARGE,
-            415: UNSUPPORTED,
+            413: TOO_LARGE_UPLOAD,
+            415: UNSUPPORTED_UPLOAD,
+            429: throttled("POST", "/api/coins/", variable="COINSITE_THROTTLE_UPLOAD", default="30 per minute"),
         },
+        parameters=[RETRY_AFTER],
     )
     def post(self, request):
         serializer = CoinCreateInputSerializer(data=request.data)
@@ -420,7 +278,6 @@ class CoinListCreateApi(BaseApi):
 
 
 COIN_ID = re.compile(r"[0-9]{1,18}")
-COIN_ID_PARAMETER = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The coin's id.")
 
 
 def _coin_for(request, raw_id: str) -> Coin:
@@ -459,6 +316,9 @@ class CoinDetailApi(BaseApi):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+# --- /api/models/production -----------------------------------------------------------------------------------------
+
+
 class ProductionModelApi(BaseApi):
     """GET /api/models/production: the model version serving now."""
 
@@ -470,7 +330,7 @@ class ProductionModelApi(BaseApi):
             200: ModelVersionOutputSerializer,
             401: UNAUTHENTICATED,
             403: FORBIDDEN,
-            404: _error("No model is in production yet.", ("No model", NO_PRODUCTION_MODEL, None)),
+            404: error_response("No model is in production yet.", ("No model", NO_PRODUCTION_MODEL, None)),
         },
     )
     def get(self, request):
@@ -478,3 +338,94 @@ class ProductionModelApi(BaseApi):
         if version is None:
             raise exceptions.NotFound(NO_PRODUCTION_MODEL)
         return Response(ModelVersionOutputSerializer(version).data)
+
+
+# --- /api/token -----------------------------------------------------------------------------------------------------
+
+
+class TokenApi(BaseApi):
+    """POST /api/token: a token for a username and password; DELETE /api/token: revoke the caller's token.
+
+    Both are counted per client address (ClientAddressThrottle, scope `token`): this is where passwords are guessed.
+    """
+
+    parser_classes = [CheckedJSONParser, FormParser, UploadMultiPartParser]
+    throttle_classes = [ClientAddressThrottle]
+    throttle_scopes = {"POST": "token", "DELETE": "token"}
+
+    def _posting(self) -> bool:
+        return getattr(self.request, "method", None) == "POST"  # no request while the schema is generated
+
+    def get_authenticators(self):
+        # POST carries its credentials in the body: a stale or expired token sent along must not stand in the way of
+        # getting a new one (and no session means no CSRF check on what is a login).
+        return [] if self._posting() else super().get_authenticators()
+
+    def get_permissions(self):
+        return [AllowAny()] if self._posting() else super().get_permissions()
+
+    @extend_schema(
+        operation_id="token_create",
+        summary="Get an API token",
+        description=(
+            "Your username and password (JSON or a form, urlencoded or multipart) for the token to send as `Authorization: Token <key>`. The "
+            "same token until it is revoked (DELETE) or, when COINSITE_TOKEN_TTL_HOURS is set, until it expires; "
+            "asking again then gives a new one. Wrong credentials answer 400 without saying whether the user exists."
+        ),
+        request={
+            media_type: TokenInputSerializer
+            for media_type in ("application/json", "application/x-www-form-urlencoded", "multipart/form-data")
+        },
+        auth=[],
+        responses={
+            200: OpenApiResponse(TokenOutputSerializer, description="Your token.", examples=[TOKEN_ANSWER_EXAMPLE]),
+            400: error_response(
+                "Wrong or missing credentials (the answer never says whether the user exists).",
+                ("Wrong credentials", WRONG_CREDENTIALS, None),
+                ("Missing password", "password is missing: send your username and password.", "password"),
+            ),
+            413: BODY_TOO_LARGE,
+            415: error_response(
+                "The body is neither JSON nor a form.",
+                (
+                    "Unsupported media type",
+                    "Unsupported media type 'text/plain': this endpoint accepts application/json, "
+                    "application/x-www-form-urlencoded, multipart/form-data.",
+                    None,
+                ),
+            ),
+            429: throttled(
+                "POST", "/api/token", variable="COINSITE_THROTTLE_TOKEN", default="10 per minute", per="address"
+            ),
+        },
+        parameters=[RETRY_AFTER],
+        examples=[TOKEN_EXAMPLE],
+    )
+    def post(self, request):
+        serializer = TokenInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        # With the request, so a failure sends user_login_failed (the login lockout counts those) and a locked
+        # account is refused by the authentication backend like a wrong password.
+        user = authenticate(request=request, **serializer.validated_data)
+        if user is None:
+            raise exceptions.ValidationError(WRONG_CREDENTIALS)
+        return Response(TokenOutputSerializer(token_issue(user=user)).data)
+
+    @extend_schema(
+        operation_id="token_destroy",
+        summary="Revoke your API token",
+        description="The token you authenticate with (or your token, for a signed-in session) stops working at once.",
+        request=None,
+        responses={
+            204: OpenApiResponse(description="Revoked (or there was none)."),
+            401: UNAUTHENTICATED,
+            403: FORBIDDEN,
+            429: throttled(
+                "DELETE", "/api/token", variable="COINSITE_THROTTLE_TOKEN", default="10 per minute", per="address"
+            ),
+        },
+        parameters=[RETRY_AFTER],
+    )
+    def delete(self, request):
+        token_revoke(user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -7,3 +7,6 @@ class PredictionsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import receivers  # noqa: F401  (connects this app's receivers; models must be loaded first)
+        from .housekeeping import timer_start_if_enabled  # lazy: imports settings-dependent code after apps load
+
+        timer_start_if_enabled()

@@ -28,6 +28,11 @@ def coin_image_path(instance: Coin, filename: str) -> str:
     return f"coins/{instance.owner_id}/{uuid.uuid4().hex}.{ext[:5]}"
 
 
+def coin_thumbnail_path(instance: Coin, filename: str) -> str:
+    """Thumbnails live beside their owner's photos, under thumbs/, with random names of their own."""
+    return f"coins/{instance.owner_id}/thumbs/{uuid.uuid4().hex}.jpg"
+
+
 class Coin(models.Model):
     class Source(models.TextChoices):
         UPLOAD = "upload", "Upload"
@@ -43,6 +48,10 @@ class Coin(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="coins")
     front_image = models.ImageField(upload_to=coin_image_path)
     back_image = models.ImageField(upload_to=coin_image_path)
+    # Small JPEGs made once, from the upload's one decode, for lists and the review desk (empty for coins stored
+    # before they existed: the photo view makes and stores theirs on first request).
+    front_thumbnail = models.FileField(upload_to=coin_thumbnail_path, blank=True, editable=False)
+    back_thumbnail = models.FileField(upload_to=coin_thumbnail_path, blank=True, editable=False)
     front_sha256 = models.CharField(max_length=64, db_index=True)
     back_sha256 = models.CharField(max_length=64, db_index=True)
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.UPLOAD)

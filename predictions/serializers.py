@@ -25,6 +25,7 @@ from training.ml import images
 from . import services
 from .models import YEAR_MAX, YEAR_MIN, Coin, Prediction
 
+NO_NUL = "^[^\\u0000]*$"  # a JSON Schema pattern: text without NUL characters
 FRONT_BASE64 = "front_image_base64"
 BACK_BASE64 = "back_image_base64"
 SIDES_BASE64 = (FRONT_BASE64, BACK_BASE64)
@@ -271,10 +272,31 @@ class CoinCreateInputSerializer(serializers.Serializer):
         return {**checked, "notes": attrs.get("notes", "")}
 
 
+class _CoinUploadSchema(OpenApiSerializerExtension):
+    """The schema says what the API enforces on each photo part: not empty, at most COINSITE_MAX_UPLOAD_BYTES."""
+
+    target_class = CoinCreateInputSerializer
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        for side in ("front_image", "back_image"):
+            schema["properties"][side].update(minLength=1, maxLength=settings.COINSITE_MAX_UPLOAD_BYTES)
+        schema["properties"]["notes"]["pattern"] = NO_NUL  # DRF's CharField refuses NUL characters
+        return schema
+
+
 class CoinFilterSerializer(serializers.Serializer):
     year_min = serializers.IntegerField(required=False, min_value=YEAR_MIN, max_value=YEAR_MAX)
     year_max = serializers.IntegerField(required=False, min_value=YEAR_MIN, max_value=YEAR_MAX)
     status = serializers.ChoiceField(required=False, choices=Coin.Status.choices)
+
+    def to_internal_value(self, data):
+        # DRF reads an empty query value of an optional field as no value: `?status=` would list every coin, which
+        # is not what the schema says (a status is one of its values).
+        for name in self.fields:
+            if name in data and data.get(name) == "":
+                raise serializers.ValidationError({name: "is empty: give a value, or leave the parameter out."})
+        return super().to_internal_value(data)
 
 
 @extend_schema_serializer(component_name="Prediction")
@@ -344,6 +366,47 @@ class CoinPageSerializer(serializers.Serializer):
     next = serializers.URLField(allow_null=True)
     previous = serializers.URLField(allow_null=True)
     results = CoinOutputSerializer(many=True)
+
+
+# --- /api/token -----------------------------------------------------------------------------------------------------
+
+
+@extend_schema_serializer(component_name="TokenCredentials")
+class TokenInputSerializer(serializers.Serializer):
+    """A username and password, checked by django.contrib.auth.authenticate() in the view."""
+
+    # Not trimmed either: a name with spaces around it is no user's (Django strips names when it creates users), so
+    # it is refused like any wrong name, not with a message of its own.
+    username = serializers.CharField(
+        max_length=150,
+        trim_whitespace=False,
+        error_messages={"required": "is missing: send your username and password.", "blank": "is empty."},
+    )
+    # Not trimmed: spaces are part of a password. Bounded: hashing a megabyte of password costs the server, not the
+    # guesser.
+    password = serializers.CharField(
+        max_length=4096,
+        trim_whitespace=False,
+        style={"input_type": "password"},
+        error_messages={"required": "is missing: send your username and password.", "blank": "is empty."},
+    )
+
+
+class _TokenInputSchema(OpenApiSerializerExtension):
+    """The schema says what the API enforces: no NUL character (DRF's CharField refuses them)."""
+
+    target_class = TokenInputSerializer
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        for name in ("username", "password"):
+            schema["properties"][name]["pattern"] = NO_NUL
+        return schema
+
+
+@extend_schema_serializer(component_name="Token")
+class TokenOutputSerializer(serializers.Serializer):
+    token = serializers.CharField(source="key", help_text="Send it as `Authorization: Token <token>`.")
 
 
 # --- models ---------------------------------------------------------------------------------------------------------

@@ -18,14 +18,25 @@ from django.utils import timezone
 
 from registry.services import model_version_mirror
 from registry.serving import NoProductionModel, predict_checked, serving_config
-from training.ml import images
+from training.ml import decoding, images
 
 from . import inference
 from .models import YEAR_MAX, YEAR_MIN, Coin, Correction, Prediction
 from .roles import can_review
 from .signals import coin_prediction_requested
 
-EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "HEIF": "heic", "HEIC": "heic", "BMP": "bmp", "TIFF": "tif"}
+EXTENSIONS = {
+    "JPEG": "jpg",
+    "MPO": "jpg",  # a phone's multi-picture JPEG: its first picture is an ordinary JPEG, and browsers show it so
+    "PNG": "png",
+    "WEBP": "webp",
+    "HEIF": "heic",
+    "AVIF": "avif",
+    "BMP": "bmp",
+    "TIFF": "tif",
+}
+# Lists and the review desk show photos at this size: a JPEG made from the upload's one decode and stored with it.
+THUMBNAIL_PX = 320
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,7 @@ class CheckedPhoto:
     field: str = ""
     pixels: Any = None  # uint8 C x H x W tensor for `decoded_for`'s config, when the caller scores it right away
     decoded_for: Any = None
+    thumbnail: bytes = b""  # the THUMBNAIL_PX JPEG, made from the same decode
 
     @cached_property
     def sha256(self) -> str:
@@ -44,8 +56,13 @@ class CheckedPhoto:
         return hashlib.sha256(self.data).hexdigest()
 
 
-def _limits() -> dict[str, int]:
-    return {"max_bytes": settings.COINSITE_MAX_UPLOAD_BYTES, "max_pixels": settings.COINSITE_MAX_IMAGE_PIXELS}
+def _limits() -> dict[str, Any]:
+    return {
+        "max_bytes": settings.COINSITE_MAX_UPLOAD_BYTES,
+        "max_pixels": settings.COINSITE_MAX_IMAGE_PIXELS,
+        "budget_seconds": settings.COINSITE_DECODE_BUDGET_SECONDS,
+        "max_decode_bytes": settings.COINSITE_DECODE_MEMORY_BYTES,
+    }
 
 
 def _named(error: images.ImageError, field: str) -> images.ImageError:
@@ -54,20 +71,22 @@ def _named(error: images.ImageError, field: str) -> images.ImageError:
 
 
 def photo_check(data: bytes, *, field: str) -> CheckedPhoto:
-    """Validate one side's photo completely (decoding it at reduced scale) before anything is written.
+    """Validate one side's photo completely, decoding it once at reduced scale, before anything is written; the
+    thumbnail comes from that same decode.
 
     Raises images.ImageError naming the field.
     """
     try:
-        image_format = images.validate_image_bytes(data, **_limits())
+        decoded = decoding.decode(data, target=THUMBNAIL_PX, **_limits())
+        thumbnail = decoded.rendition_jpeg(THUMBNAIL_PX)
     except images.ImageError as error:
         raise _named(error, field) from None
-    return CheckedPhoto(data=data, extension=EXTENSIONS.get(image_format, "img"), field=field)
+    return CheckedPhoto(data=data, extension=EXTENSIONS.get(decoded.format, "img"), field=field, thumbnail=thumbnail)
 
 
 def photo_check_header(data: bytes, *, field: str) -> CheckedPhoto:
-    """The checks that need no decoding (size, format, dimensions): enough to start storing the photo while it is
-    decoded. photo_decode() finishes the validation; until then the photo may still turn out truncated."""
+    """The checks that need no decoding (size, format, dimensions, decode price): enough to start storing the photo
+    while it is decoded. photo_decode() finishes the validation; until then the photo may still turn out truncated."""
     try:
         image_format = images.check_header(data, **_limits())
     except images.ImageError as error:
@@ -76,21 +95,26 @@ def photo_check_header(data: bytes, *, field: str) -> CheckedPhoto:
 
 
 def photo_decode(photo: CheckedPhoto, config) -> CheckedPhoto:
-    """Decode a photo straight to the model's input (`config`, a TrainConfig): this validates it completely, and the
-    pixels are kept so a synchronous prediction decodes each photo once."""
+    """Decode a photo once, straight to the model's input (`config`, a TrainConfig) and its thumbnail: this validates
+    it completely, and the pixels are kept so a synchronous prediction decodes each photo once.
+
+    The decode target is the model's (as in images.load_image), so the model sees the very pixels training did."""
     try:
-        pixels = images.load_uint8(photo.data, config, **_limits())
+        decoded = decoding.decode(photo.data, target=2 * config.image_size, **_limits())
+        image = decoded.model_image(size=config.image_size, grayscale=config.grayscale)
+        thumbnail = decoded.rendition_jpeg(THUMBNAIL_PX)
     except images.ImageError as error:
         raise _named(error, photo.field) from None
-    return replace(photo, pixels=pixels, decoded_for=config)
+    return replace(photo, pixels=images.image_to_uint8(image), decoded_for=config, thumbnail=thumbnail)
 
 
 class PhotoFiles:
     """Photo files written by a background thread while the caller goes on (decoding, predicting).
 
     Every photo is hashed and stored under its final name outside any database transaction, so a slow disk never
-    holds the database's write lock. names() waits for the writes; discard() removes whatever was written, so a
-    request that fails later leaves no file behind.
+    holds the database's write lock. Thumbnails are added once the photos are decoded (add_thumbnails). names()
+    and thumbnail_names() wait for the writes; discard() removes whatever was written, so a request that fails
+    later leaves no file behind (a process killed in between leaves files the orphan sweep removes).
     """
 
     _pool: ThreadPoolExecutor | None = None
@@ -100,11 +124,13 @@ class PhotoFiles:
         field = Coin._meta.get_field("front_image")
         self._storage = field.storage
         template = Coin(owner=owner)
+        self._template = template
         pool = self._writer_pool()
         self._futures = [
             pool.submit(self._write, photo, field.generate_filename(template, f"photo.{photo.extension}"))
             for photo in photos
         ]
+        self._thumbnail_futures: list = []
 
     @classmethod
     def _writer_pool(cls) -> ThreadPoolExecutor:
@@ -117,13 +143,31 @@ class PhotoFiles:
         photo.sha256  # noqa: B018  (hash here, while the caller decodes)
         return self._storage.save(name, ContentFile(photo.data))
 
+    def _thumbnail_name(self) -> str:
+        return Coin._meta.get_field("front_thumbnail").generate_filename(self._template, "thumb.jpg")
+
+    def add_thumbnails(self, photos: list[CheckedPhoto]) -> None:
+        """Store each photo's thumbnail (photos without one get the name "")."""
+        pool = self._writer_pool()
+        self._thumbnail_futures = [
+            pool.submit(self._storage.save, self._thumbnail_name(), ContentFile(photo.thumbnail))
+            if photo.thumbnail
+            else None
+            for photo in photos
+        ]
+
     def names(self) -> list[str]:
         """The stored names, in the order of the photos; raises the first write error."""
         return [future.result() for future in self._futures]
 
+    def thumbnail_names(self) -> list[str]:
+        return [future.result() if future is not None else "" for future in self._thumbnail_futures]
+
     def discard(self) -> None:
         """Wait for every write and remove each file that was written."""
-        for future in self._futures:
+        for future in [*self._futures, *self._thumbnail_futures]:
+            if future is None:
+                continue
             try:
                 name = future.result()
             except BaseException:
@@ -169,6 +213,7 @@ def coin_create_checked(
     notes: str = "",
     enqueue_prediction: bool = True,
     stored_names: tuple[str, str] | None = None,
+    stored_thumbnails: tuple[str, str] = ("", ""),
 ) -> Coin:
     """coin_create() for photos already checked (the API checks a whole batch before it stores any of it).
 
@@ -176,13 +221,19 @@ def coin_create_checked(
     the row is then committed on its own. If the row is not committed, files this call wrote are removed again;
     files the caller wrote are the caller's to discard.
     """
-    files = None if stored_names else PhotoFiles(owner, [front, back])
+    files = None
+    if not stored_names:
+        files = PhotoFiles(owner, [front, back])
+        files.add_thumbnails([front, back])
     try:
         front_name, back_name = stored_names or files.names()
+        front_thumbnail, back_thumbnail = files.thumbnail_names() if files is not None else stored_thumbnails
         coin = Coin(
             owner=owner,
             front_image=front_name,
             back_image=back_name,
+            front_thumbnail=front_thumbnail,
+            back_thumbnail=back_thumbnail,
             front_sha256=front.sha256,
             back_sha256=back.sha256,
             source=source,
@@ -237,7 +288,7 @@ def coin_correct(*, coin: Coin, curator, year: int | None = None, exclude: bool 
 
 def coin_delete(*, coin: Coin) -> None:
     """Delete a coin and its photo files (after the row is gone for good)."""
-    names = [coin.front_image.name, coin.back_image.name]
+    names = [coin.front_image.name, coin.back_image.name, coin.front_thumbnail.name, coin.back_thumbnail.name]
     storage = coin.front_image.storage
     with transaction.atomic():
         coin.delete()
@@ -275,10 +326,12 @@ def coin_batch_predict(
     files = PhotoFiles(owner, photos)
     try:
         decoded = [(photo_decode(front, config), photo_decode(back, config)) for front, back in pairs]
+        files.add_thumbnails([photo for pair in decoded for photo in pair])
         results = predict_checked(decoded)
         # A version seen for the first time is looked up in the registry: before the transaction, not inside it.
         mirrors = {version: model_version_mirror(version=version) for version in {r.version for r in results}}
         names = files.names()
+        thumbnails = files.thumbnail_names()
         predictions: list[Prediction] = []
         with transaction.atomic():
             for index, ((front, back), result) in enumerate(zip(pairs, results, strict=True)):
@@ -289,6 +342,7 @@ def coin_batch_predict(
                     source=source,
                     enqueue_prediction=False,
                     stored_names=(names[2 * index], names[2 * index + 1]),
+                    stored_thumbnails=(thumbnails[2 * index], thumbnails[2 * index + 1]),
                 )
                 prediction = inference.prediction_store(coin=coin, result=result, model_version=mirrors[result.version])
                 prediction.coin = coin
@@ -318,3 +372,53 @@ def coins_confirm_predicted(*, coins, curator) -> tuple[int, int]:
         coin_correct(coin=coin, curator=curator, year=prediction.year)
         confirmed += 1
     return confirmed, skipped
+
+
+# Formats every browser shows as they are; anything else (HEIC, TIFF, BMP) is sent as a JPEG rendition.
+BROWSER_FORMATS = {
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "webp": "image/webp",
+    "avif": "image/avif",
+}
+DISPLAY_PX = 2048
+
+
+@dataclass(frozen=True)
+class PhotoRendition:
+    """What the photo view sends: an open file or bytes, its content type and the extension of its download name."""
+
+    content: Any
+    content_type: str
+    extension: str
+
+
+def coin_photo_rendition(*, coin: Coin, side: str, thumbnail: bool) -> PhotoRendition:
+    """One side of a coin as browsers can show it: the stored thumbnail, the photo itself, or a JPEG rendition.
+
+    A coin stored before thumbnails existed gets its thumbnail made (one bounded decode) and stored on first request.
+    Raises FileNotFoundError when the photo is missing, images.ImageError when it cannot be decoded.
+    """
+    photo = coin.front_image if side == "front" else coin.back_image
+    thumbnail_field = f"{side}_thumbnail"
+    if thumbnail:
+        stored = getattr(coin, thumbnail_field)
+        if stored:
+            return PhotoRendition(stored.open("rb"), "image/jpeg", "jpg")
+        data = _rendition(photo, THUMBNAIL_PX)
+        name = Coin._meta.get_field(thumbnail_field).generate_filename(coin, "thumb.jpg")
+        name = photo.storage.save(name, ContentFile(data))
+        if not Coin.objects.filter(pk=coin.pk, **{thumbnail_field: ""}).update(**{thumbnail_field: name}):
+            photo.storage.delete(name)  # another request stored one first (or the coin is gone)
+        return PhotoRendition(data, "image/jpeg", "jpg")
+    extension = photo.name.rsplit(".", 1)[-1].lower() if "." in photo.name else ""
+    if extension in BROWSER_FORMATS:
+        return PhotoRendition(photo.open("rb"), BROWSER_FORMATS[extension], extension)
+    return PhotoRendition(_rendition(photo, DISPLAY_PX), "image/jpeg", "jpg")
+
+
+def _rendition(photo, max_px: int) -> bytes:
+    with photo.open("rb") as handle:
+        data = handle.read()
+    return decoding.decode(data, target=min(max_px, 1024), **_limits()).rendition_jpeg(max_px)

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from . import inference, services
+from . import inference, services, sweeps
 
 
 @shared_task(name="predictions.tasks.coin_predict_task", acks_late=True)
@@ -16,3 +16,9 @@ def predict_pending_task(older_than_seconds: int = 120) -> int:
     """Safety net for 'nothing accepted is lost': re-enqueue coins still pending after a while (a lost message, a
     model that did not exist yet). Scheduled by beat every few minutes; idempotent."""
     return services.coins_requeue_pending(older_than_seconds=older_than_seconds)
+
+
+@shared_task(name="predictions.tasks.photo_orphans_sweep_task")
+def photo_orphans_sweep_task() -> int:
+    """Remove photo files that no coin names, once they are older than the grace period (beat, every 15 minutes)."""
+    return sweeps.photo_orphans_sweep()[1]

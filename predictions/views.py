@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import mimetypes
-
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
@@ -16,7 +13,6 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
-from PIL import Image, ImageOps
 
 from registry.roles import can_promote
 from training.ml import images
@@ -27,10 +23,6 @@ from .models import Coin
 from .roles import can_review
 
 COINS_PER_PAGE = 12
-THUMBNAIL_PX = 320
-# Formats every browser displays as they are; anything else (HEIC, TIFF, BMP) is served as a JPEG rendition.
-BROWSER_FORMATS = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
-DISPLAY_PX = 2048
 # Photos never change under their (random) name, but who may see them can: cache privately, revalidate daily.
 IMAGE_CACHE_CONTROL = "private, max-age=86400"
 
@@ -163,51 +155,39 @@ def coin_delete(request: HttpRequest, coin_id: int) -> HttpResponse:
 
 
 def _may_see_photos(user, coin: Coin) -> bool:
-    """The owner, curators (review queue) and model owners/staff see a coin's photos; nobody else learns it exists."""
-    return coin.owner_id == user.pk or can_review(user) or can_promote(user) or user.is_staff
+    """The owner, curators (review desk) and model owners see a coin's photos; staff status alone is not enough, and
+    nobody else learns the coin exists."""
+    return coin.owner_id == user.pk or can_review(user) or can_promote(user)
 
 
 @login_required
 @require_safe
 def coin_image(request: HttpRequest, coin_id: int, side: str) -> HttpResponse:
-    """One side's photo, through the permission check (media is never public). `?size=thumb` gives a small JPEG for
-    lists; formats browsers cannot show (HEIC, TIFF, BMP) are sent as a JPEG rendition."""
+    """One side's photo, through the permission check (media is never public). `?size=thumb` gives the stored
+    thumbnail for lists; formats browsers cannot show (HEIC, TIFF, BMP) are sent as a JPEG rendition, named .jpg."""
     coin = get_object_or_404(Coin, pk=coin_id)
     if not _may_see_photos(request.user, coin):
         raise Http404("No coin matches the given query.")
-    field = coin.front_image if side == "front" else coin.back_image
     digest = coin.front_sha256 if side == "front" else coin.back_sha256
     thumb = request.GET.get("size") == "thumb"
-    extension = field.name.rsplit(".", 1)[-1].lower() if "." in field.name else ""
     etag = f'"{digest}-{"thumb" if thumb else "full"}"'
     if etag in request.headers.get("If-None-Match", ""):
         response = HttpResponseNotModified()
     else:
         try:
-            if thumb or extension not in BROWSER_FORMATS:
-                response = HttpResponse(_jpeg_rendition(field, THUMBNAIL_PX if thumb else DISPLAY_PX), "image/jpeg")
-            else:
-                content_type = BROWSER_FORMATS.get(extension) or mimetypes.guess_type(field.name)[0]
-                response = FileResponse(field.open("rb"), content_type=content_type)
+            rendition = services.coin_photo_rendition(coin=coin, side=side, thumbnail=thumb)
         except (FileNotFoundError, OSError) as error:
             raise Http404("The photo file is missing.") from error
-        response["Content-Disposition"] = f'inline; filename="coin-{coin.id}-{side}.{"jpg" if thumb else extension}"'
+        except images.ImageError as error:
+            raise Http404("The photo cannot be shown.") from error
+        if isinstance(rendition.content, bytes):
+            response = HttpResponse(rendition.content, rendition.content_type)
+        else:
+            response = FileResponse(rendition.content, content_type=rendition.content_type)
+        filename = f"coin-{coin.id}-{side}{'-thumb' if thumb else ''}.{rendition.extension}"
+        response["Content-Disposition"] = f'inline; filename="{filename}"'
         response["X-Content-Type-Options"] = "nosniff"
     response["ETag"] = etag
     response["Cache-Control"] = IMAGE_CACHE_CONTROL
     patch_vary_headers(response, ["Cookie"])
     return response
-
-
-def _jpeg_rendition(field, max_px: int) -> bytes:
-    """A JPEG no larger than max_px on its longer side, EXIF orientation applied (JPEG decoded at reduced scale).
-    HEIC photos open because training.ml.images registers pillow_heif's opener when it is imported."""
-    with field.open("rb") as handle, Image.open(io.BytesIO(handle.read())) as image:
-        image.draft("RGB", (max_px, max_px))
-        image = ImageOps.exif_transpose(image)
-        image.thumbnail((max_px, max_px))
-        if image.mode not in ("RGB", "L"):
-            image = image.convert("RGB")
-        buffer = io.BytesIO()
-        image.save(buffer, "JPEG", quality=82, optimize=True)
-    return buffer.getvalue()

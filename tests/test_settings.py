@@ -1,4 +1,5 @@
-"""The settings module reads everything from the environment; production settings pass `check --deploy`."""
+"""The settings module reads everything from the environment; production settings pass `check --deploy`; every
+response carries a Content-Security-Policy."""
 
 import os
 import secrets
@@ -6,11 +7,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+from django.urls import reverse
+
 ROOT = Path(__file__).resolve().parent.parent
+MAKE_RUN = {"DJANGO_DEBUG": "1"}  # what `make run` sets
 
 
 def run_manage(*args: str, env_extra: dict[str, str]) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "CELERY_"))}
+    """manage.py as it starts outside the test suite: without pytest's PYTEST_VERSION (the settings' TESTING flag)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "DATABASE_URL", "CELERY_")) and k != "PYTEST_VERSION"
+    }
     env.update(env_extra)
     return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True)
 
@@ -43,7 +52,7 @@ def test_embedded_default_uses_sqlite_eager_celery_and_local_mlflow(tmp_path):
         "from django.conf import settings as s;"
         "print(s.DATABASES['default']['ENGINE'], s.CELERY_TASK_ALWAYS_EAGER, s.MLFLOW_TRACKING_URI.split(':')[0])"
     )
-    result = run_manage("shell", "-c", code, env_extra={"COINSITE_VAR_DIR": str(tmp_path)})
+    result = run_manage("shell", "-c", code, env_extra={"COINSITE_VAR_DIR": str(tmp_path), **MAKE_RUN})
     assert result.stdout.split()[-3:] == ["django.db.backends.sqlite3", "True", "sqlite"], result.stderr
 
 
@@ -61,6 +70,7 @@ def test_distributed_variables_switch_to_postgres_redis_and_mlflow_server(tmp_pa
             "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/coinsite",
             "CELERY_BROKER_URL": "redis://127.0.0.1:6379/0",
             "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
+            **MAKE_RUN,
         },
     )
     assert result.stdout.split()[-3:] == ["django.db.backends.postgresql", "False", "http://127.0.0.1:5000"], (
@@ -87,8 +97,68 @@ def test_importing_the_settings_creates_no_directory(tmp_path):
 def test_django_start_up_creates_the_var_and_static_directories(tmp_path):
     # given a var directory that does not exist yet / when Django starts (any manage.py command)
     var = tmp_path / "var"
-    result = run_manage("check", env_extra={"COINSITE_VAR_DIR": str(var)})
+    result = run_manage("check", env_extra={"COINSITE_VAR_DIR": str(var), **MAKE_RUN})
 
     # then the embedded default's folders are there
     assert result.returncode == 0, result.stdout + result.stderr
     assert (var / "staticfiles").is_dir()
+
+
+def test_debug_is_off_and_https_on_unless_asked_for(tmp_path):
+    # given no DJANGO_DEBUG, only a secret key (as a deployment that forgets DEBUG)
+    code = "from django.conf import settings as s; print(s.DEBUG, s.SECURE_SSL_REDIRECT, s.SESSION_COOKIE_SECURE)"
+    production = run_manage(
+        "shell",
+        "-c",
+        code,
+        env_extra={"DJANGO_SECRET_KEY": secrets.token_urlsafe(50), "COINSITE_VAR_DIR": str(tmp_path)},
+    )
+    # then debug pages are off and the site is HTTPS only
+    assert production.stdout.split()[-3:] == ["False", "True", "True"], production.stderr
+
+    # and a plain-http deployment on localhost (make run-distributed) turns HTTPS off with one switch
+    plain_http = run_manage(
+        "shell",
+        "-c",
+        code,
+        env_extra={
+            "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+            "DJANGO_HTTPS": "0",
+            "COINSITE_VAR_DIR": str(tmp_path),
+        },
+    )
+    assert plain_http.stdout.split()[-3:] == ["False", "False", "False"], plain_http.stderr
+
+
+def test_the_test_suite_runs_production_defaults_over_plain_http():
+    from coinsite import settings as module
+
+    assert module.TESTING and not module.DEBUG and not module.HTTPS
+    assert module.STORAGES["staticfiles"]["BACKEND"] == "whitenoise.storage.CompressedManifestStaticFilesStorage"
+
+
+def test_every_response_carries_a_content_security_policy(client, db):
+    # when two pages are fetched
+    first = client.get(reverse("login"))
+    second = client.get(reverse("login"))
+
+    # then each has a strict policy with its own nonce, and the nonce is the one templates get
+    policy = first.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in policy and "object-src 'none'" in policy and "frame-ancestors 'none'" in policy
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+    nonce = first.wsgi_request.csp_nonce
+    assert f"'nonce-{nonce}'" in policy
+    assert first.context["csp_nonce"] == nonce
+    assert second.wsgi_request.csp_nonce != nonce
+    # not only pages: a 404 and a static file too
+    assert "Content-Security-Policy" in client.get("/no-such-page/").headers
+
+
+def test_debug_pages_of_make_run_go_without_the_policy_to_stay_readable(client, db, settings):
+    # given DEBUG on, as `make run` sets it
+    settings.DEBUG = True
+
+    # then Django's technical 404 (inline styles, no nonce) has no policy, while the site's pages keep it
+    missing = client.get("/no-such-page/")
+    assert missing.status_code == 404 and "Content-Security-Policy" not in missing.headers
+    assert "Content-Security-Policy" in client.get(reverse("login")).headers

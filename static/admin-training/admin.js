@@ -1,5 +1,6 @@
 /* The model owners' admin: confirm before Promote / Roll back / Cancel, refresh pages while a training run is
-   active, and a readable placeholder when an MLflow plot cannot be loaded. No dependencies. */
+   active, a readable placeholder when an MLflow plot cannot be loaded, bar sizes and auto-submitting selects (the
+   Content-Security-Policy of coinsite/csp.py allows no inline style attribute or event handler). No dependencies. */
 (function () {
   "use strict";
 
@@ -23,6 +24,25 @@
       });
     }, 0);
   });
+
+  // A select marked data-mt-autosubmit sends its form when changed (the movers page's version picker).
+  document.addEventListener("change", function (event) {
+    var field = event.target;
+    if (field && field.form && field.hasAttribute && field.hasAttribute("data-mt-autosubmit")) field.form.submit();
+  });
+
+  // Sizes computed by the server (bar lengths and heights in %, a timeline period's share) come as data attributes
+  // and are set through the CSSOM, which the policy allows; a style="..." attribute would be blocked.
+  function applySizes() {
+    document.querySelectorAll("[data-mt-width], [data-mt-height], [data-mt-grow]").forEach(function (el) {
+      var width = parseFloat(el.getAttribute("data-mt-width"));
+      var height = parseFloat(el.getAttribute("data-mt-height"));
+      var grow = parseFloat(el.getAttribute("data-mt-grow"));
+      if (!isNaN(width)) el.style.width = width + "%";
+      if (!isNaN(height)) el.style.height = height + "%";
+      if (!isNaN(grow)) el.style.flexGrow = String(grow);
+    });
+  }
 
   function busy() {
     // Never reload under the owner's hands: a selected row, a focused field or an open action menu.
@@ -66,8 +86,9 @@
   }
 
   if (document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", function () { startAutorefresh(); plotFallbacks(); });
+    document.addEventListener("DOMContentLoaded", function () { applySizes(); startAutorefresh(); plotFallbacks(); });
   } else {
+    applySizes();
     startAutorefresh();
     plotFallbacks();
   }

@@ -173,7 +173,7 @@ def test_predict_keeps_every_input_as_an_api_coin_with_its_prediction(api, colle
         assert prediction.interval_low <= year <= prediction.interval_high
         assert prediction.model_version.version == serving.production_version_loaded()
         assert prediction.latency_ms > 0
-    assert len(files_under(settings.MEDIA_ROOT)) == 4
+    assert len(files_under(settings.MEDIA_ROOT)) == 8  # 4 photos and their thumbnails
     # and they are in the caller's coin list like any upload
     listed = api.get("/api/coins/").json()["results"]
     assert {item["id"] for item in listed} == set(coin_ids)
@@ -328,7 +328,7 @@ def test_coin_upload_answers_202_with_the_pending_coin(api, collector, settings)
     assert coin.owner == collector and coin.source == Coin.Source.API and coin.notes == "from grandma"
     assert body["status"] == "pending" and body["predictions"] == [] and body["year"] is None
     assert coin.front_image.read() == front and coin.back_image.read() == back
-    assert len(files_under(settings.MEDIA_ROOT)) == 2
+    assert len(files_under(settings.MEDIA_ROOT)) == 4  # 2 photos and their thumbnails
 
 
 def test_coin_upload_gets_its_prediction_asynchronously(api, production_model, django_capture_on_commit_callbacks):
@@ -405,7 +405,13 @@ def test_schema_documents_the_api_with_its_error_shape(client):
 
     assert response.status_code == 200
     schema = response.json()
-    assert set(schema["paths"]) == {"/api/predict", "/api/coins/", "/api/coins/{id}/", "/api/models/production"}
+    assert set(schema["paths"]) == {
+        "/api/predict",
+        "/api/coins/",
+        "/api/coins/{id}/",
+        "/api/models/production",
+        "/api/token",
+    }
     predict = schema["paths"]["/api/predict"]["post"]
     assert set(predict["responses"]) >= {"200", "400", "401", "413", "415", "503"}
     assert predict["responses"]["400"]["content"]["application/json"]["schema"]["$ref"].endswith("/Error")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from django.db import connections
+from PIL import Image
 
 from predictions import services
 from predictions.models import Coin, Prediction
@@ -75,12 +76,14 @@ def test_batch_predict_stores_photos_outside_the_transaction(collector, producti
 
     predictions = services.coin_batch_predict(owner=collector, pairs=pairs)
 
-    assert storage_writes == [0, 0, 0, 0]
+    assert storage_writes == [0] * 8  # 4 photos and their 4 thumbnails, none inside a transaction
     assert [p.coin.front_sha256 for p in predictions] == [hashlib.sha256(f.data).hexdigest() for f, _b in pairs]
     for prediction, (front, back) in zip(predictions, pairs, strict=True):
         assert Path(prediction.coin.front_image.path).read_bytes() == front.data
         assert Path(prediction.coin.back_image.path).read_bytes() == back.data
         assert prediction.model_version.version == production_model
+        with Image.open(prediction.coin.front_thumbnail.path) as thumbnail:  # made from the same decode
+            assert thumbnail.format == "JPEG" and max(thumbnail.size) <= services.THUMBNAIL_PX
 
 
 def test_batch_predict_that_fails_after_the_writes_leaves_no_row_and_no_file(

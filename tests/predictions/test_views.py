@@ -240,7 +240,9 @@ def test_upload_with_good_photos_creates_a_coin_and_redirects_to_it(
     assert coin.source == Coin.Source.UPLOAD
     assert coin.status == Coin.Status.PENDING
     assert not coin.predictions.exists()
-    assert len(files_under(settings.MEDIA_ROOT)) == 2
+    stored_names = {str(path.relative_to(settings.MEDIA_ROOT)) for path in files_under(settings.MEDIA_ROOT)}
+    names = [coin.front_image.name, coin.back_image.name, coin.front_thumbnail.name, coin.back_thumbnail.name]
+    assert stored_names == set(names) and len(stored_names) == 4  # two photos and their thumbnails, made at upload
     with coin.front_image.open("rb") as stored:
         assert stored.read() == front
 

@@ -480,7 +480,7 @@ def test_run_list_shows_progress_and_refreshes_only_while_a_run_is_active(client
     busy = client.get(url).content.decode()
     assert "data-mt-autorefresh" in busy
     assert "fold 2/5 · epoch 10/20" in busy
-    assert "width:30.0%" in busy  # (1 fold done + 10/20 epochs) of 5 folds
+    assert 'data-mt-width="30.0"' in busy  # (1 fold done + 10/20 epochs) of 5 folds; admin.js sets the width
 
 
 def test_run_detail_renders_for_every_status(client, model_owner, evaluated_version):

@@ -92,7 +92,7 @@ class DatasetVersionAdmin(ReadOnlyAdmin):
         bars = format_html_join(
             "",
             '<div class="mt-hist__row"><span class="mt-hist__label">{}s</span>'
-            '<span class="mt-hist__bar" style="width:{}%"></span><span class="mt-hist__value">{}</span></div>',
+            '<span class="mt-hist__bar" data-mt-width="{}"></span><span class="mt-hist__value">{}</span></div>',
             ((decade, f"{100 * n / top:.1f}", n) for decade, n in sorted(counts.items())),
         )
         return format_html('<div class="mt-hist">{}</div>', bars)

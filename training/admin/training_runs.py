@@ -144,7 +144,7 @@ class TrainingRunAdmin(ReadOnlyAdmin):
             return DASH
         return format_html(
             '<span class="mt-progress mt-progress--{}" title="{}% done{}">'
-            '<span class="mt-progress__bar" style="width:{}%"></span></span>'
+            '<span class="mt-progress__bar" data-mt-width="{}"></span></span>'
             '<span class="mt-progress__label">{}</span>{}',
             obj.status,
             f"{progress['percent']:.0f}",

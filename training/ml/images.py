@@ -22,81 +22,33 @@ import numpy as np
 import pybase64
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image
 
-try:  # HEIC/HEIF phone photos; the package is in requirements, but decoding JPEG/PNG must not depend on it
-    import pillow_heif
+from training.ml import decoding
 
-    pillow_heif.register_heif_opener()
-except ImportError:  # pragma: no cover
-    pillow_heif = None
+# Re-exported (`X as X`): callers, and the model files of registered versions, name these as images.<Name>.
+from training.ml.decoding import MAX_IMAGE_PIXELS as MAX_IMAGE_PIXELS
+from training.ml.decoding import MAX_UPLOAD_BYTES as MAX_UPLOAD_BYTES
+from training.ml.decoding import SUPPORTED_FORMATS as SUPPORTED_FORMATS
+from training.ml.photo_errors import DecodeTooCostlyError as DecodeTooCostlyError
+from training.ml.photo_errors import EmptyImageError as EmptyImageError
+from training.ml.photo_errors import ImageError as ImageError
+from training.ml.photo_errors import ImageTooLargeError as ImageTooLargeError
+from training.ml.photo_errors import InvalidBase64Error as InvalidBase64Error
+from training.ml.photo_errors import NotAnImageError as NotAnImageError
+from training.ml.photo_errors import TooManyPixelsError as TooManyPixelsError
+from training.ml.photo_errors import TruncatedImageError as TruncatedImageError
+from training.ml.photo_errors import UnsupportedFormatError as UnsupportedFormatError
+from training.ml.photo_errors import human_bytes
 
 if TYPE_CHECKING:
     from training.ml.config import TrainConfig
 
-MAX_UPLOAD_BYTES = 10 * 1024 * 1024
-MAX_IMAGE_PIXELS = 50_000_000
-# Pillow's names. MPO is how Pillow names the multi-picture JPEGs many phones write.
-SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "HEIF", "AVIF", "BMP", "TIFF"})
-_JPEG_FORMATS = frozenset({"JPEG", "MPO"})
 # ImageNet statistics: right for local pretrained weights and harmless for random init.
 RGB_MEAN = (0.485, 0.456, 0.406)
 RGB_STD = (0.229, 0.224, 0.225)
 GRAY_MEAN = (0.449,)
 GRAY_STD = (0.226,)
-
-
-# --- errors ------------------------------------------------------------------------------------------------------
-
-
-class ImageError(ValueError):
-    """A photo that cannot be used; ``code`` is stable for clients, ``field`` is set by whoever knows the field."""
-
-    code = "invalid_image"
-    http_status = 400
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-
-    def __str__(self) -> str:
-        return self.message
-
-
-class EmptyImageError(ImageError):
-    code = "empty"
-    http_status = 400
-
-
-class ImageTooLargeError(ImageError):
-    code = "too_large"
-    http_status = 413
-
-
-class TooManyPixelsError(ImageError):
-    code = "too_many_pixels"
-    http_status = 413
-
-
-class UnsupportedFormatError(ImageError):
-    code = "unsupported_format"
-    http_status = 415
-
-
-class NotAnImageError(ImageError):
-    code = "not_an_image"
-    http_status = 400
-
-
-class TruncatedImageError(ImageError):
-    code = "truncated"
-    http_status = 400
-
-
-class InvalidBase64Error(ImageError):
-    code = "invalid_base64"
-    http_status = 400
 
 
 # --- decoding and validation ---------------------------------------------------------------------------------------
@@ -160,13 +112,14 @@ def _decode_lenient_base64(text: str, *, encoded_limit: int, max_bytes: int) -> 
         raise InvalidBase64Error(f"the image is not valid base64 ({error})") from error
 
 
-def validate_image_bytes(data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_IMAGE_PIXELS) -> str:
+def validate_image_bytes(
+    data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_IMAGE_PIXELS, **budget: float
+) -> str:
     """Check that ``data`` is a complete photo in a supported format within the limits; return the format name.
 
     Decodes at reduced scale (fast for 12 MP JPEGs) but through the whole file, so truncation is caught.
     """
-    image = _open_checked(data, max_bytes=max_bytes, max_pixels=max_pixels, target=64)
-    return image.info["coinsite_format"]
+    return decoding.decode(data, target=64, max_bytes=max_bytes, max_pixels=max_pixels, **budget).format
 
 
 def load_image(
@@ -176,131 +129,43 @@ def load_image(
     grayscale: bool = False,
     max_bytes: int = MAX_UPLOAD_BYTES,
     max_pixels: int = MAX_IMAGE_PIXELS,
+    **budget: float,
 ) -> Image.Image:
     """Validate and decode a photo to a ``size`` x ``size`` RGB (or L) image, EXIF orientation applied.
 
     Big JPEGs are decoded by libjpeg at 1/2..1/8 scale (``draft``) and other formats are box-reduced (``reduce``)
     to about twice the target before the final resize, so a 12 MP phone photo costs tens of ms, not hundreds.
     The photo is centre-cropped to a square first: a coin is round and centred, and squashing would distort it.
+    The decode is priced first and refused over its budget (training.ml.decoding).
     """
-    image = _open_checked(data, max_bytes=max_bytes, max_pixels=max_pixels, target=2 * size)
-    return _finish(image, size=size, grayscale=grayscale)
+    photo = decoding.decode(data, target=2 * size, max_bytes=max_bytes, max_pixels=max_pixels, **budget)
+    return photo.model_image(size=size, grayscale=grayscale)
 
 
 def _finish(image: Image.Image, *, size: int, grayscale: bool) -> Image.Image:
-    """EXIF transpose, convert, crop to a centred square, reduce and resize: the part shared by every source."""
-    try:
-        image = ImageOps.exif_transpose(image)
-    except Exception:  # a broken EXIF block must not make a good photo unusable
-        pass
-    mode = "L" if grayscale else "RGB"
-    if image.mode != mode:
-        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-            image = image.convert("RGBA")
-            background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-            image = Image.alpha_composite(background, image)
-        image = image.convert(mode)
-    width, height = image.size
-    side = min(width, height)
-    if width != height:
-        left, top = (width - side) // 2, (height - side) // 2
-        image = image.crop((left, top, left + side, top + side))
-    factor = side // (2 * size)
-    if factor >= 2:
-        image = image.reduce(factor)
-    if image.size != (size, size):
-        image = image.resize((size, size), Image.Resampling.BILINEAR)
-    return image
+    """Turn upright, crop to a centred square, reduce, convert and resize (decoding.finish)."""
+    return decoding.finish(image, size=size, grayscale=grayscale)
 
 
-def check_header(data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_IMAGE_PIXELS) -> str:
-    """The checks that need no pixel decoding (bytes, size, format, dimensions, structure); returns the format name.
+def check_header(
+    data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_IMAGE_PIXELS, **budget: float
+) -> str:
+    """The checks that need no pixel decoding (bytes, size, format, dimensions, structure, decode price); returns
+    the format name.
 
     What only decoding can find (a truncated or corrupt pixel stream) is left to load_image()/load_uint8(): a
     caller can start storing a photo that passed this while it decodes it.
     """
-    return _check_header(data, max_bytes=max_bytes, max_pixels=max_pixels)[1]
+    return decoding.decode_plan(data, max_bytes=max_bytes, max_pixels=max_pixels, **budget).format
 
 
 def _open_checked(data: bytes, *, max_bytes: int, max_pixels: int, target: int) -> Image.Image:
-    """Open, check format and header size (before any pixel is decoded), verify, then decode near ``target``."""
-    data, image_format = _check_header(data, max_bytes=max_bytes, max_pixels=max_pixels)
-    image = _open(data)  # verify() leaves the image unusable: open again to decode
-    if image_format in _JPEG_FORMATS:
-        image.draft(None, (target, target))  # libjpeg decodes at 1/2, 1/4 or 1/8 scale, never below target
-    # Hand the decoder the whole file in one call (Pillow feeds 64 KiB per call by default). It releases the GIL for
-    # each call, and under load every re-acquisition can wait up to the 5 ms switch interval behind a thread parsing
-    # JSON: measured 73 ms per 12 MP decode in 64 KiB calls against 41 ms in one call, with such a thread running.
-    image.decodermaxblock = max(len(data), image.decodermaxblock)
-    try:
-        image.load()
-    except Exception as error:
-        raise _decode_error(error) from error
-    image.info["coinsite_format"] = image_format
-    return image
-
-
-def _check_header(data: bytes, *, max_bytes: int, max_pixels: int) -> tuple[bytes, str]:
-    if isinstance(data, (bytearray, memoryview)):
-        data = bytes(data)
-    if not isinstance(data, bytes):
-        raise NotAnImageError(f"the image must be bytes, got {type(data).__name__}")
-    if not data:
-        raise EmptyImageError("the image is empty (zero bytes)")
-    if len(data) > max_bytes:
-        raise ImageTooLargeError(f"the image is {_human(len(data))}, more than the limit of {_human(max_bytes)}")
-
-    image = _open(data)
-    image_format = (image.format or "").upper()
-    if image_format not in SUPPORTED_FORMATS:
-        name = image_format or "unknown"
-        raise UnsupportedFormatError(
-            f"the image format {name} is not supported (use JPEG, PNG, WEBP, HEIF/HEIC, AVIF, BMP or TIFF)"
-        )
-    width, height = image.size
-    if width < 1 or height < 1:
-        raise NotAnImageError("the image has no pixels")
-    if width * height > max_pixels:
-        raise TooManyPixelsError(
-            f"the image has {width}x{height} = {width * height:,} pixels, more than the limit of {max_pixels:,}"
-        )
-    try:
-        image.verify()  # structural check (PNG chunk CRCs and the like) without decoding pixels
-    except Exception as error:
-        raise _decode_error(error) from error
-    return data, image_format
-
-
-def _open(data: bytes) -> Image.Image:
-    try:
-        return Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as error:
-        raise TooManyPixelsError(f"the image has too many pixels (decompression bomb): {error}") from error
-    except UnidentifiedImageError as error:
-        raise NotAnImageError("the file is not an image (no known image format)") from error
-    except Exception as error:
-        raise _decode_error(error) from error
-
-
-def _decode_error(error: Exception) -> ImageError:
-    message = str(error)
-    if isinstance(error, Image.DecompressionBombError):
-        return TooManyPixelsError(f"the image has too many pixels (decompression bomb): {message}")
-    if "truncat" in message.lower() or isinstance(error, EOFError):
-        return TruncatedImageError("the image file is truncated (incomplete upload?)")
-    return NotAnImageError(f"the image could not be decoded ({message or type(error).__name__})")
+    """The decoded photo near ``target`` (reduced scale where the format allows), before any crop or resize."""
+    return decoding.decode(data, target=target, max_bytes=max_bytes, max_pixels=max_pixels).image
 
 
 def _human(n: int) -> str:
-    if n >= 1024 * 1024:
-        return f"{n / (1024 * 1024):.1f} MiB"
-    if n >= 1024:
-        return f"{n / 1024:.1f} KiB"
-    return f"{n} bytes"
-
-
-# Never decode partial files: a truncated upload must be an error, not a grey half-coin.
-ImageFile.LOAD_TRUNCATED_IMAGES = False
+    return human_bytes(n)
 
 
 # --- tensors, normalisation and augmentation -----------------------------------------------------------------------
@@ -444,7 +309,7 @@ class CoinTransform:
         self.channels = channels
         self.augment = augment
         self.normalize = Normalize(channels)
-        # (PIL images first go through _finish: EXIF transpose, centre square, resize; load_image already did it)
+        # (PIL images first go through _finish: centre square, upright, resize; load_image already did it)
         self.steps: list[Any] = [image_to_uint8]
         if augment is not None:
             self.steps.append(augment)

@@ -1,0 +1,49 @@
+"""The embedded default's own timer for the sweeps: it runs no beat, so `make run` turns this on.
+
+With COINSITE_HOUSEKEEPING_SECONDS > 0 (the Makefile's `run` sets it) and Celery eager, a daemon thread runs
+predictions.sweeps.housekeeping_run() shortly after start-up and then every interval: a coin accepted just before
+the process died gets its prediction after the restart, and files a killed request left behind are removed once
+they are older than the grace period. With a broker, beat schedules the same work and this stays off.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from django.conf import settings
+from django.db import close_old_connections
+
+logger = logging.getLogger(__name__)
+
+FIRST_RUN_AFTER_SECONDS = 10.0
+_started = threading.Event()
+
+
+def timer_start_if_enabled() -> threading.Thread | None:
+    """Start the timer thread once per process, when enabled and no beat exists (Celery eager)."""
+    interval = settings.COINSITE_HOUSEKEEPING_SECONDS
+    if interval <= 0 or not settings.CELERY_TASK_ALWAYS_EAGER or _started.is_set():
+        return None
+    _started.set()
+    thread = threading.Thread(target=_loop, args=(float(interval),), name="housekeeping", daemon=True)
+    thread.start()
+    logger.info("housekeeping timer: sweeps every %d s (no beat on the embedded default)", interval)
+    return thread
+
+
+def _loop(interval: float) -> None:
+    from .sweeps import housekeeping_run  # lazy: started from AppConfig.ready(), before models may be imported
+
+    delay = min(FIRST_RUN_AFTER_SECONDS, interval)
+    stop = threading.Event()
+    while not stop.wait(delay):
+        delay = interval
+        try:
+            result = housekeeping_run()
+            if result.orphans_removed or result.pending_requeued:
+                logger.info("housekeeping: %s", result)
+        except Exception:  # a locked database, a full disk: log it and try again next time
+            logger.exception("housekeeping sweep failed; retrying in %d s", interval)
+        finally:
+            close_old_connections()

@@ -1,0 +1,80 @@
+"""Housekeeping services: photo files with no coin row are removed, and coins left pending are asked for again.
+
+Why files can be orphaned: photos are stored (and synced) before the row that points at them commits, so an accepted
+upload is never lost; a process killed between the two (`kill -9` during a 16-pair /api/predict left 32 files)
+leaves files no row names. Beat runs these every few minutes with Celery; the embedded default runs them on its own
+timer (predictions.housekeeping).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from .models import Coin
+from .services import coins_requeue_pending
+
+logger = logging.getLogger(__name__)
+
+PHOTO_ROOT = "coins"
+FILE_FIELDS = ("front_image", "back_image", "front_thumbnail", "back_thumbnail")
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    files_seen: int
+    orphans_removed: int
+    pending_requeued: int
+
+
+def photo_orphans_sweep(*, grace_seconds: int | None = None) -> tuple[int, int]:
+    """Remove photo files older than `grace_seconds` that no coin names; returns (files seen, files removed).
+
+    The folder is listed BEFORE the rows are read: a file whose row commits after the read was written longer than
+    the grace period ago and never committed, which no live request does. Younger files are left alone, so a
+    request that is still between its file writes and its commit keeps its photos.
+    """
+    grace = settings.COINSITE_ORPHAN_GRACE_SECONDS if grace_seconds is None else grace_seconds
+    storage = Coin._meta.get_field("front_image").storage
+    cutoff = timezone.now() - timedelta(seconds=grace)
+    listed = list(_files_under(storage, PHOTO_ROOT))
+    named: set[str] = set()
+    for names in Coin.objects.values_list(*FILE_FIELDS).iterator(chunk_size=2000):
+        named.update(name for name in names if name)
+    removed = 0
+    for name in listed:
+        if name in named:
+            continue
+        try:
+            if storage.get_modified_time(name) > cutoff:
+                continue
+            storage.delete(name)
+        except FileNotFoundError:  # removed meanwhile (a coin deleted, another sweep)
+            continue
+        removed += 1
+    if removed:
+        logger.info("orphan sweep removed %d photo file(s) with no coin (of %d seen)", removed, len(listed))
+    return len(listed), removed
+
+
+def housekeeping_run(*, grace_seconds: int | None = None, pending_after_seconds: int = 120) -> SweepResult:
+    """Both sweeps: what beat schedules and the embedded default's timer runs."""
+    seen, removed = photo_orphans_sweep(grace_seconds=grace_seconds)
+    requeued = coins_requeue_pending(older_than_seconds=pending_after_seconds)
+    return SweepResult(files_seen=seen, orphans_removed=removed, pending_requeued=requeued)
+
+
+def _files_under(storage, folder: str) -> Iterator[str]:
+    try:
+        directories, files = storage.listdir(folder)
+    except FileNotFoundError:
+        return
+    for name in files:
+        yield f"{folder}/{name}"
+    for directory in directories:
+        yield from _files_under(storage, f"{folder}/{directory}")

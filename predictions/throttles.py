@@ -1,0 +1,151 @@
+"""Abuse limits of the API: DRF throttles, counted in the shared cache, before the view does any work.
+
+A view names a scope per HTTP method (`throttle_scopes = {"POST": "predict"}`); the rate of each scope is
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] (set from COINSITE_THROTTLE_* in settings). DRF checks throttles in
+APIView.initial(), after authentication and permissions and before the handler parses the body, so every
+authenticated call counts, a refused one (bad JSON, a bad photo) as much as a successful one: a client cannot make
+the server read and decode photos faster than its rate by sending broken ones. Calls refused with 429 do not count.
+
+Why not DRF's ScopedRateThrottle as it is:
+- it reads each rate once, at import (SimpleRateThrottle.THROTTLE_RATES), so a changed setting is never seen;
+- its history is read and written back without a lock, so concurrent calls of one client (threads of a gunicorn
+  worker, or workers sharing Redis) read the same history and each write back their own: 8 threads making 10 calls
+  each against a limit of 30 a minute got 62 to 80 of their 80 calls served on Redis. Here the read-modify-write
+  holds a short lock made with cache.add(), atomic on every Django backend (local memory, Redis): exactly 30;
+- its Retry-After is the wait truncated to whole seconds ("0" for 0.7 s); here it is rounded up.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.core.cache import cache as default_cache
+from rest_framework.settings import api_settings
+from rest_framework.throttling import SimpleRateThrottle
+
+logger = logging.getLogger(__name__)
+
+PERIODS = {"s": ("second", 1), "m": ("minute", 60), "h": ("hour", 3600), "d": ("day", 86400)}
+LOCK_SECONDS = 2  # a lock left by a killed process frees itself after this long
+LOCK_WAIT_SECONDS = 0.5  # then the request is counted without the lock rather than kept waiting
+
+
+def parse_rate(rate: str | None) -> tuple[int | None, int | None]:
+    """Parse "30/min" to (30, 60). The period is s/sec/second, m/min/minute, h/hour or d/day (DRF's own format)."""
+    if rate is None:
+        return (None, None)
+    count, _, period = rate.partition("/")
+    if not count.isdigit() or not period or period[0] not in PERIODS:
+        raise ValueError(f"not a throttle rate: {rate!r} (write it as e.g. 30/min, 10/second, 1000/day)")
+    return (int(count), PERIODS[period[0]][1])
+
+
+def describe_rate(rate: str) -> str:
+    """Describe "30/min" as "30 per minute", for the 429 message."""
+    count, duration = parse_rate(rate)
+    name = next(name for name, seconds in PERIODS.values() if seconds == duration)
+    return f"{count} per {name}"
+
+
+def scope_of(view: Any, method: str) -> str | None:
+    """The view's throttle scope for this method, or None when the method is not throttled."""
+    return getattr(view, "throttle_scopes", {}).get(method.upper())
+
+
+class ScopedThrottle(SimpleRateThrottle):
+    """At most N calls per period for each client and scope, N and the period read from the settings per request.
+
+    The client is the user for an authenticated request and the address for an anonymous one (DRF's get_ident:
+    REMOTE_ADDR, or X-Forwarded-For as REST_FRAMEWORK's NUM_PROXIES says)."""
+
+    cache = default_cache
+    cache_format = "throttle_%(scope)s_%(ident)s"
+
+    def __init__(self) -> None:  # the scope, hence the rate, is known only in allow_request
+        self.scope = None
+        self.rate = None
+
+    def get_rate(self) -> str | None:
+        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+
+    def parse_rate(self, rate: str | None) -> tuple[int | None, int | None]:
+        return parse_rate(rate)
+
+    def ident(self, request) -> str:
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            return f"user{user.pk}"
+        return f"ip{self.get_ident(request)}"
+
+    def get_cache_key(self, request, view) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": self.ident(request)}
+
+    def allow_request(self, request, view) -> bool:
+        self.scope = scope_of(view, request.method)
+        self.rate = self.get_rate() if self.scope else None
+        if self.rate is None:
+            return True
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        self.key = self.get_cache_key(request, view)
+        try:
+            with self._locked(self.key):
+                return self._count()
+        except Exception:  # the cache is down: serve rather than fail every call; the log says why limits are off
+            logger.exception("throttle cache unavailable; %s not counted", self.key)
+            return True
+
+    def _count(self) -> bool:
+        """DRF's sliding window: the times of the calls of the last `duration` seconds, newest first."""
+        self.now = self.timer()
+        self.history = [moment for moment in self.cache.get(self.key, []) if moment > self.now - self.duration]
+        if len(self.history) >= self.num_requests:
+            return False
+        self.history.insert(0, self.now)
+        self.cache.set(self.key, self.history, self.duration)
+        return True
+
+    @contextmanager
+    def _locked(self, key: str) -> Iterator[None]:
+        lock = f"{key}_lock"
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        acquired = self.cache.add(lock, 1, LOCK_SECONDS)
+        while not acquired and time.monotonic() < deadline:
+            time.sleep(0.002)
+            acquired = self.cache.add(lock, 1, LOCK_SECONDS)
+        try:
+            yield
+        finally:
+            if acquired:
+                self.cache.delete(lock)
+
+    def wait(self) -> float:
+        """Seconds until the oldest call of the window leaves it, i.e. until one more call is allowed."""
+        oldest = self.history[-1] if self.history else self.now
+        return max(0.0, oldest + self.duration - self.now)
+
+    def refusal(self, method: str, path: str) -> str:
+        """The 429 message: the limit that was hit and when to retry."""
+        seconds = retry_after(self.wait())
+        unit = "second" if seconds == 1 else "seconds"
+        return (
+            f"Too many requests: at most {describe_rate(self.rate)} to {method} {path}; retry in {seconds} {unit} "
+            "(the Retry-After header says the same)."
+        )
+
+
+class ClientAddressThrottle(ScopedThrottle):
+    """Counted per address whoever the caller is: the token endpoint is where passwords are guessed, and a guesser
+    has no account of their own to be counted under."""
+
+    def ident(self, request) -> str:
+        return f"ip{self.get_ident(request)}"
+
+
+def retry_after(wait: float) -> int:
+    """Whole seconds for Retry-After, rounded up (and at least 1, so a client that honours it is let through)."""
+    return max(1, math.ceil(wait))

@@ -1,0 +1,86 @@
+"""The orphan sweep and the embedded default's housekeeping timer: files no row names go, after a grace period; coins
+left pending are asked for again."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.core.management import call_command
+
+from predictions import housekeeping, sweeps
+from predictions.models import Coin
+from tests.factories import CoinFactory, jpeg_bytes
+
+pytestmark = pytest.mark.django_db
+
+
+def age(settings, name: str, seconds: float) -> None:
+    path = Path(settings.MEDIA_ROOT) / name
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def stored(settings) -> set[str]:
+    root = Path(settings.MEDIA_ROOT)
+    return {str(path.relative_to(root)) for path in root.rglob("*") if path.is_file()}
+
+
+def test_sweep_removes_old_files_no_row_names_and_keeps_young_ones_and_every_named_one(settings):
+    # given a coin with photos and thumbnails, an hour-old orphan photo and thumbnail, and an orphan just written
+    coin = CoinFactory(front_thumbnail=ContentFile(jpeg_bytes(seed=3), name="t.jpg"))
+    old_orphan = default_storage.save("coins/99/orphan.jpg", ContentFile(jpeg_bytes(seed=5)))
+    old_thumb = default_storage.save("coins/99/thumbs/orphan.jpg", ContentFile(jpeg_bytes(seed=6)))
+    young_orphan = default_storage.save("coins/99/in-flight.jpg", ContentFile(jpeg_bytes(seed=7)))
+    for name in (old_orphan, old_thumb, coin.front_image.name, coin.back_image.name, coin.front_thumbnail.name):
+        age(settings, name, 3601)
+
+    # when the sweep runs with the default grace period of an hour
+    seen, removed = sweeps.photo_orphans_sweep()
+
+    # then only the old orphans are gone
+    assert (seen, removed) == (6, 2)
+    assert stored(settings) == {coin.front_image.name, coin.back_image.name, coin.front_thumbnail.name, young_orphan}
+
+
+def test_sweep_command_reports_and_requeues_coins_left_pending(settings, monkeypatch):
+    coin = CoinFactory()
+    Coin.objects.filter(pk=coin.pk).update(created_at=coin.created_at.replace(year=2020))
+    asked: list[int] = []
+    monkeypatch.setattr("predictions.services.coin_prediction_requested.send", lambda **kw: asked.append(kw["coin_id"]))
+    default_storage.save("coins/7/lost.jpg", ContentFile(jpeg_bytes()))
+
+    from io import StringIO
+
+    out = StringIO()
+    call_command("sweep", "--grace-seconds", "0", stdout=out)
+
+    assert asked == [coin.id]
+    assert "3 photo file(s) seen, 1 without a coin removed, 1 pending coin(s) asked for again" in out.getvalue()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_embedded_timer_runs_the_sweeps_only_when_enabled_and_without_a_broker(settings, monkeypatch):
+    runs: list[object] = []
+    monkeypatch.setattr("predictions.sweeps.housekeeping_run", lambda: runs.append("run") or sweeps.SweepResult(0, 0, 0))
+    monkeypatch.setattr(housekeeping, "FIRST_RUN_AFTER_SECONDS", 0.01)
+    monkeypatch.setattr(housekeeping, "_started", type(housekeeping._started)())
+
+    settings.COINSITE_HOUSEKEEPING_SECONDS = 0
+    assert housekeeping.timer_start_if_enabled() is None  # off by default (tests, tools)
+    settings.COINSITE_HOUSEKEEPING_SECONDS = 60
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    assert housekeeping.timer_start_if_enabled() is None  # beat does it where a broker exists
+
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    thread = housekeeping.timer_start_if_enabled()
+    assert thread is not None and thread.daemon
+    assert housekeeping.timer_start_if_enabled() is None  # once per process
+    deadline = time.monotonic() + 10
+    while not runs and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert runs == ["run"]

@@ -1,0 +1,137 @@
+"""Bounded decode: every photo is priced from its header and refused over budget (scan bombs, pixel floods), a decode
+that outruns its estimate is stopped by the CPU clock, and broken EXIF never escapes as anything but an ImageError."""
+
+from __future__ import annotations
+
+import io
+import random
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from training.ml import decoding, images
+
+
+def encode(image: Image.Image, fmt: str = "JPEG", **params) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **params)
+    return buffer.getvalue()
+
+
+def flat(width: int, height: int) -> Image.Image:
+    return Image.new("RGB", (width, height), (120, 110, 90))
+
+
+def scan_bomb(width: int, height: int, repeats: int) -> bytes:
+    """A progressive JPEG whose last scan is repeated: 50 KB that cost 4.9 s of CPU at 2000x2000 here."""
+    data = encode(flat(width, height), quality=90, progressive=True)
+    last, end = data.rfind(b"\xff\xda"), data.rfind(b"\xff\xd9")
+    return data[:end] + data[last:end] * repeats + data[end:]
+
+
+def cpu_of(call) -> tuple[float, object]:
+    started = time.thread_time()
+    try:
+        outcome = call()
+    except images.ImageError as error:
+        outcome = error
+    return time.thread_time() - started, outcome
+
+
+def test_a_scan_bomb_is_refused_from_its_header_naming_the_scans():
+    data = scan_bomb(2000, 2000, 2000)
+    assert len(data) < 60_000
+
+    spent, outcome = cpu_of(lambda: images.load_image(data, size=192))
+
+    assert isinstance(outcome, images.DecodeTooCostlyError) and outcome.http_status == 413
+    assert "progressive JPEG with 2,010 scans" in str(outcome) and "baseline JPEG" in str(outcome)
+    assert spent < 0.1
+
+
+def test_a_decode_that_outruns_its_estimate_is_stopped_by_the_cpu_clock(monkeypatch):
+    # given an estimate that ignores scans (as if the price list were wrong)
+    monkeypatch.setattr(decoding, "NS_PER_PIXEL_PER_SCAN", 0.0)
+    data = scan_bomb(2000, 2000, 2000)
+
+    spent, outcome = cpu_of(lambda: images.load_image(data, size=192))
+
+    assert isinstance(outcome, images.DecodeTooCostlyError), outcome
+    assert "was stopped" in str(outcome)
+    assert spent < 1.0  # the budget is 0.8 s; unbounded, this photo costs about 4.9 s here
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mode", "params"),
+    [("PNG", "RGB", {}), ("PNG", "I;16", {}), ("WEBP", "RGB", {"quality": 80}), ("HEIF", "RGB", {"quality": 80})],
+)
+def test_a_pixel_flood_is_refused_before_any_pixel_is_decoded(fmt, mode, params):
+    data = encode(flat(7000, 7000).convert(mode), fmt, **params)
+
+    spent, outcome = cpu_of(lambda: images.load_image(data, size=192))
+
+    assert isinstance(outcome, images.DecodeTooCostlyError), outcome
+    assert "7000x7000" in str(outcome)
+    assert spent < 0.1
+
+
+def test_pixels_over_the_limit_are_named_in_megapixels_in_our_words():
+    data = encode(Image.new("L", (16000, 16000)), "PNG")
+
+    with pytest.raises(images.TooManyPixelsError) as info:
+        images.validate_image_bytes(data)
+
+    assert str(info.value) == (
+        "the image is 16,000x16,000 = 256.0 megapixels, more than the limit of 50.0 megapixels; send a smaller photo"
+    )
+
+
+def test_ordinary_photos_pass_well_inside_the_budget():
+    rng = np.random.default_rng(0)
+    noisy = Image.fromarray((rng.random((188, 251, 3)) * 255).astype(np.uint8)).resize((4000, 3000))
+    for fmt, params in (("JPEG", {"quality": 90}), ("JPEG", {"quality": 90, "progressive": True}), ("PNG", {})):
+        data = encode(noisy, fmt, **params)
+        spent, outcome = cpu_of(lambda data=data: images.load_image(data, size=192, max_bytes=32 * 1024 * 1024))
+        assert isinstance(outcome, Image.Image), (fmt, params, outcome)
+        assert spent < 0.8, (fmt, params, spent)
+
+
+def test_model_input_is_the_same_whether_the_photo_is_turned_before_or_after_the_reduce():
+    rng = np.random.default_rng(1)
+    stored = Image.fromarray((rng.random((60, 80, 3)) * 255).astype(np.uint8)).resize((800, 600))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = encode(stored, "PNG", exif=exif.tobytes())
+
+    served = np.asarray(images.load_image(data, size=64)).astype(int)
+    upright = stored.transpose(Image.Transpose.ROTATE_270)
+    expected = np.asarray(decoding.finish(upright, size=64, grayscale=False, orientation=1)).astype(int)
+
+    assert np.abs(served - expected).mean() < 2.0
+
+
+def test_malformed_exif_never_raises_anything_but_an_image_error():
+    # 2,000 JPEGs whose EXIF block has random bytes changed: each decodes, or is refused with a named ImageError
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "Camera"
+    exif[0x8769] = {0x9003: "2024:01:01 00:00:00"}
+    good = encode(Image.new("RGB", (64, 48), (200, 40, 40)), exif=exif.tobytes())
+    start = good.index(b"Exif\x00\x00")
+    length = int.from_bytes(good[start - 2 : start], "big") - 2
+    generator = random.Random(4)
+    outcomes = {"ok": 0, "refused": 0}
+    for _ in range(2000):
+        data = bytearray(good)
+        for _ in range(generator.randint(1, 8)):
+            data[start + 6 + generator.randrange(length - 6)] = generator.randrange(256)
+        try:
+            photo = decoding.decode(bytes(data), target=64)
+            photo.model_image(size=32, grayscale=False)
+            photo.rendition_jpeg(64)
+            outcomes["ok"] += 1
+        except images.ImageError:
+            outcomes["refused"] += 1
+    assert outcomes["ok"] + outcomes["refused"] == 2000 and outcomes["ok"] > 1000, outcomes
