@@ -16,3 +16,4 @@ class CoinsiteConfig(AppConfig):
         # settings are imported: importing settings (a tool, a linter, a test) writes nothing to disk.
         for folder in (settings.VAR_DIR, settings.STATIC_ROOT):
             Path(folder).mkdir(parents=True, exist_ok=True)
+        from coinsite import lockout  # noqa: F401  (connects the sign-in lockout's receivers; needs loaded apps)

@@ -108,6 +108,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Django's password backend behind the sign-in lockout (coinsite.lockout): the 6th try after 5 wrong passwords for
+# one account is refused, even with the right password, for 15 minutes.
+AUTHENTICATION_BACKENDS = ["coinsite.lockout.LockoutModelBackend"]
+COINSITE_LOGIN_FAILURE_LIMIT = env.int("COINSITE_LOGIN_FAILURE_LIMIT", default=5)
+COINSITE_LOGIN_LOCKOUT_SECONDS = env.int("COINSITE_LOGIN_LOCKOUT_SECONDS", default=15 * 60)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "coin-list"
 LOGOUT_REDIRECT_URL = "login"

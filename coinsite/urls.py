@@ -2,6 +2,11 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from coinsite.lockout import LockoutAdminAuthenticationForm
+
+# The admin's sign-in refuses locked accounts like the site's (coinsite.lockout).
+admin.site.login_form = LockoutAdminAuthenticationForm
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
@@ -15,3 +20,5 @@ urlpatterns = [
     path("api/", include("predictions.api_urls")),
     path("", include("predictions.urls")),
 ]
+
+handler400 = "coinsite.errors.bad_request"

@@ -3,6 +3,8 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
+from coinsite.lockout import LockoutLoginView
+
 from . import views
 
 urlpatterns = [
@@ -13,10 +15,6 @@ urlpatterns = [
     path("coins/<int:coin_id>/delete/", views.coin_delete, name="coin-delete"),
     re_path(r"^coins/(?P<coin_id>[0-9]+)/(?P<side>front|back)/$", views.coin_image, name="coin-image"),
     path("accounts/signup/", views.signup, name="signup"),
-    path(
-        "accounts/login/",
-        auth_views.LoginView.as_view(redirect_authenticated_user=True),
-        name="login",
-    ),
+    path("accounts/login/", LockoutLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
 ]

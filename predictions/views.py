@@ -34,7 +34,7 @@ def signup(request: HttpRequest) -> HttpResponse:
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        login(request, user)  # the one backend (coinsite.lockout.LockoutModelBackend)
         messages.success(request, f"Welcome, {user.username}. Upload a front and a back photo to date your first coin.")
         return redirect("coin-upload")
     return render(request, "registration/signup.html", {"form": form}, status=400 if form.errors else 200)

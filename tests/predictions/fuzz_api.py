@@ -8,6 +8,7 @@ What is sent, per operation of the schema:
   the photos are then random bytes, which the API must refuse as documented (400, 413, 415) and nothing else;
 - schema-conforming requests whose photos are real images (JPEG, PNG, WebP, BMP, TIFF, AVIF of 1 to 96 px, in every
   base64 spelling the schema's description allows): these must be accepted (2xx);
+- schema-conforming requests naming the caller's real coins (GET and DELETE /api/coins/{id}/): 2xx too;
 - every request example of the schema, which must be accepted too.
 
 Every answer goes through schemathesis's checks (not_a_server_error, status_code_conformance,
@@ -57,6 +58,7 @@ from schemathesis.transport.serialization import Binary
 
 from predictions.api_schema import EXAMPLE_PASSWORD, EXAMPLE_USERNAME
 from predictions.apis import WRONG_CREDENTIALS
+from predictions.models import Coin
 from registry import serving
 from registry.services import model_version_mirror
 from tests.factories import UserFactory
@@ -203,6 +205,17 @@ def with_real_photos(draw, cases: st.SearchStrategy):
     return case
 
 
+@st.composite
+def with_real_ids(draw, cases: st.SearchStrategy, owner):
+    """A generated case naming one of the caller's coins (random ids are almost never one, so the answers with a coin,
+    and its deletion, would go unchecked)."""
+    case = draw(cases)
+    ids = list(Coin.objects.filter(owner=owner).order_by("-pk").values_list("pk", flat=True)[:50])
+    if ids:
+        case.path_parameters = {**case.path_parameters, "id": draw(st.sampled_from(ids))}
+    return case
+
+
 # --- the run --------------------------------------------------------------------------------------------------------
 
 
@@ -270,11 +283,15 @@ class Target:
             Token.objects.get_or_create(user=self.user, defaults={"key": self.token_key})
 
 
-def checks_for(label: str, mode: GenerationMode, *, real_photos: bool) -> list:
+REAL_PHOTOS, REAL_IDS = "real photos", "real ids"
+ID_OPERATIONS = ("GET /api/coins/{id}/", "DELETE /api/coins/{id}/")
+
+
+def checks_for(label: str, mode: GenerationMode, variant: str | None) -> list:
     checks = list(SCHEMA_CHECKS)
     if mode is GenerationMode.NEGATIVE:
         return [*checks, refused_if_invalid_as_sent]
-    if label in PHOTO_OPERATIONS and not real_photos:
+    if label in PHOTO_OPERATIONS and variant != REAL_PHOTOS:
         return [*checks, refused_only_for_photo_content]
     if label == "POST /api/token":
         return [*checks, refused_only_for_unknown_credentials]
@@ -285,34 +302,31 @@ def has_inputs(operation) -> bool:
     return bool(len(operation.path_parameters) or len(operation.query) or len(operation.body))
 
 
-def plan(target: Target) -> list[tuple[str, object, GenerationMode, bool]]:
-    """(label, operation, mode, real photos) for every operation: positive, negative where there is anything to break,
-    and positive with real photos where there are photos."""
+def plan(target: Target) -> list[tuple[str, object, GenerationMode, str | None]]:
+    """(label, operation, mode, variant) for every operation: positive, negative where there is anything to break,
+    positive with real photos where there are photos, and with the ids of real coins where there is an id."""
     runs = []
     for label, operation in sorted(target.operations().items()):
-        runs.append((label, operation, GenerationMode.POSITIVE, False))
+        runs.append((label, operation, GenerationMode.POSITIVE, None))
         if has_inputs(operation):
-            runs.append((label, operation, GenerationMode.NEGATIVE, False))
+            runs.append((label, operation, GenerationMode.NEGATIVE, None))
         if label in PHOTO_OPERATIONS:
-            runs.append((label, operation, GenerationMode.POSITIVE, True))
+            runs.append((label, operation, GenerationMode.POSITIVE, REAL_PHOTOS))
+        if label in ID_OPERATIONS:
+            runs.append((label, operation, GenerationMode.POSITIVE, REAL_IDS))
     return runs
 
 
 def run_generated(target: Target, tally: Tally, *, budget: int, round_seed: int) -> None:
     """One round: up to `budget` generated requests for each entry of plan() (fewer where hypothesis exhausts it)."""
-    for label, operation, mode, real_photos in plan(target):
+    for label, operation, mode, variant in plan(target):
         strategy = operation.as_strategy(generation_mode=mode)
-        if real_photos:
+        if variant == REAL_PHOTOS:
             strategy = with_real_photos(strategy)
-        send_generated(
-            target,
-            tally,
-            label,
-            strategy,
-            checks_for(label, mode, real_photos=real_photos),
-            budget=budget,
-            round_seed=round_seed,
-        )
+        elif variant == REAL_IDS:
+            strategy = with_real_ids(strategy, target.user)
+        checks = checks_for(label, mode, variant)
+        send_generated(target, tally, label, strategy, checks, budget=budget, round_seed=round_seed)
 
 
 def send_generated(target: Target, tally: Tally, label: str, strategy, checks: list, *, budget: int, round_seed: int):

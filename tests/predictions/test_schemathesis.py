@@ -18,7 +18,7 @@ from training.ml import synthetic
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
 MIN_REQUESTS = 300
-EXAMPLES_PER_RUN = 25  # 16 runs (operations x positive, negative, real photos) x 25 = 400 at most
+EXAMPLES_PER_RUN = 25  # 18 runs (operations x positive, negative, real photos, real ids) x 25 = 450 at most
 
 
 def b64(data: bytes) -> str:
