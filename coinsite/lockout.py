@@ -21,7 +21,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.signals import user_logged_in, user_login_failed
-from django.contrib.auth.views import LoginView
+from django.contrib.auth.views import LoginView, PasswordResetConfirmView
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.dispatch import receiver
@@ -122,3 +122,12 @@ def _on_failure(sender, credentials: dict, request=None, **kwargs) -> None:
 @receiver(user_logged_in, dispatch_uid="coinsite.lockout.success")
 def _on_success(sender, request, user, **kwargs) -> None:
     failures_clear(user.get_username())
+
+
+class LockoutPasswordResetConfirmView(PasswordResetConfirmView):
+    """A password set through the emailed link also ends the account's lockout: the owner proved who they are."""
+
+    def form_valid(self, form) -> HttpResponse:
+        response = super().form_valid(form)
+        failures_clear(form.user.get_username())
+        return response

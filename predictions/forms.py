@@ -16,8 +16,14 @@ ACCEPTED_TYPES = "image/jpeg,image/png,image/webp,image/heic,image/heif,.jpg,.jp
 class SignUpForm(UserCreationForm):
     """Django's own sign-up form; the post_save signal makes every new user a collector."""
 
+    email = forms.EmailField(
+        label="Email (optional)",
+        required=False,
+        help_text="Only used to send you a link if you forget your password.",
+    )
+
     class Meta(UserCreationForm.Meta):
-        fields = ("username",)
+        fields = ("username", "email")
 
 
 class CoinUploadForm(forms.Form):
@@ -34,10 +40,21 @@ class CoinUploadForm(forms.Form):
         error_messages={"required": "Back photo: no file was chosen. Add a photo of the back of the coin."},
     )
 
+    notes = forms.CharField(
+        label="Notes (optional)",
+        required=False,
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 2, "placeholder": "Where it came from, what you already know about it"}),
+    )
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        for field in self.fields.values():
-            field.widget.attrs.update({"accept": ACCEPTED_TYPES, "class": "dropzone__input"})
+        for name in SIDE_LABELS:
+            self.fields[name].widget.attrs.update({"accept": ACCEPTED_TYPES, "class": "dropzone__input"})
+
+    @property
+    def photo_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in SIDE_LABELS]
 
     def photo_bytes(self, field: str) -> bytes:
         """The uploaded bytes, read at most one byte past the size limit: enough for the service to say "too large"

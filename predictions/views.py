@@ -13,11 +13,13 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
+from rest_framework.authtoken.models import Token
 
 from registry.roles import can_promote
 from training.ml import images
 
 from . import selectors, services
+from .authentication import token_expired, token_issue, token_lifetime, token_revoke
 from .forms import SIDE_LABELS, CoinFilterForm, CoinUploadForm, SignUpForm
 from .models import Coin
 from .roles import can_review
@@ -68,36 +70,55 @@ def coin_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def coin_upload(request: HttpRequest) -> HttpResponse:
-    """Two photos in, one coin out (redirect to its page); the prediction follows from a Celery task."""
+    """Two photos in, one coin out (redirect to its page); the prediction follows from a Celery task.
+
+    The page's script sends the form itself (with a progress bar) and asks for JSON, so an error keeps both chosen
+    files in the browser and names the photo to replace; without the script the form posts and renders as usual.
+    """
     context = {
         "max_upload_bytes": settings.COINSITE_MAX_UPLOAD_BYTES,
         "max_upload_mb": settings.COINSITE_MAX_UPLOAD_BYTES / (1024 * 1024),
+        "max_pixels": settings.COINSITE_MAX_IMAGE_PIXELS,
+        "max_megapixels": settings.COINSITE_MAX_IMAGE_PIXELS / 1e6,
     }
     if request.method == "GET":
         return render(request, "predictions/coin_upload.html", {**context, "form": CoinUploadForm()})
+    wants_json = "application/json" in request.headers.get("Accept", "")
     form = CoinUploadForm(request.POST, request.FILES)
     status = 400
     if form.is_valid():
-        try:
-            coin = services.coin_create(
-                owner=request.user,
-                front=form.photo_bytes("front_image"),
-                back=form.photo_bytes("back_image"),
-                source=Coin.Source.UPLOAD,
-            )
-        except images.ImageError as error:
-            field = error.field if error.field in form.fields else None
-            label = SIDE_LABELS.get(field or "", "Photo")
-            form.add_error(field, f"{label}: {error}")
-            status = error.http_status
+        photos = {field: form.photo_bytes(field) for field in SIDE_LABELS}
+        existing = services.coin_same_pair(owner=request.user, front=photos["front_image"], back=photos["back_image"])
+        if existing is not None:
+            messages.info(request, f"You uploaded these two photos before: this is {existing}.")
+            return _upload_done(existing, wants_json)
+        checked, errors = services.photos_check(photos)
+        for field, error in errors.items():
+            form.add_error(field, f"{SIDE_LABELS[field]}: {error}")
+        if errors:
+            status = max(error.http_status for error in errors.values())
         else:
+            coin = services.coin_create_checked(
+                owner=request.user,
+                front=checked["front_image"],
+                back=checked["back_image"],
+                source=Coin.Source.UPLOAD,
+                notes=form.cleaned_data["notes"],
+            )
             coin.refresh_from_db(fields=["status"])  # in-process (eager) Celery may have predicted it already
             if coin.status == Coin.Status.PREDICTED:
                 messages.success(request, "Photos received and dated.")
             else:
                 messages.success(request, "Photos received. The year appears here as soon as the model has looked.")
-            return redirect("coin-detail", coin_id=coin.id)
+            return _upload_done(coin, wants_json)
+    if wants_json:
+        return JsonResponse({"errors": {field: list(errors) for field, errors in form.errors.items()}}, status=status)
     return render(request, "predictions/coin_upload.html", {**context, "form": form}, status=status)
+
+
+def _upload_done(coin: Coin, wants_json: bool) -> HttpResponse:
+    url = reverse("coin-detail", kwargs={"coin_id": coin.id})
+    return JsonResponse({"redirect": url, "coin": coin.id}) if wants_json else redirect(url)
 
 
 @login_required
@@ -152,6 +173,35 @@ def coin_delete(request: HttpRequest, coin_id: int) -> HttpResponse:
     services.coin_delete(coin=coin)
     messages.success(request, f"{label} and its photos were deleted.")
     return redirect("coin-list")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def api_token(request: HttpRequest) -> HttpResponse:
+    """The collector's API token: create it, see when it was made, rotate it (the old key stops working at once) or
+    revoke it. The key is shown in full only on the page that made it."""
+    new_key = None
+    if request.method == "POST":
+        action = request.POST.get("action")
+        if action in ("create", "rotate"):
+            if action == "rotate":
+                token_revoke(user=request.user)
+            new_key = token_issue(user=request.user).key
+            messages.success(request, "Your new API token is below. Copy it now: it is shown in full only once.")
+        elif action == "revoke":
+            token_revoke(user=request.user)
+            messages.success(request, "Your API token was revoked: clients using it are signed out.")
+            return redirect("api-token")
+        else:
+            return HttpResponse("Unknown action: use create, rotate or revoke.", status=400)
+    token = Token.objects.filter(user=request.user).first()
+    context = {
+        "token": token,
+        "new_key": new_key,
+        "expired": token is not None and token_expired(token),
+        "lifetime": token_lifetime(),
+    }
+    return render(request, "registration/api_token.html", context)
 
 
 def _may_see_photos(user, coin: Coin) -> bool:

@@ -31,7 +31,40 @@
     return "";
   }
 
-  function setupDropzone(zone, maxBytes) {
+  /** Width and height from a JPEG, PNG or WebP header (the first bytes of the file), or null. Reading the header
+      costs nothing, where letting the browser decode a 256-megapixel photo to learn its size could stall the tab. */
+  function headerSize(buffer) {
+    var b = new DataView(buffer);
+    var n = b.byteLength;
+    if (n > 24 && b.getUint32(0) === 0x89504E47) { return { w: b.getUint32(16), h: b.getUint32(20) }; }
+    if (n > 4 && b.getUint16(0) === 0xFFD8) {
+      var i = 2;
+      while (i + 9 < n) {
+        if (b.getUint8(i) !== 0xFF) { return null; }
+        var marker = b.getUint8(i + 1);
+        if (marker === 0xFF) { i += 1; continue; }
+        if (marker >= 0xC0 && marker <= 0xCF && marker !== 0xC4 && marker !== 0xC8 && marker !== 0xCC) {
+          return { w: b.getUint16(i + 7), h: b.getUint16(i + 5) };
+        }
+        i += 2 + b.getUint16(i + 2);
+      }
+      return null;
+    }
+    if (n > 30 && b.getUint32(0) === 0x52494646 && b.getUint32(8) === 0x57454250) {
+      var chunk = b.getUint32(12);
+      if (chunk === 0x56503858) {
+        return { w: 1 + (b.getUint8(24) | b.getUint8(25) << 8 | b.getUint8(26) << 16),
+                 h: 1 + (b.getUint8(27) | b.getUint8(28) << 8 | b.getUint8(29) << 16) };
+      }
+      if (chunk === 0x5650384C) { var bits = b.getUint32(21, true); return { w: (bits & 0x3FFF) + 1, h: ((bits >> 14) & 0x3FFF) + 1 }; }
+      if (chunk === 0x56503820) { return { w: b.getUint16(26, true) & 0x3FFF, h: b.getUint16(28, true) & 0x3FFF }; }
+    }
+    return null;
+  }
+
+  function megapixels(pixels) { return (pixels / 1e6).toFixed(1) + " megapixels"; }
+
+  function setupDropzone(zone, maxBytes, maxPixels) {
     var input = zone.querySelector(".dropzone__input");
     var camera = zone.querySelector("[data-camera-input]");
     var cameraButton = zone.querySelector("[data-camera]");
@@ -42,10 +75,11 @@
     var area = zone.querySelector(".dropzone__area");
     var label = zone.getAttribute("data-label");
     var objectUrl = null;
+    zone.sizeProblem = "";
 
     zone.check = function () {
       var file = input.files && input.files[0];
-      var problem = file ? photoProblem(file, label, maxBytes) : label + ": no photo chosen yet.";
+      var problem = file ? (photoProblem(file, label, maxBytes) || zone.sizeProblem) : label + ": no photo chosen yet.";
       errorEl.textContent = problem;
       zone.classList.toggle("dropzone--error", !!problem);
       return problem;
@@ -60,6 +94,18 @@
         return;
       }
       nameEl.textContent = file.name + " \u00b7 " + formatMB(file.size);
+      if (zone.checkedFile !== file) { zone.sizeProblem = ""; }
+      zone.checkedFile = file;
+      if (maxPixels && !zone.sizeProblem && file.slice && file.arrayBuffer) {
+        file.slice(0, 262144).arrayBuffer().then(function (buffer) {
+          var size = headerSize(buffer);
+          if (size && size.w * size.h > maxPixels && input.files[0] === file) {
+            zone.sizeProblem = label + ": \u201c" + file.name + "\u201d is " + size.w + "\u00d7" + size.h + " = " +
+              megapixels(size.w * size.h) + "; the limit is " + megapixels(maxPixels) + ". Send a smaller photo.";
+            show();
+          }
+        }).catch(function () { /* the server checks again */ });
+      }
       var problem = zone.check();
       zone.classList.toggle("dropzone--filled", !problem);
       if (problem) { preview.hidden = true; prompt.hidden = false; return; }
@@ -106,13 +152,77 @@
 
   function setupUpload(form) {
     var maxBytes = parseInt(form.getAttribute("data-max-bytes"), 10) || 0;
+    var maxPixels = parseInt(form.getAttribute("data-max-pixels"), 10) || 0;
     var zones = Array.prototype.slice.call(form.querySelectorAll("[data-dropzone]"));
     var submit = form.querySelector("[data-submit]");
+    var generalError = form.querySelector("[data-upload-error]");
+    var progress = form.querySelector("[data-progress]");
+    var bar = form.querySelector("[data-progress-bar]");
+    var progressText = form.querySelector("[data-progress-text]");
     form.noValidate = true; // our own messages replace the browser's bubbles on hidden inputs
-    zones.forEach(function (zone) { setupDropzone(zone, maxBytes); });
+    zones.forEach(function (zone) { setupDropzone(zone, maxBytes, maxPixels); });
     // Stop the browser from opening a photo dropped next to a zone.
     window.addEventListener("dragover", function (event) { event.preventDefault(); });
     window.addEventListener("drop", function (event) { event.preventDefault(); });
+
+    function ready() {
+      submit.disabled = false;
+      submit.textContent = "Get the year";
+      if (progress) { progress.hidden = true; }
+    }
+
+    function showErrors(errors) {
+      var general = [];
+      Object.keys(errors).forEach(function (field) {
+        var zone = form.querySelector("[data-dropzone] [name='" + field + "']");
+        zone = zone && zone.closest("[data-dropzone]");
+        if (zone) {
+          zone.querySelector("[data-error]").textContent = errors[field].join(" ");
+          zone.classList.add("dropzone--error");
+        } else {
+          general = general.concat(errors[field]);
+        }
+      });
+      zones.forEach(function (zone) {  // a photo with no error stays chosen and is shown as fine
+        var input = zone.querySelector(".dropzone__input");
+        if (!errors[input.name]) { zone.querySelector("[data-error]").textContent = ""; zone.classList.remove("dropzone--error"); }
+      });
+      generalError.textContent = general.join(" ");
+      generalError.hidden = !general.length;
+      var first = form.querySelector(".dropzone--error .dropzone__area");
+      if (first) { first.scrollIntoView({ block: "center", behavior: "smooth" }); }
+    }
+
+    /** Send the form with a progress bar; on an error both chosen photos stay, and only the bad one is marked. */
+    function send() {
+      var xhr = new XMLHttpRequest();
+      xhr.open("POST", form.action);
+      xhr.setRequestHeader("Accept", "application/json");
+      if (progress) { progress.hidden = false; bar.value = 0; progressText.textContent = "Sending\u2026"; }
+      xhr.upload.addEventListener("progress", function (event) {
+        if (!event.lengthComputable || !progress) { return; }
+        var percent = Math.round(100 * event.loaded / event.total);
+        bar.value = percent;
+        progressText.textContent = percent < 100 ? "Sending\u2026 " + percent + " %" : "Checking the photos\u2026";
+      });
+      xhr.addEventListener("load", function () {
+        var data = null;
+        try { data = JSON.parse(xhr.responseText); } catch (error) { data = null; }
+        if (xhr.status < 300 && data && data.redirect) { window.location.assign(data.redirect); return; }
+        ready();
+        if (data && data.errors) { showErrors(data.errors); return; }
+        var why = xhr.status === 429 ? "Too many uploads in a short time: wait a minute and send again." :
+          xhr.status === 413 ? "The photos are too large for the server: send smaller photos." :
+          "The server could not take the photos (HTTP " + xhr.status + "). Your photos are still chosen: send again.";
+        showErrors({ __all__: [why] });
+      });
+      xhr.addEventListener("error", function () {
+        ready();
+        showErrors({ __all__: ["The connection was lost while sending. Your photos are still chosen: send again."] });
+      });
+      xhr.send(new FormData(form));
+    }
+
     form.addEventListener("submit", function (event) {
       var problems = zones.map(function (zone) { return zone.check(); }).filter(Boolean);
       if (problems.length) {
@@ -123,8 +233,13 @@
       }
       submit.disabled = true;
       submit.textContent = "Uploading\u2026";
+      if (window.XMLHttpRequest && window.FormData) {
+        event.preventDefault();
+        generalError.hidden = true;
+        send();
+      }
     });
-    window.addEventListener("pageshow", function () { submit.disabled = false; submit.textContent = "Get the year"; });
+    window.addEventListener("pageshow", ready);
   }
 
   function setupStatus(panel) {
@@ -142,8 +257,8 @@
       panel.querySelectorAll("[data-state]").forEach(function (el) {
         el.hidden = el.getAttribute("data-state") !== data.status;
       });
-      if (data.year !== null && data.year !== undefined) {
-        var yearEl = panel.querySelector("[data-year]");
+      var yearEl = panel.querySelector("[data-year]");
+      if (yearEl && data.year !== null && data.year !== undefined) {
         yearEl.innerHTML = data.year_html;  /* rendered (and escaped) by the server's _year.html */
         var notesEl = panel.querySelector("[data-year-notes]");
         if (notesEl) { notesEl.innerHTML = data.notes_html; }

@@ -209,12 +209,14 @@ def _png_bytes(size: tuple[int, int]) -> bytes:
 
 def test_upload_page_tells_the_browser_the_size_limit(client, collector, settings):
     settings.COINSITE_MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+    settings.COINSITE_MAX_IMAGE_PIXELS = 24_000_000
     client.force_login(collector)
 
     response = client.get(reverse("coin-upload"))
 
     assert f'data-max-bytes="{5 * 1024 * 1024}"'.encode() in response.content
-    assert b"up to 5 MB each" in response.content
+    assert b'data-max-pixels="24000000"' in response.content  # the same limit the server checks
+    assert b"up to 5 MB and 24 megapixels each" in response.content
     assert b'capture="environment"' in response.content
 
 
