@@ -113,6 +113,10 @@ AUTH_PASSWORD_VALIDATORS = [
 AUTHENTICATION_BACKENDS = ["coinsite.lockout.LockoutModelBackend"]
 COINSITE_LOGIN_FAILURE_LIMIT = env.int("COINSITE_LOGIN_FAILURE_LIMIT", default=5)
 COINSITE_LOGIN_LOCKOUT_SECONDS = env.int("COINSITE_LOGIN_LOCKOUT_SECONDS", default=15 * 60)
+# Password-reset mail: printed to the console by default; EMAIL_URL (e.g. smtp+tls://user:pass@host:587) sends it.
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
+vars().update(EMAIL_CONFIG)  # EMAIL_BACKEND, EMAIL_HOST, ... (django-environ's documented way)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="coinsite <noreply@localhost>")
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "coin-list"
 LOGOUT_REDIRECT_URL = "login"
@@ -127,8 +131,27 @@ STATIC_ROOT = VAR_DIR / "staticfiles"  # created at start-up (coinsite.apps): wh
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env("DJANGO_MEDIA_ROOT", default=str(VAR_DIR / "media")))
+# Photos: the durable local folder by default; an S3-compatible object store when AWS_STORAGE_BUCKET_NAME is set
+# (with AWS_S3_ENDPOINT_URL for a non-AWS server, AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY). Every reader goes
+# through the storage API, so web, inference and training hosts then share no disk.
+AWS_STORAGE_BUCKET_NAME = env("AWS_STORAGE_BUCKET_NAME", default="")
+PHOTO_STORAGE = {"BACKEND": "coinsite.storage.DurableFileSystemStorage"}
+if AWS_STORAGE_BUCKET_NAME:
+    PHOTO_STORAGE = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": AWS_STORAGE_BUCKET_NAME,
+            "endpoint_url": env("AWS_S3_ENDPOINT_URL", default=None),
+            "region_name": env("AWS_S3_REGION_NAME", default="us-east-1"),
+            "location": env("AWS_LOCATION", default="media"),
+            "default_acl": None,
+            "querystring_auth": True,
+            # Names are random (predictions.models.coin_image_path): no existence check (a HEAD per save) needed.
+            "file_overwrite": True,
+        },
+    }
 STORAGES = {
-    "default": {"BACKEND": "coinsite.storage.DurableFileSystemStorage"},
+    "default": PHOTO_STORAGE,
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if not DEBUG

@@ -6,6 +6,7 @@ from coinsite.lockout import LockoutAdminAuthenticationForm
 
 # The admin's sign-in refuses locked accounts like the site's (coinsite.lockout).
 admin.site.login_form = LockoutAdminAuthenticationForm
+admin.site.site_header = admin.site.site_title = "Coinsite administration"
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -251,3 +251,40 @@ def test_a_server_killed_during_a_16_input_predict_leaves_no_file_without_a_row_
 
     assert server.photo_files() - server.named_files() == set(), swept
     print(swept.strip())
+
+
+def test_a_coin_left_pending_by_a_crash_is_predicted_after_the_next_start_without_beat(
+    tmp_path, production_model, mlflow_dir
+):
+    # given a coin accepted, committed and never predicted (the process died before its task ran), ten minutes ago
+    server = Server(tmp_path, mlflow_dir)
+    server.prepare()
+    code = (
+        "from datetime import timedelta; from django.utils import timezone;"
+        "from django.contrib.auth.models import User; from predictions import services;"
+        "from predictions.models import Coin; from training.ml.synthetic import iter_coins;"
+        "front, back, _ = next(iter_coins(1, seed=5));"
+        "coin = services.coin_create(owner=User.objects.get(username='client'), front=front, back=back,"
+        " enqueue_prediction=False);"
+        "Coin.objects.filter(pk=coin.pk).update(created_at=timezone.now() - timedelta(minutes=10));"
+        "print(coin.pk)"
+    )
+    coin_id = int(server.manage("shell", "-c", code).strip().splitlines()[-1])
+    started = time.monotonic()
+
+    # when the server starts again, as `make run` starts it (the embedded default has no beat: its own timer)
+    server.env["COINSITE_HOUSEKEEPING_SECONDS"] = "300"
+    server.start()
+    try:
+        deadline = started + 300
+        status = "pending"
+        while status == "pending" and time.monotonic() < deadline:
+            with sqlite3.connect(server.var_dir / "db.sqlite3") as db:
+                status = db.execute("SELECT status FROM predictions_coin WHERE id = ?", (coin_id,)).fetchone()[0]
+            time.sleep(1)
+    finally:
+        server.kill()
+
+    # then its housekeeping timer predicts the coin within 5 minutes
+    assert status == "predicted", server.log()
+    print(f"coin left pending was predicted {time.monotonic() - started:.0f} s after the start")
