@@ -21,7 +21,7 @@ DIST_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/coinsite CELERY_BROK
 DIST_PROCESSES := mlflow web inference training beat
 
 .PHONY: help venv run run-distributed test test-fast test-postgres browser-deps bench bench-train lint demo clean \
-	pretrain measure-reader collectstatic
+	pretrain measure-reader collectstatic fuzz
 
 # DJANGO_DEBUG defaults to off (a deployment never shows debug pages); the embedded default's local tools turn it on.
 run demo bench bench-train pretrain measure-reader: export DJANGO_DEBUG := 1
@@ -88,6 +88,9 @@ pretrain: venv ## retrain the base date reader on generated coins (configs/pretr
 
 measure-reader: venv ## read 1,000 fresh generated coins with the Production model: exact years, intervals, not-a-coin
 	$(PY) manage.py measure_reader --northern 200
+
+fuzz: venv ## >= 10,000 schemathesis requests against /api/schema/ (COINSITE_FUZZ_REQUESTS, _SEED); fails on any mismatch
+	COINSITE_VAR_DIR=$(CURDIR)/var/test $(PY) -m pytest tests/predictions/fuzz_api.py -p no:cacheprovider -q -s
 
 clean: ## remove local state (database, media, MLflow store); keeps the virtualenv
 	rm -rf var

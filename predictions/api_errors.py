@@ -11,7 +11,7 @@ import logging
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent, TooManyFilesSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, status
@@ -93,7 +93,7 @@ def exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):
         return _error_response(_body_limit_message(), None, status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     if isinstance(exc, SuspiciousOperation):  # too many multipart fields/files, a malformed request
-        return _error_response(f"The request was refused: {exc}", None, status.HTTP_400_BAD_REQUEST)
+        return _error_response(_refusal_message(exc), None, status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(detail=as_serializer_error(exc))
     elif isinstance(exc, Http404):
@@ -119,6 +119,15 @@ def exception_handler(exc, context):
         message = text or str(exc)
     response.data = {"error": message, "field": field}
     return response
+
+
+def _refusal_message(exc: SuspiciousOperation) -> str:
+    """Django's own words name its setting; these name the limit (as the site's 400 page does)."""
+    if isinstance(exc, TooManyFieldsSent):
+        return f"The request was refused: it sent more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS:,} fields."
+    if isinstance(exc, TooManyFilesSent):
+        return f"The request was refused: it sent more than {settings.DATA_UPLOAD_MAX_NUMBER_FILES:,} files."
+    return f"The request was refused: {exc}"
 
 
 def _unsupported_media(exc, context) -> str:

@@ -63,6 +63,15 @@ class Coin(models.Model):
     notes = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # A collector's delete hides a coin that holds a label or a curator's decision instead of erasing it: the audit
+    # trail and the training label stay (services.coin_delete); collectors' selectors never return such a coin.
+    deleted_at = models.DateTimeField(null=True, blank=True, db_index=True, editable=False)
+    # The review desk's claim: the curator who opened the coin from the queue has it until `claimed_until`, so two
+    # curators working the queue at once never get the same coin (predictions.review).
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", editable=False
+    )
+    claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -112,6 +121,12 @@ class Prediction(models.Model):
     rejected = models.CharField(
         max_length=16, blank=True, default="", choices=[("not_a_coin", "not a coin"), ("unreadable", "unreadable")]
     )
+    uncertainty = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Entropy (nats) of the model's year distribution: exp() of it is how many years the model hesitates "
+        "between. The review queue puts the most uncertain coins first.",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -134,14 +149,27 @@ class Prediction(models.Model):
 
 
 class Correction(models.Model):
-    """An audit trail of curators' decisions: written once, never edited."""
+    """An audit trail of curators' decisions: written once, never edited, never deleted (PROTECT: a coin with a
+    decision is only ever hidden, see services.coin_delete). An undo is a row of its own that points at the decision
+    it undid; the coin's state before each row (prior_*) is what an undo restores."""
 
-    coin = models.ForeignKey(Coin, on_delete=models.CASCADE, related_name="corrections")
+    coin = models.ForeignKey(Coin, on_delete=models.PROTECT, related_name="corrections")
     curator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="corrections")
     old_year = models.PositiveSmallIntegerField(null=True, blank=True)
     new_year = models.PositiveSmallIntegerField(null=True, blank=True)
     excluded = models.BooleanField(default=False, help_text="The curator marked the photos unusable for training.")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    undoes = models.OneToOneField(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="undone_by",
+        help_text="The decision this row undid (a decision is undone at most once: the database keeps it unique).",
+    )
+    prior_verified_year = models.PositiveSmallIntegerField(null=True, blank=True, editable=False)
+    prior_verified_at = models.DateTimeField(null=True, blank=True, editable=False)
+    prior_excluded = models.BooleanField(default=False, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -150,4 +178,5 @@ class Correction(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.old_year} → {self.new_year}"
+        text = f"{self.old_year} → {self.new_year}"
+        return f"undo: {text}" if self.undoes_id else text

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from django.db.models import F, OuterRef, Prefetch, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+
+from django.db.models import Exists, F, FloatField, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.functions import Cast, Coalesce, Ln
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 
 from training.ml.ensemble import REJECT_MESSAGES
 
@@ -17,11 +21,17 @@ def _with_predictions(queryset: QuerySet[Coin]) -> QuerySet[Coin]:
     )
 
 
+def coins_of(user) -> QuerySet[Coin]:
+    """The coins a collector sees as theirs: their own, less those they deleted (kept hidden for the audit trail and
+    the training label, see services.coin_delete). Every collector-facing read starts here."""
+    return Coin.objects.filter(owner=user, deleted_at__isnull=True)
+
+
 def coin_list_for_user(
     *, user, year_min: int | None = None, year_max: int | None = None, status: str | None = None
 ) -> QuerySet[Coin]:
-    """A collector's own coins, newest first; nobody sees another collector's coins through this."""
-    queryset = Coin.objects.filter(owner=user)
+    """A collector's own coins, newest first; nobody sees another collector's coins (or a deleted one) through this."""
+    queryset = coins_of(user)
     if status:
         queryset = queryset.filter(status=status)
     if year_min is not None or year_max is not None:
@@ -36,39 +46,53 @@ def coin_list_for_user(
 
 
 def coin_get_for_user(*, user, coin_id: int) -> Coin:
-    """The coin if it is the user's own, else 404 (not 403: whether a coin exists is not the caller's business)."""
-    return get_object_or_404(_with_predictions(Coin.objects.filter(owner=user)), pk=coin_id)
+    """The coin if it is the user's own and not deleted, else 404 (not 403: whether a coin exists is not the
+    caller's business)."""
+    return get_object_or_404(_with_predictions(coins_of(user)), pk=coin_id)
+
+
+AWAITING_REVIEW = Q(
+    verified_year__isnull=True, excluded_from_training=False, status=Coin.Status.PREDICTED, deleted_at__isnull=True
+)
+"""Coins awaiting a curator: predicted, not verified, not excluded, not deleted by their collector."""
 
 
 def review_queue() -> QuerySet[Coin]:
-    """Coins awaiting a curator: predicted, not verified, not excluded; oldest first."""
-    return _with_predictions(
-        Coin.objects.filter(verified_year__isnull=True, excluded_from_training=False, status=Coin.Status.PREDICTED)
-    ).order_by("created_at", "id")
+    """Coins awaiting a curator (AWAITING_REVIEW); oldest first."""
+    return _with_predictions(Coin.objects.filter(AWAITING_REVIEW)).order_by("created_at", "id")
 
 
 # --- review queue (admin) ---------------------------------------------------------------------------------------------
 
-AWAITING_REVIEW = Q(verified_year__isnull=True, excluded_from_training=False, status=Coin.Status.PREDICTED)
-"""The same coins as review_queue(): predicted, not verified, not excluded (as a Q for the admin's filters)."""
-
 
 def coin_review_list() -> QuerySet[Coin]:
-    """Every coin with its latest prediction's year, interval (low, high, width) and model version as columns.
+    """Every coin with its latest prediction's year, interval (low, high, width), model version and uncertainty as
+    columns.
 
-    The admin's review queue sorts and filters by these (widest interval first, decade of the predicted year); as
-    correlated subqueries they cost one query for the whole page instead of one per coin.
+    The admin's review queue sorts and filters by these (most uncertain first, decade of the predicted year); as
+    correlated subqueries they cost one query for the whole page instead of one per coin. `pred_uncertainty` is the
+    stored entropy of the year distribution (registry.serving.prediction_uncertainty); a prediction stored before
+    that figure existed falls back to ln(interval width + 1), the same scale (what serving stores for a model without
+    a distribution), so old and new predictions sort together.
     """
     latest = Prediction.objects.filter(coin=OuterRef("pk")).order_by("-created_at", "-id")
     return (
-        Coin.objects.select_related("owner")
+        Coin.objects.select_related("owner", "claimed_by")
         .annotate(
             pred_year=Subquery(latest.values("year")[:1]),
             pred_low=Subquery(latest.values("interval_low")[:1]),
             pred_high=Subquery(latest.values("interval_high")[:1]),
             pred_version=Subquery(latest.values("model_version__version")[:1]),
+            pred_stored_uncertainty=Subquery(latest.values("uncertainty")[:1]),
         )
         .annotate(interval_width=F("pred_high") - F("pred_low"))
+        .annotate(
+            pred_uncertainty=Coalesce(
+                "pred_stored_uncertainty",
+                Ln(Cast(F("interval_width") + 1, FloatField())),
+                output_field=FloatField(),
+            )
+        )
     )
 
 
@@ -79,13 +103,49 @@ def prediction_decades() -> list[int]:
 
 
 def coin_get_for_review(*, coin_id: int) -> Coin:
-    """Any coin (curators see all of them) with its predictions (and model versions) and its corrections' curators."""
+    """Any coin (curators see all of them, deleted ones too) with its predictions (and model versions) and its
+    corrections' curators."""
     return get_object_or_404(
         Coin.objects.select_related("owner").prefetch_related(
             Prefetch("predictions", queryset=Prediction.objects.select_related("model_version")),
-            Prefetch("corrections", queryset=Correction.objects.select_related("curator")),
+            Prefetch("corrections", queryset=Correction.objects.select_related("curator", "undoes")),
         ),
         pk=coin_id,
+    )
+
+
+@dataclass(frozen=True)
+class ReviewProgress:
+    """The review desk's progress line: decisions made today (by this curator, by everyone) and coins still waiting."""
+
+    mine_today: int
+    all_today: int
+    left: int
+
+
+def review_progress(*, curator) -> ReviewProgress:
+    """Coins decided since local midnight (an undone decision does not count, an undo is no decision) and the size
+    of the whole queue (AWAITING_REVIEW, whatever filter the curator works with)."""
+    midnight = timezone.make_aware(datetime.combine(timezone.localdate(), time.min))
+    decided = Correction.objects.filter(created_at__gte=midnight, undoes__isnull=True, undone_by__isnull=True)
+    return ReviewProgress(
+        mine_today=decided.filter(curator=curator).values("coin_id").distinct().count(),
+        all_today=decided.values("coin_id").distinct().count(),
+        left=Coin.objects.filter(AWAITING_REVIEW).count(),
+    )
+
+
+def corrections_undoable(*, curator, within_seconds: int, limit: int = 5) -> list[Correction]:
+    """The curator's own decisions of the last `within_seconds` that an undo may still take back, newest first: not an
+    undo themselves, not undone yet, and still the coin's latest decision (undoing an earlier one would silently
+    throw away whatever was decided after it)."""
+    since = timezone.now() - timedelta(seconds=within_seconds)
+    later = Correction.objects.filter(coin=OuterRef("coin"), pk__gt=OuterRef("pk"))  # ids grow with each insert
+    return list(
+        Correction.objects.filter(curator=curator, created_at__gte=since, undoes__isnull=True, undone_by__isnull=True)
+        .exclude(Exists(later))
+        .select_related("coin")
+        .order_by("-created_at", "-id")[:limit]
     )
 
 

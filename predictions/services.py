@@ -20,7 +20,7 @@ from registry.services import model_version_mirror
 from registry.serving import NoProductionModel, predict_checked, serving_config
 from training.ml import decoding, images
 
-from . import inference
+from . import inference, selectors
 from .models import YEAR_MAX, YEAR_MIN, Coin, Correction, Prediction
 from .roles import can_review
 from .signals import coin_prediction_requested
@@ -203,6 +203,27 @@ def coin_create(
     )
 
 
+def coin_same_pair(*, owner, front: bytes, back: bytes) -> Coin | None:
+    """This collector's coin with exactly these two photos (by SHA-256), if there is one: an upload of the same pair
+    opens it instead of making a second coin (and is never decoded again)."""
+    front_sha256, back_sha256 = hashlib.sha256(front).hexdigest(), hashlib.sha256(back).hexdigest()
+    coins = selectors.coins_of(owner).filter(front_sha256=front_sha256, back_sha256=back_sha256)
+    return coins.order_by("id").first()
+
+
+def photos_check(photos: dict[str, bytes]) -> tuple[dict[str, CheckedPhoto], dict[str, images.ImageError]]:
+    """Check every photo (not only up to the first bad one), so a page can say which one to replace and keep the
+    other: (checked photos by field, errors by field)."""
+    checked: dict[str, CheckedPhoto] = {}
+    errors: dict[str, images.ImageError] = {}
+    for field, data in photos.items():
+        try:
+            checked[field] = photo_check(data, field=field)
+        except images.ImageError as error:
+            errors[field] = error
+    return checked, errors
+
+
 def coin_create_checked(
     *,
     owner,
@@ -275,7 +296,16 @@ def coin_correct(*, coin: Coin, curator, year: int | None = None, exclude: bool 
     if year is not None and not YEAR_MIN <= year <= YEAR_MAX:
         raise ValidationError({"year": f"The year must be between {YEAR_MIN} and {YEAR_MAX}."})
     coin = Coin.objects.select_for_update().get(pk=coin.pk)
-    correction = Correction(coin=coin, curator=curator, old_year=coin.display_year, new_year=year, excluded=exclude)
+    correction = Correction(
+        coin=coin,
+        curator=curator,
+        old_year=coin.display_year,
+        new_year=year,
+        excluded=exclude,
+        prior_verified_year=coin.verified_year,  # what an undo restores (predictions.review.correction_undo)
+        prior_verified_at=coin.verified_at,
+        prior_excluded=coin.excluded_from_training,
+    )
     correction.full_clean()
     correction.save()
     if year is not None:
@@ -286,13 +316,38 @@ def coin_correct(*, coin: Coin, curator, year: int | None = None, exclude: bool 
     return correction
 
 
-def coin_delete(*, coin: Coin) -> None:
-    """Delete a coin and its photo files (after the row is gone for good)."""
-    names = [coin.front_image.name, coin.back_image.name, coin.front_thumbnail.name, coin.back_thumbnail.name]
-    storage = coin.front_image.storage
+PHOTO_FIELDS = ("front_image", "back_image", "front_thumbnail", "back_thumbnail")
+
+
+def coin_delete(*, coin: Coin) -> bool:
+    """A collector deletes a coin: it is gone for them, but the audit trail and the training labels are never erased.
+
+    A coin that holds a training label (a verified year, by a curator, an import or the demo, not excluded) or a
+    curator's decision is hidden, not erased: `deleted_at` is set, collectors' pages and the API never return it
+    again (selectors.coins_of), its Corrections stay, and so do its photos while it is a label (training reads them;
+    the orphan sweep keeps every file a row names). A hidden coin without a label loses its photos, as the collector
+    asked. A coin with nothing to keep is deleted with its photo files. The files go after the commit.
+    Returns True when the row was kept (hidden).
+    """
     with transaction.atomic():
-        coin.delete()
-        transaction.on_commit(lambda: [storage.delete(name) for name in names if name])
+        coin = Coin.objects.select_for_update().get(pk=coin.pk)  # serialised with a curator's decision on it
+        storage = coin.front_image.storage
+        names = [getattr(coin, field).name for field in PHOTO_FIELDS]
+        labelled = coin.verified_year is not None and not coin.excluded_from_training
+        if not labelled and not coin.corrections.exists():
+            coin.delete()
+            transaction.on_commit(lambda: [storage.delete(name) for name in names if name])
+            return False
+        coin.deleted_at = timezone.now()
+        coin.claimed_by, coin.claimed_until = None, None
+        fields = ["deleted_at", "claimed_by", "claimed_until", "updated_at"]
+        if not labelled:
+            for field in PHOTO_FIELDS:
+                setattr(coin, field, "")
+            fields += PHOTO_FIELDS
+            transaction.on_commit(lambda: [storage.delete(name) for name in names if name])
+        coin.save(update_fields=fields)
+        return True
 
 
 def coins_requeue_pending(*, older_than_seconds: int = 120) -> int:
@@ -353,25 +408,64 @@ def coin_batch_predict(
     return predictions
 
 
-@transaction.atomic
-def coins_confirm_predicted(*, coins, curator) -> tuple[int, int]:
-    """Bulk "confirm predicted year": coin_correct() with each coin's latest predicted year, all or nothing.
+# Bulk confirm accepts the model's year only where the model is sure: an interval this narrow (in years) or narrower.
+BULK_CONFIRM_MAX_WIDTH = 2
 
-    Coins without a prediction, with a rejected one (not a coin, unreadable: there is no year to confirm) or already
-    verified are skipped (returned as the second number): confirming in bulk must never overwrite a curator's earlier
-    decision with the model's guess.
+
+@dataclass(frozen=True)
+class BulkConfirmResult:
+    """What a bulk confirm did: how many coins it confirmed, and how many it skipped for each reason."""
+
+    confirmed: int
+    skipped_by_reason: dict[str, int]
+
+    @property
+    def skipped(self) -> int:
+        return sum(self.skipped_by_reason.values())
+
+
+def _bulk_skip_reason(coin: Coin, curator, *, max_width: int, now) -> str:
+    """Why bulk confirm leaves this coin alone ("" when it may confirm it)."""
+    prediction = coin.latest_prediction
+    if coin.verified_year is not None or coin.excluded_from_training:
+        return "already decided"
+    if coin.deleted_at is not None:
+        return "deleted by its collector"
+    if coin.claimed_by_id not in (None, curator.pk) and coin.claimed_until and coin.claimed_until > now:
+        return "being reviewed by another curator"
+    if prediction is None:
+        return "no prediction"
+    if prediction.rejected:
+        return "no year: " + prediction.get_rejected_display()
+    if prediction.interval_width > max_width:
+        return f"not confident (interval wider than {max_width} years)"
+    return ""
+
+
+@transaction.atomic
+def coins_confirm_predicted(*, coins, curator) -> BulkConfirmResult:
+    """Bulk "confirm predicted year": coin_correct() with each coin's latest predicted year, all or nothing, for the
+    coins whose prediction is confident only.
+
+    A year confirmed in bulk becomes a training label nobody looked at, so only a narrow interval (at most
+    BULK_CONFIRM_MAX_WIDTH years, or the COINSITE_BULK_CONFIRM_MAX_WIDTH setting) qualifies; coins without a
+    prediction, with a rejected one (not a coin, unreadable), already decided (bulk must never overwrite a curator's
+    earlier decision with the model's guess), deleted, or claimed by another curator are skipped, each with its reason.
     """
     if not can_review(curator):
         raise PermissionDenied("Only curators can confirm or correct a coin's year.")
-    confirmed = skipped = 0
+    max_width = getattr(settings, "COINSITE_BULK_CONFIRM_MAX_WIDTH", BULK_CONFIRM_MAX_WIDTH)
+    now = timezone.now()
+    confirmed = 0
+    skipped: dict[str, int] = {}
     for coin in coins:
-        prediction = coin.latest_prediction
-        if prediction is None or prediction.rejected or coin.verified_year is not None:
-            skipped += 1
+        reason = _bulk_skip_reason(coin, curator, max_width=max_width, now=now)
+        if reason:
+            skipped[reason] = skipped.get(reason, 0) + 1
             continue
-        coin_correct(coin=coin, curator=curator, year=prediction.year)
+        coin_correct(coin=coin, curator=curator, year=coin.latest_prediction.year)
         confirmed += 1
-    return confirmed, skipped
+    return BulkConfirmResult(confirmed=confirmed, skipped_by_reason=skipped)
 
 
 # Formats every browser shows as they are; anything else (HEIC, TIFF, BMP) is sent as a JPEG rendition.

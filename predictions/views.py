@@ -170,8 +170,10 @@ def coin_status(request: HttpRequest, coin_id: int) -> JsonResponse:
 def coin_delete(request: HttpRequest, coin_id: int) -> HttpResponse:
     coin = selectors.coin_get_for_user(user=request.user, coin_id=coin_id)
     label = str(coin)
-    services.coin_delete(coin=coin)
-    messages.success(request, f"{label} and its photos were deleted.")
+    if services.coin_delete(coin=coin):
+        messages.success(request, f"{label} was removed from your coins (curators keep its year as a training label).")
+    else:
+        messages.success(request, f"{label} and its photos were deleted.")
     return redirect("coin-list")
 
 
@@ -207,7 +209,9 @@ def api_token(request: HttpRequest) -> HttpResponse:
 def _may_see_photos(user, coin: Coin) -> bool:
     """The owner, curators (review desk) and model owners see a coin's photos; staff status alone is not enough, and
     nobody else learns the coin exists."""
-    return coin.owner_id == user.pk or can_review(user) or can_promote(user)
+    if can_review(user) or can_promote(user):
+        return True
+    return coin.owner_id == user.pk and coin.deleted_at is None  # a coin its owner deleted is gone for them
 
 
 @login_required

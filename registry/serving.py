@@ -23,7 +23,7 @@ import torch
 from django.conf import settings
 
 from training.ml import images
-from training.ml.ensemble import prediction_details
+from training.ml.ensemble import DETAIL_COLUMNS, prediction_details
 
 from . import gateway
 
@@ -47,6 +47,7 @@ class PairPrediction:
     version: int
     latency_ms: float
     details: dict = field(default_factory=dict)  # the API's "details" entry (ensemble.prediction_details)
+    uncertainty: float | None = None  # nats; see prediction_uncertainty()
 
     @property
     def answered_year(self) -> int | None:
@@ -275,4 +276,30 @@ def _to_prediction(row, version: int, latency_ms: float, loaded) -> PairPredicti
     low = min(int(np.floor(float(row[1]))), year)
     high = max(int(np.ceil(float(row[2]))), year)
     details = prediction_details(row, loaded.config, loaded.calibration.get("calibration") or loaded.calibration)
-    return PairPrediction(year=year, low=low, high=high, version=version, latency_ms=latency_ms, details=details)
+    return PairPrediction(
+        year=year,
+        low=low,
+        high=high,
+        version=version,
+        latency_ms=latency_ms,
+        details=details,
+        uncertainty=prediction_uncertainty(row),
+    )
+
+
+def prediction_uncertainty(row) -> float:
+    """How unsure the model is of one coin, in nats: the entropy of the year distribution a date reader outputs.
+
+    The reader's distribution is the mean of its fold models' distributions, so this entropy is the folds' own
+    uncertainty plus their disagreement (the entropy of a mixture is the mean entropy of its parts plus their
+    Jensen-Shannon divergence): one figure covers both. A regression ensemble has no distribution; its interval
+    (widened by the folds' spread) stands in, as the entropy of a uniform belief over it, ln(width + 1), the same
+    scale (exp() of either is "how many years the model hesitates between").
+    """
+    row = np.asarray(row, dtype=np.float64)
+    if len(row) > DETAIL_COLUMNS:
+        p = np.clip(row[DETAIL_COLUMNS:], 0.0, None)
+        p = p / max(p.sum(), 1e-12)
+        nonzero = p[p > 0]
+        return float(-(nonzero * np.log(nonzero)).sum())
+    return float(np.log(max(float(row[2]) - float(row[1]), 0.0) + 1.0))

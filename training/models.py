@@ -86,3 +86,38 @@ class TrainingRun(models.Model):
         if self.started_at and self.finished_at:
             return self.finished_at - self.started_at
         return None
+
+
+class CoinPhotoStats(models.Model):
+    """Simple statistics of one coin's photos (the two sides averaged), measured once and kept: the owners'
+    monitoring page compares those of the photos served each week with those of a version's training coins (input
+    drift), and decoding hundreds of photos on every page load would make it slow.
+
+    Measured on the centred square of the photo at 64 px (the stored thumbnail when there is one), through the same
+    bounded decode as serving (training.ml.decoding). Shares and levels are fractions 0..1. A photo that cannot be
+    decoded any more keeps a row with its error and no numbers, so it is not tried again on every load.
+    """
+
+    class Source(models.TextChoices):
+        THUMBNAIL = "thumbnail", "Thumbnails"
+        PHOTO = "photo", "Photos"
+        NONE = "", "Not measurable"
+
+    coin = models.OneToOneField("predictions.Coin", on_delete=models.CASCADE, related_name="photo_stats")
+    brightness = models.FloatField(null=True, blank=True, help_text="Mean luma (Rec. 601), 0 black .. 1 white.")
+    contrast = models.FloatField(null=True, blank=True, help_text="Standard deviation of the luma.")
+    saturation = models.FloatField(null=True, blank=True, help_text="Mean HSV saturation.")
+    sharpness = models.FloatField(null=True, blank=True, help_text="Mean absolute Laplacian of the luma.")
+    red = models.FloatField(null=True, blank=True)
+    green = models.FloatField(null=True, blank=True)
+    blue = models.FloatField(null=True, blank=True)
+    source = models.CharField(max_length=10, choices=Source.choices, blank=True, default="")
+    error = models.CharField(max_length=300, blank=True)
+    computed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "coin photo statistics"
+        verbose_name_plural = "coin photo statistics"
+
+    def __str__(self) -> str:
+        return f"photo statistics of coin #{self.coin_id}"

@@ -11,6 +11,7 @@ from registry.models import Promotion
 from registry.signals import promotion_recorded
 
 from .models import TrainingRun
+from .services import background
 from .signals import coins_rescore_requested, training_run_queued
 from .tasks import coins_rescore_task, training_run_execute_task
 
@@ -26,7 +27,12 @@ def run_verdict_promoted(sender: Any, *, promotion: Promotion, action: str, **kw
 
 @receiver(training_run_queued, dispatch_uid="training_run_execute_enqueue")
 def training_run_execute_enqueue(sender: Any, *, run_id: int, **kwargs: Any) -> None:
-    """Hand a queued run to the `training` queue; the task does nothing if the run is no longer queued."""
+    """Hand a queued run to the `training` queue; the task does nothing if the run is no longer queued.
+
+    Without a broker the task would run inside this call (Celery eager), holding the owner's request for the whole
+    run: the run trains in a thread of this process instead (training.services.background)."""
+    if background.training_in_background_enabled() and background.training_run_execute_in_background(run_id=run_id):
+        return
     training_run_execute_task.delay(run_id)
 
 

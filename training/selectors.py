@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from datetime import date, datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import TruncWeek
+from django.utils import timezone
 
 from predictions.models import Coin, Correction, Prediction
 from registry.models import ModelVersion, Promotion
@@ -199,3 +202,115 @@ def new_labels_count() -> int:
             if dataset is not None:
                 seen.update((row["coin_id"], row["year"]) for row in dataset.manifest)
     return sum(1 for pair in labelled_coins().values_list("id", "verified_year") if tuple(pair) not in seen)
+
+
+# -- the owners' monitoring page ---------------------------------------------------------------------------------------
+
+
+def week_of(moment: datetime | date) -> date:
+    """The Monday of `moment`'s week, in the site's time zone for an aware datetime (TruncWeek's values, already
+    Mondays, stay what they are)."""
+    if isinstance(moment, datetime):
+        moment = (timezone.localtime(moment) if timezone.is_aware(moment) else moment).date()
+    return moment - timedelta(days=moment.weekday())
+
+
+def model_versions_serving_since(*, since: datetime, name: str | None = None) -> list[ModelVersion]:
+    """Versions of the served model (or of `name`) that predicted since `since`, and Production: newest first."""
+    name = name or settings.MLFLOW_MODEL_NAME
+    predicted = Prediction.objects.filter(model_version__name=name, created_at__gte=since).values("model_version")
+    return list(
+        ModelVersion.objects.filter(name=name)
+        .filter(Q(pk__in=predicted) | Q(is_production=True))
+        .select_related("training_run__dataset_version")
+        .order_by("-version")
+    )
+
+
+def predictions_weekly_counts(
+    *, version_ids: Sequence[int], since: datetime
+) -> dict[tuple[int, date], tuple[int, int]]:
+    """(version pk, week) -> (predictions made, of which rejected: not a coin or unreadable)."""
+    rows = (
+        Prediction.objects.filter(model_version_id__in=list(version_ids), created_at__gte=since)
+        .annotate(week=TruncWeek("created_at"))
+        .values("model_version_id", "week")
+        .annotate(made=Count("id"), rejected=Count("id", filter=~Q(rejected="")))
+    )
+    counts: dict[tuple[int, date], tuple[int, int]] = {}
+    for row in rows:
+        key = (row["model_version_id"], week_of(row["week"]))
+        made, rejected = counts.get(key, (0, 0))
+        counts[key] = (made + row["made"], rejected + row["rejected"])
+    return counts
+
+
+def predictions_verified_after(*, version_ids: Sequence[int], since: datetime) -> list[dict]:
+    """Predictions since `since` whose coin a curator verified later: the model's answer could not have seen the
+    label, so these are live accuracy. One row per (version, coin), its newest such prediction (a re-score repeats a
+    coin), with the week the prediction was made in: {version_id, coin_id, week, year, low, high, rejected, truth}."""
+    rows = (
+        Prediction.objects.filter(
+            model_version_id__in=list(version_ids),
+            created_at__gte=since,
+            coin__verified_year__isnull=False,
+            coin__verified_at__gt=F("created_at"),
+        )
+        .order_by("created_at", "id")
+        .values_list(
+            "model_version_id",
+            "coin_id",
+            "created_at",
+            "year",
+            "interval_low",
+            "interval_high",
+            "rejected",
+            "coin__verified_year",
+        )
+    )
+    latest: dict[tuple[int, int], dict] = {}
+    for version_id, coin_id, created_at, year, low, high, rejected, truth in rows:
+        latest[(version_id, coin_id)] = {
+            "version_id": version_id,
+            "coin_id": coin_id,
+            "week": week_of(created_at),
+            "year": year,
+            "low": low,
+            "high": high,
+            "rejected": rejected,
+            "truth": truth,
+        }
+    return list(latest.values())
+
+
+def coins_served_by_week(*, version_id: int, since: datetime) -> dict[date, list[int]]:
+    """week -> the distinct coins `version_id` predicted that week (the photos it was served)."""
+    rows = (
+        Prediction.objects.filter(model_version_id=version_id, created_at__gte=since)
+        .annotate(week=TruncWeek("created_at"))
+        .values_list("week", "coin_id")
+        .distinct()
+    )
+    weeks: dict[date, set[int]] = {}
+    for week, coin_id in rows:
+        weeks.setdefault(week_of(week), set()).add(coin_id)
+    return {week: sorted(ids) for week, ids in sorted(weeks.items())}
+
+
+def model_version_training_coins(*, version: ModelVersion) -> tuple[list[int], str]:
+    """The coins `version` learned from and where that list comes from: its training run's frozen dataset; for a
+    version registered outside a run (`manage.py train`), the newest training dataset frozen before it; else the
+    labelled coins that existed when it was registered."""
+    run = version.training_run
+    dataset = run.dataset_version if run is not None else None
+    if dataset is None:
+        dataset = (
+            DatasetVersion.objects.filter(kind=DatasetVersion.Kind.TRAINING, created_at__lte=version.created_at)
+            .order_by("-created_at", "-id")
+            .first()
+        )
+        if dataset is not None:
+            return [row["coin_id"] for row in dataset.manifest], f"{dataset} (frozen before it; it has no run)"
+        ids = list(labelled_coins().filter(created_at__lte=version.created_at).values_list("id", flat=True))
+        return ids, f"{len(ids)} labelled coins that existed when it was registered"
+    return [row["coin_id"] for row in dataset.manifest], str(dataset)

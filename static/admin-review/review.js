@@ -1,8 +1,11 @@
 /* Keyboard flow of the coin review page (templates/admin/predictions/coin/review.html).
  *
- * Focus starts in the empty year field. Enter with it empty confirms the predicted year (the server reads an empty
- * field as "confirm"); digits + Enter correct it; U toggles "unusable photo"; Escape skips to the next coin (or closes
- * the zoomed photo first); F / B zoom the front / back. Letters never end up in the year field.
+ * Hotkeys act only while the focus is on the page, never inside a text field (input, textarea, select,
+ * contenteditable): there, only the field's own keys count, so a "b" typed into the year field is refused, it does not
+ * open the zoom. On the page: Enter confirms the predicted year (the server reads an empty field as "confirm"); a
+ * digit moves into the year field (then Enter corrects); U toggles "unusable photo"; F / B zoom the front / back;
+ * Z undoes your last decision; Escape skips to the next coin (or closes the zoomed photo first). In a field, Escape
+ * leaves it (and does nothing else), so the hotkeys work again.
  */
 (function () {
   "use strict";
@@ -46,7 +49,7 @@
 
     function closeZoom() {
       lightbox.hidden = true;
-      year.focus();
+      if (document.activeElement && document.activeElement !== document.body) document.activeElement.blur();
     }
 
     document.querySelectorAll(".review-zoom").forEach(function (link) {
@@ -72,33 +75,74 @@
       }
     });
 
+    function isField(element) {
+      if (!element || element === document.body) return false;
+      if (element.isContentEditable) return true;
+      return /^(INPUT|TEXTAREA|SELECT)$/.test(element.tagName);
+    }
+
+    function isActivatable(element) {
+      return element && /^(A|BUTTON|SUMMARY)$/.test(element.tagName);
+    }
+
+    function typeDigit(digit) {
+      year.focus();
+      if (year.value.length < 4) year.value += digit;
+      updateSaveLabel();
+    }
+
+    function undoLast() {
+      const undo = document.querySelector(".review-undo-form");
+      if (undo && !submitting) {
+        submitting = true;
+        undo.submit();
+      }
+    }
+
     document.addEventListener("keydown", function (event) {
-      if (event.ctrlKey || event.metaKey || event.altKey) return;
+      if (event.ctrlKey || event.metaKey || event.altKey || event.isComposing) return;
       const key = event.key;
-      const zoomed = !lightbox.hidden;
+      const lower = key.length === 1 ? key.toLowerCase() : "";
+      if (!lightbox.hidden) {
+        // The zoomed photo covers the page: its own keys only.
+        if (key === "Escape" || key === "Enter") {
+          event.preventDefault();
+          closeZoom();
+        } else if (lower === "f" || lower === "b") {
+          event.preventDefault();
+          openZoom(lower === "f" ? "front" : "back");
+        }
+        return;
+      }
+      if (isField(event.target)) {
+        if (key === "Escape") {
+          event.preventDefault();
+          event.target.blur(); // leave the field: nothing else
+        } else if (event.target === year && key.length === 1 && !/[0-9]/.test(key)) {
+          event.preventDefault(); // the year field takes digits only, and a letter is no hotkey here
+        }
+        return; // Enter submits the year field's form natively; every other key belongs to the field
+      }
       if (key === "Escape") {
         event.preventDefault();
-        if (zoomed) closeZoom();
-        else if (skip) window.location.assign(skip.href);
-        return;
-      }
-      if (zoomed && key === "Enter") {
+        if (skip) window.location.assign(skip.href);
+      } else if (key === "Enter") {
+        if (isActivatable(event.target)) return; // a focused button or link does its own thing
         event.preventDefault();
-        closeZoom();
-        return;
-      }
-      const inOtherField = event.target !== year && /^(INPUT|TEXTAREA|SELECT)$/.test(event.target.tagName);
-      if (inOtherField) return;
-      const lower = key.length === 1 ? key.toLowerCase() : "";
-      if (lower === "f" || lower === "b") {
+        if (!submitting) form.requestSubmit(save);
+      } else if (/^[0-9]$/.test(key)) {
+        event.preventDefault();
+        typeDigit(key);
+      } else if (lower === "f" || lower === "b") {
         event.preventDefault();
         openZoom(lower === "f" ? "front" : "back");
       } else if (lower === "u" && exclude) {
         event.preventDefault();
         exclude.checked = !exclude.checked;
         updateSaveLabel();
-      } else if (event.target === year && key.length === 1 && !/[0-9]/.test(key)) {
-        event.preventDefault(); // the year field takes digits only
+      } else if (lower === "z") {
+        event.preventDefault();
+        undoLast();
       }
     });
 
@@ -112,8 +156,12 @@
       submitting = true;
     });
 
-    if (!form.querySelector(".review-error")) year.value = "";
-    year.focus();
+    if (form.querySelector(".review-error, .errornote:not(.review-claimed)")) {
+      year.focus(); // after a refused year, typing the right one is what comes next
+      year.select();
+    } else {
+      year.value = ""; // a value the browser restored (back button) must not be saved by accident
+    }
     updateSaveLabel();
   }
 

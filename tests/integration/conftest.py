@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.integration.s3 import s3_endpoint, s3_photos  # noqa: F401  (fixtures for the S3 tests)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -59,11 +61,29 @@ class WorkerProcess:
         )
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "coinsite", "worker", "-Q", self.queues,
-             *deployed_worker_options(self.queues),
-             "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO",
-             "--hostname", f"test-{self.queues}-{time.monotonic_ns()}@%h"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "coinsite",
+                "worker",
+                "-Q",
+                self.queues,
+                *deployed_worker_options(self.queues),
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--loglevel",
+                "INFO",
+                "--hostname",
+                f"test-{self.queues}-{time.monotonic_ns()}@%h",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         return self
 
@@ -117,7 +137,10 @@ def start_worker(celery_broker, tmp_path, transactional_db, postgres_only):
 
     def start(queues: str = "inference,training", **extra_env: str) -> WorkerProcess:
         worker = WorkerProcess(
-            queues=queues, broker_url=celery_broker, extra_env=extra_env, log_path=tmp_path / f"worker{len(workers)}.log"
+            queues=queues,
+            broker_url=celery_broker,
+            extra_env=extra_env,
+            log_path=tmp_path / f"worker{len(workers)}.log",
         ).start()
         workers.append(worker)
         return worker

@@ -35,7 +35,9 @@ def model_version(db):
 def queued(model_version):
     """Make a coin awaiting review: predicted `year` with an interval of `width` years, created `age_min` ago."""
 
-    def make(year: int = 1874, width: int = 10, age_min: int = 0, **coin_fields) -> Coin:
+    def make(
+        year: int = 1874, width: int = 10, age_min: int = 0, uncertainty: float | None = None, **coin_fields
+    ) -> Coin:
         coin = CoinFactory(status=Coin.Status.PREDICTED, **coin_fields)
         if age_min:
             Coin.objects.filter(pk=coin.pk).update(created_at=timezone.now() - timedelta(minutes=age_min))
@@ -46,6 +48,7 @@ def queued(model_version):
             interval_low=year - width // 2,
             interval_high=year + width - width // 2,
             model_version=model_version,
+            uncertainty=uncertainty,
         )
         return coin
 
@@ -143,15 +146,16 @@ def test_curator_sees_the_queue_with_thumbnails_bulk_action_and_review_button(cl
     for side in ("front", "back"):
         assert reverse("coin-image", kwargs={"coin_id": coin.pk, "side": side}) + "?size=thumb" in body
     assert "1868–1880<small>width 12</small>" in body and "v3" in body
+    assert "Reviewed today:" in body and "left in the queue" in body
 
 
 def test_curator_opening_a_coin_lands_on_its_review_page_keeping_the_filters(client, curator, queued):
     coin = queued()
     client.force_login(curator)
     change_url = reverse("admin:predictions_coin_change", args=[coin.pk])
-    response = client.get(change_url + "?" + urlencode({"_changelist_filters": "order=widest"}))
+    response = client.get(change_url + "?" + urlencode({"_changelist_filters": "order=oldest"}))
     assert response.status_code == 302
-    assert response.url == review_url(coin, order="widest")
+    assert response.url == review_url(coin, order="oldest")
 
 
 # --- the review page and its one form -----------------------------------------------------------------------------------
@@ -169,7 +173,8 @@ def test_review_page_shows_both_photos_the_prediction_and_earlier_corrections(cl
     assert "1869–1879" in body and "coin-year v3" in body
     assert "oldcurator" in body
     year_input = re.search(r'<input[^>]*name="year"[^>]*>', body).group(0)
-    assert "autofocus" in year_input and "value=" not in year_input
+    # no autofocus: the hotkeys act on the page, and never inside the year field
+    assert "autofocus" not in year_input and "value=" not in year_input
 
 
 def test_enter_with_an_empty_year_confirms_the_predicted_year(client, curator, queued):
@@ -248,12 +253,12 @@ def test_saving_opens_the_next_coin_of_the_queue_then_returns_to_the_list(client
 
 
 def test_next_coin_follows_the_queue_filters_and_order(client, curator, queued):
-    # given coins with different interval widths, and a curator working "widest interval first" on uploads only
-    narrow = queued(width=4, age_min=30)
-    widest = queued(width=40, age_min=20)
-    middle = queued(width=20, age_min=10)
-    imported = queued(width=30, source=Coin.Source.IMPORT)
-    filters = {"order": "widest", "source__exact": "upload"}
+    # given coins of different ages, and a curator working "newest first" on uploads only
+    old = queued(age_min=30)
+    newest = queued(age_min=10)
+    middle = queued(age_min=20)
+    imported = queued(age_min=5, source=Coin.Source.IMPORT)
+    filters = {"order": "newest", "source__exact": "upload"}
     client.force_login(curator)
 
     # when they start reviewing, and save each coin
@@ -261,30 +266,31 @@ def test_next_coin_follows_the_queue_filters_and_order(client, curator, queued):
         reverse("admin:predictions_coin_review_start") + "?" + urlencode({"_changelist_filters": urlencode(filters)})
     )
 
-    # then the coins come widest first, the imported one never, and the filters travel along
-    assert start.url == review_url(widest, **filters)
-    assert client.post(review_url(widest, **filters), {"year": ""}).url == review_url(middle, **filters)
-    assert client.post(review_url(middle, **filters), {"year": ""}).url == review_url(narrow, **filters)
-    last = client.post(review_url(narrow, **filters), {"year": ""})
+    # then the coins come newest first, the imported one never, and the filters travel along
+    assert start.url == review_url(newest, **filters)
+    assert client.post(review_url(newest, **filters), {"year": ""}).url == review_url(middle, **filters)
+    assert client.post(review_url(middle, **filters), {"year": ""}).url == review_url(old, **filters)
+    last = client.post(review_url(old, **filters), {"year": ""})
     assert last.url == CHANGELIST + "?" + urlencode(filters)
     assert not Correction.objects.filter(coin=imported).exists()
 
 
-def test_skip_link_points_at_the_next_coin_and_leaves_this_one_queued(client, curator, queued):
+def test_skip_opens_the_next_coin_and_leaves_this_one_queued(client, curator, queued):
     first, second = queued(age_min=20), queued(age_min=10)
     client.force_login(curator)
     response = client.get(review_url(first))
-    assert response.context["skip_url"] == review_url(second)
     assert response.context["queue_count"] == 2
-    # the last coin's skip goes back to the list; the skipped coin stays in the queue
-    assert client.get(review_url(second)).context["skip_url"] is None
+    assert client.get(response.context["skip_url"]).url == review_url(second)
+    # the last coin's skip goes back to the list; the skipped coin stays in the queue, its claim given back
+    assert client.get(client.get(review_url(second)).context["skip_url"]).url == CHANGELIST
     assert first.pk in changelist_ids(client.get(CHANGELIST))
+    assert Coin.objects.get(pk=first.pk).claimed_by is None
 
 
 def test_bulk_confirm_writes_a_correction_per_coin_and_leaves_verified_coins_alone(client, curator, queued):
-    # given two queued coins and one already verified, all selected
-    a, b = queued(year=1874), queued(year=1920)
-    verified = queued(year=1800)
+    # given two queued coins with confident predictions and one already verified, all selected
+    a, b = queued(year=1874, width=2), queued(year=1920, width=0)
+    verified = queued(year=1800, width=2)
     Coin.objects.filter(pk=verified.pk).update(verified_year=1805)
     client.force_login(curator)
 
@@ -301,7 +307,7 @@ def test_bulk_confirm_writes_a_correction_per_coin_and_leaves_verified_coins_alo
         (b.pk, 1920, 1920),
     }
     assert Coin.objects.get(pk=verified.pk).verified_year == 1805
-    assert "Confirmed the predicted year of 2 coin(s); skipped 1." in response.content.decode()
+    assert "Confirmed the predicted year of 2 coin(s); skipped 1 (1 already decided)." in response.content.decode()
 
 
 # --- the queue's filters and search ----------------------------------------------------------------------------------
@@ -343,13 +349,18 @@ def test_queue_filters_return_the_right_coins(client, curator, assorted, query, 
     assert set(changelist_ids(response)) == {assorted[name].pk for name in expected}
 
 
-def test_default_queue_is_oldest_first_and_widest_interval_first_is_one_click(client, curator, queued):
-    old_narrow = queued(width=2, age_min=30)
-    new_wide = queued(width=60, age_min=10)
-    mid = queued(width=30, age_min=20)
+def test_default_queue_is_most_uncertain_first_and_oldest_first_is_one_click(client, curator, queued):
+    # given coins whose predictions stored an uncertainty, and an old one from before it was stored (its interval
+    # stands in: ln(30 + 1) = 3.43 nats)
+    old_sure = queued(uncertainty=0.1, age_min=30)
+    new_unsure = queued(uncertainty=4.0, age_min=10)
+    mid = queued(uncertainty=1.5, age_min=20)
+    legacy = queued(width=30, age_min=40)
     client.force_login(curator)
-    assert changelist_ids(client.get(CHANGELIST)) == [old_narrow.pk, mid.pk, new_wide.pk]
-    assert changelist_ids(client.get(CHANGELIST + "?order=widest")) == [new_wide.pk, mid.pk, old_narrow.pk]
+    assert changelist_ids(client.get(CHANGELIST)) == [new_unsure.pk, legacy.pk, mid.pk, old_sure.pk]
+    assert changelist_ids(client.get(CHANGELIST + "?order=oldest")) == [legacy.pk, old_sure.pk, mid.pk, new_unsure.pk]
+    body = client.get(CHANGELIST).content.decode()
+    assert "≈31 y" in body and "column-uncertainty sorted descending" in body
 
 
 def test_unknown_filter_values_do_not_break_the_list(client, curator, queued):

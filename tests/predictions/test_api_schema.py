@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 
 from predictions.api_schema import EXAMPLE_PASSWORD, EXAMPLE_USERNAME
 from predictions.apis import BaseApi
+from predictions.models import Coin
 from registry import serving
 from tests.factories import UserFactory, jpeg_bytes
 
@@ -252,3 +253,18 @@ def test_a_page_that_is_not_a_positive_integer_is_404(collector, page):
 
     assert response.status_code == 404
     assert response.json() == {"error": "Invalid page.", "field": None}
+
+
+@pytest.mark.parametrize("name", ["status", "year_min", "year_max"])
+def test_an_empty_filter_is_refused_naming_it(collector, name):
+    """`?status=` listed every coin (DRF reads an empty optional value as none), which the schema does not allow."""
+    response = api_client(collector).get(f"/api/coins/?{name}=")
+
+    assert response.status_code == 400
+    assert response.json() == {"error": f"{name} is empty: give a value, or leave the parameter out.", "field": name}
+
+
+def test_the_status_filter_is_documented_with_its_values(schema):
+    [status] = [p for p in schema["paths"]["/api/coins/"]["get"]["parameters"] if p["name"] == "status"]
+
+    assert status["in"] == "query" and status["schema"]["enum"] == list(Coin.Status.values)

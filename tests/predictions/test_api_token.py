@@ -111,6 +111,18 @@ def test_a_failed_attempt_is_reported_with_its_request(collector):
     assert request is not None and request.META["REMOTE_ADDR"] == "203.0.113.9"
 
 
+def test_a_locked_account_gets_no_token_even_with_the_right_password(collector, settings):
+    """The sign-in lockout (coinsite.lockout) counts the endpoint's failures and refuses the account afterwards."""
+    client = APIClient()
+    for _ in range(settings.COINSITE_LOGIN_FAILURE_LIMIT):
+        client.post("/api/token", {"username": collector.username, "password": "guess"}, format="json")
+
+    response = client.post("/api/token", {"username": collector.username, "password": PASSWORD}, format="json")
+
+    assert response.status_code == 400 and response.json() == WRONG
+    assert not Token.objects.exists()
+
+
 def test_a_stale_token_sent_along_does_not_stop_getting_a_new_one(collector):
     # given a client that still sends a revoked token
     client = with_token("0123456789abcdef0123456789abcdef01234567")

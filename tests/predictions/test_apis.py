@@ -68,8 +68,10 @@ def two_coins_predicted_apart(production_model):
         for j in range(i + 1, len(years)):
             if years[j] != year:
                 return (candidates[i], year), (candidates[j], years[j])
-    pytest.fail(f"this session's tiny production model answers {years[0]} for every input (even black and white): "
-                "the ordering test would prove nothing")
+    pytest.fail(
+        f"this session's tiny production model answers {years[0]} for every input (even black and white): "
+        "the ordering test would prove nothing"
+    )
 
 
 # --- authentication --------------------------------------------------------------------------------------------------
@@ -302,7 +304,7 @@ def test_coin_of_another_collector_is_404(api, other_collector, settings):
     assert Coin.objects.filter(pk=theirs.pk).exists()
 
 
-@pytest.mark.parametrize("raw_id", ["abc", "0", "99999999999999999999999999", "-1", "1.5"])
+@pytest.mark.parametrize("raw_id", ["abc", "0", "99999999999999999999999999", "-1", "1.5", "1%0A", "%0A", "a%2Fb"])
 def test_coin_detail_with_an_id_that_is_no_coin_is_404_json(api, raw_id):
     response = api.get(f"/api/coins/{raw_id}/")
 

@@ -113,3 +113,14 @@ def test_uploads_with_malformed_exif_never_answer_5xx_on_upload_or_on_their_phot
             statuses += [client.get(url(coin, **query)).status_code for query in ({}, {"size": "thumb"})]
     assert statuses and max(statuses) < 500, sorted(set(statuses))
     assert statuses.count(302) > 30
+
+
+def test_a_coin_its_owner_deleted_is_gone_for_them_but_curators_still_see_its_photos(client, collector):
+    from django.utils import timezone
+
+    coin = CoinFactory(owner=collector, deleted_at=timezone.now())
+    client.force_login(collector)
+    assert client.get(url(coin)).status_code == 404
+
+    client.force_login(UserFactory(roles=["curator"]))
+    assert client.get(url(coin)).status_code == 200

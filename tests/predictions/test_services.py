@@ -109,10 +109,10 @@ def test_a_rejected_prediction_gives_no_year_and_is_never_confirmed_in_bulk(coll
     PredictionFactory(coin=coin, year=1874, rejected="not_a_coin")
 
     # when a curator confirms predicted years in bulk
-    confirmed, skipped = services.coins_confirm_predicted(coins=[coin], curator=curator)
+    result = services.coins_confirm_predicted(coins=[coin], curator=curator)
 
     # then the coin has no year, was skipped, and got no label
     coin.refresh_from_db()
     assert coin.display_year is None
-    assert (confirmed, skipped) == (0, 1)
+    assert (result.confirmed, result.skipped) == (0, 1)
     assert coin.verified_year is None and not coin.corrections.exists()

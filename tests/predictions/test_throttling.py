@@ -148,9 +148,9 @@ def test_retry_after_is_rounded_up_to_whole_seconds(collector, rates, monkeypatc
     "backend", ["local memory", pytest.param("redis", marks=pytest.mark.integration)], ids=["locmem", "redis"]
 )
 def test_concurrent_calls_never_pass_the_limit(collector, rates, settings, backend, request):
-    """The count is read and written under a lock in the cache: 8 threads x 10 calls at a limit of 30 let exactly 30
-    through. Without the lock, on Redis, 62 to 80 of the 80 calls were served (threads that read the same history
-    each write back their own, shorter one)."""
+    """The count is read and written under a lock in the cache: 8 threads x 10 calls at a limit of 30 let 30 through
+    (fewer only if a call waited seconds for the lock, which refuses it). Without the lock, on Redis, 62 to 80 of the
+    80 calls were served (threads that read the same history each write back their own, shorter one)."""
     # given a limit of 30 per minute in the cache under test (the threads authenticate without the database, which
     # is this test's alone)
     if backend == "redis":
@@ -174,9 +174,34 @@ def test_concurrent_calls_never_pass_the_limit(collector, rates, settings, backe
     for thread in threads:
         thread.join()
 
-    # then exactly 30 calls were served
-    assert sorted(set(statuses)) == [400, 429]
-    assert statuses.count(400) == 30
+    # then never more than 30 calls were served
+    assert len(statuses) == 80 and set(statuses) <= {400, 429}
+    assert 25 <= statuses.count(400) <= 30
+
+
+def test_a_call_that_cannot_get_the_lock_is_refused_not_counted_unlocked(collector, monkeypatch):
+    # given the client's count locked by another of its calls for longer than a call waits
+    monkeypatch.setattr(throttles, "LOCK_WAIT_SECONDS", 0.05)
+    cache.add(f"throttle_predict_user{collector.pk}_lock", 1, 60)
+
+    response = token_client(collector).post("/api/predict", "{}", content_type="application/json")
+
+    assert assert_throttled(response, limit="30 per minute", call="POST /api/predict") == 1
+    assert cache.get(f"throttle_predict_user{collector.pk}") is None
+
+
+def test_calls_are_served_when_the_cache_is_down(collector, monkeypatch, caplog):
+    """Availability first: without its cache the API serves, unthrottled, and the log says why."""
+
+    def unavailable(*args, **kwargs):
+        raise ConnectionError("cache down")
+
+    monkeypatch.setattr(throttles.ScopedThrottle, "cache", type("DownCache", (), {"add": unavailable})())
+
+    response = token_client(collector).post("/api/predict", "{}", content_type="application/json")
+
+    assert response.status_code == 400
+    assert "throttle cache unavailable" in caplog.text
 
 
 # --- POST /api/coins/ and /api/token ---------------------------------------------------------------------------------

@@ -34,7 +34,16 @@ from .presenters import (
     version_folds,
     version_summary,
 )
-from .views import ArtifactView, MoversView, PromoteView, RescoreView, RollbackView, rollback_target, version_plots
+from .views import (
+    ArtifactView,
+    MonitoringView,
+    MoversView,
+    PromoteView,
+    RescoreView,
+    RollbackView,
+    rollback_target,
+    version_plots,
+)
 
 
 @admin.register(ModelVersion)
@@ -197,6 +206,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
                 ("rollback/", RollbackView, "rollback"),
                 ("rescore/", RescoreView, "rescore"),
                 ("movers/", MoversView, "movers"),
+                ("monitoring/", MonitoringView, "monitoring"),
                 ("<int:pk>/promote/", PromoteView, "promote"),
                 ("<int:pk>/artifact/<path:artifact>", ArtifactView, "artifact"),
             )

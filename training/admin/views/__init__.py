@@ -1,9 +1,10 @@
 """The training admin's own pages, a class each on one AdminPageView (views/base.py), grouped by what they serve:
 promotion.py (Promote, Roll back), rescore.py (Re-score, coins whose year moved), artifacts.py (the run's plots),
-training.py (Start training, Cancel)."""
+training.py (Start training, Cancel), monitoring.py (live accuracy and input drift)."""
 
 from .artifacts import ArtifactView, version_plots
 from .base import AdminPageView, rollback_target
+from .monitoring import MonitoringView
 from .promotion import PromoteView, RollbackView
 from .rescore import MoversView, RescoreView
 from .training import CancelTrainingView, StartTrainingView
@@ -12,6 +13,7 @@ __all__ = [
     "AdminPageView",
     "ArtifactView",
     "CancelTrainingView",
+    "MonitoringView",
     "MoversView",
     "PromoteView",
     "RescoreView",

@@ -15,6 +15,7 @@ from registry.roles import can_train
 from registry.selectors import production_model_version
 from training.models import TrainingRun
 from training.selectors import training_runs_active
+from training.services.background import RunDispatch, training_in_background_enabled, training_run_dispatch
 from training.services.runs import training_run_start
 
 from .. import actions
@@ -59,7 +60,8 @@ class StartTrainingView(AdminPageView):
         except actions.EXPECTED_ERRORS as error:
             form.add_error(None, actions.error_text(error))
         else:
-            messages.success(request, f"{run} queued: it runs on the training queue; this page follows it.")
+            level, text = start_message(run.pk)
+            messages.add_message(request, level, text)
             return HttpResponseRedirect(admin_url(TrainingRun, "change", run.pk))
         return self.page(request, form)
 
@@ -71,8 +73,30 @@ class StartTrainingView(AdminPageView):
             default_config=_default_config_text(),
             auto_promote=settings.AUTO_PROMOTE,
             eager=settings.CELERY_TASK_ALWAYS_EAGER,
+            background=training_in_background_enabled(),
             production=production_model_version(),
         )
+
+
+def start_message(run_id: int) -> tuple[int, str]:
+    """What the banner after Start training says: where the run really went (the message level and its text)."""
+    dispatch, run, holder = training_run_dispatch(run_id=run_id)
+    name = f"Training run #{run.pk}"
+    if dispatch == RunDispatch.BACKGROUND:
+        return messages.SUCCESS, (
+            f"{name} started in the background of this server (no task broker is configured); this page follows its "
+            "progress, and Cancel stops it."
+        )
+    if dispatch == RunDispatch.WAITING:
+        if holder is None:
+            return messages.INFO, f"{name} is queued: it starts in the background of this server when the lock is free."
+        return messages.INFO, (
+            f"{name} is queued behind {holder}: it starts in the background of this server when that one ends."
+        )
+    if dispatch == RunDispatch.WORKERS:
+        return messages.SUCCESS, f"{name} queued for the training workers (queue `training`); this page follows it."
+    tone = messages.SUCCESS if run.status == TrainingRun.Status.SUCCEEDED else messages.WARNING
+    return tone, f"{name} already ended: {run.get_status_display().lower()}."
 
 
 class CancelTrainingView(AdminPageView):

@@ -1,0 +1,194 @@
+"""The review desk: one coin at a time, photos side by side, one form, keyboard first (static/admin-review/review.js).
+
+Thin views over predictions.review (claims, decisions, undo) and the selectors: a curator reaches a coin from the
+queue only by claiming it, so two curators working the queue at once never get the same coin; "next" and "skip"
+claim the next coin nobody else holds, in the queue's own order and filters (carried in `_changelist_filters`).
+"""
+
+from __future__ import annotations
+
+import copy
+
+from django.contrib import messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect, QueryDict
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.http import urlencode
+
+from .. import review, selectors
+from ..models import Coin, Correction
+from ..roles import can_review
+from .base import image_url
+from .forms import CoinReviewForm
+
+
+class ReviewDeskMixin:
+    """The review desk's URLs and views, mixed into CoinAdmin (it uses the admin's changelist as the queue)."""
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("review/", view(self.review_start_view), name="predictions_coin_review_start"),
+            path("<int:coin_id>/review/", view(self.review_view), name="predictions_coin_review"),
+            path("review/undo/<int:correction_id>/", view(self.review_undo_view), name="predictions_coin_review_undo"),
+            *super().get_urls(),
+        ]
+
+    def review_start_view(self, request: HttpRequest) -> HttpResponse:
+        """Start reviewing, or skip (`?after=<coin id>`): claim the next coin of the queue as the changelist shows it
+        (same filters and order) that no other curator holds, and open it."""
+        if not can_review(request.user):
+            raise PermissionDenied
+        after = request.GET.get("after", "")
+        candidates = self._queue_candidates(request, after_id=int(after) if after.isdigit() else None)
+        return self._redirect_to_coin(request, review.coin_claim_next(candidates=candidates, curator=request.user))
+
+    def review_view(self, request: HttpRequest, coin_id: int) -> HttpResponse:
+        """Photos side by side, the prediction, earlier decisions, one form; opening it claims the coin, saving opens
+        the next unclaimed coin of the queue."""
+        if not can_review(request.user):
+            raise PermissionDenied
+        coin = selectors.coin_get_for_review(coin_id=coin_id)
+        status = 200
+        if request.method == "POST":
+            form = CoinReviewForm(request.POST, confirm_year=coin.display_year)
+            if form.is_valid():
+                candidates = self._queue_candidates(request, after_id=coin.pk)  # the queue as it was, after this coin
+                old_year = coin.display_year
+                try:
+                    correction = review.coin_review_decide(
+                        coin=coin,
+                        curator=request.user,
+                        year=form.cleaned_data["year"],
+                        exclude=form.cleaned_data["exclude"],
+                    )
+                except ValidationError as error:
+                    form.add_error(None, error)
+                else:
+                    self.message_user(request, _decision_message(coin, correction, old_year), messages.SUCCESS)
+                    next_id = review.coin_claim_next(candidates=candidates, curator=request.user)
+                    return self._redirect_to_coin(request, next_id)
+            status = 400
+        else:
+            form = CoinReviewForm(confirm_year=coin.display_year)
+        held = review.coin_claim(coin_id=coin.pk, curator=request.user)
+        if not held:
+            coin.refresh_from_db(fields=["claimed_by", "claimed_until"])
+        queue = self._queue(request)
+        predictions = sorted(coin.predictions.all(), key=lambda p: (p.created_at, p.pk), reverse=True)
+        context = {
+            **self.admin_site.each_context(request),
+            "is_nav_sidebar_enabled": False,  # the photos need the width
+            "title": f"Review coin #{coin.pk}",
+            "opts": self.opts,
+            "coin": coin,
+            "held": held,
+            "claim_minutes": review.claim_seconds() // 60,
+            "prediction": predictions[0] if predictions else None,
+            "earlier_predictions": predictions[1:],
+            "corrections": sorted(coin.corrections.all(), key=lambda c: c.pk, reverse=True),
+            "form": form,
+            "confirm_year": coin.display_year,
+            "front_url": image_url(coin, "front"),
+            "back_url": image_url(coin, "back"),
+            "queue_count": queue.result_count,
+            "in_queue": queue.queryset.filter(pk=coin.pk).exists(),
+            "skip_url": self._skip_url(request, coin.pk),
+            "changelist_url": self._changelist_url(request),
+            "preserved_filters": self.get_preserved_filters(request),
+            "progress": selectors.review_progress(curator=request.user),
+            "undoable": [
+                (correction, self._undo_url(request, correction))
+                for correction in selectors.corrections_undoable(
+                    curator=request.user, within_seconds=review.undo_seconds()
+                )
+            ],
+            "undo_minutes": review.undo_seconds() // 60,
+        }
+        return TemplateResponse(request, "admin/predictions/coin/review.html", context, status=status)
+
+    def review_undo_view(self, request: HttpRequest, correction_id: int) -> HttpResponse:
+        """Undo one of the curator's own last decisions (POST), then open that coin again (claimed for them)."""
+        if not can_review(request.user):
+            raise PermissionDenied
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        try:
+            undo = review.correction_undo(correction_id=correction_id, curator=request.user)
+        except ValidationError as error:
+            self.message_user(request, " ".join(error.messages), messages.ERROR)
+            back = request.POST.get("next_coin", "")
+            if back.isdigit():
+                return HttpResponseRedirect(self._coin_url(request, int(back)))
+            return HttpResponseRedirect(self._changelist_url(request))
+        restored = (
+            "excluded from training"
+            if undo.excluded
+            else (f"verified {undo.new_year}" if undo.new_year is not None else "back in the queue")
+        )
+        self.message_user(request, f"Undone: coin #{undo.coin_id} is {restored} again.", messages.SUCCESS)
+        return HttpResponseRedirect(self._coin_url(request, undo.coin_id))
+
+    # --- the queue the curator works -------------------------------------------------------------------------------
+
+    def _queue(self, request: HttpRequest):
+        """The changelist the curator came from: its filters, search and order travel in `_changelist_filters`."""
+        queue_request = copy.copy(request)
+        queue_request.GET = QueryDict(request.GET.get("_changelist_filters", ""))
+        try:
+            return self.get_changelist_instance(queue_request)
+        except IncorrectLookupParameters:
+            queue_request.GET = QueryDict("")
+            return self.get_changelist_instance(queue_request)
+
+    def _queue_candidates(self, request: HttpRequest, *, after_id: int | None) -> list[int]:
+        """Ids of the queue (its order) that this curator may claim: those after `after_id`, or all of them when
+        `after_id` is None or not (or no longer) in it. Coins other curators hold are left out here already; one
+        claimed meanwhile is skipped by the claim itself."""
+        queryset = self._queue(request).queryset.filter(review.claimable_by(request.user))
+        ids = list(queryset.values_list("pk", flat=True))
+        if after_id in ids:
+            return ids[ids.index(after_id) + 1 :]
+        return ids
+
+    # --- URLs ----------------------------------------------------------------------------------------------------------
+
+    def _coin_url(self, request: HttpRequest, coin_id: int) -> str:
+        url = reverse("admin:predictions_coin_review", kwargs={"coin_id": coin_id})
+        preserved = self.get_preserved_filters(request)
+        return f"{url}?{preserved}" if preserved else url
+
+    def _skip_url(self, request: HttpRequest, coin_id: int) -> str:
+        """Skip: claim the next free coin after this one (the claim on this one is released by taking the next)."""
+        query = {"after": coin_id}
+        filters = request.GET.get("_changelist_filters", "")
+        if filters:
+            query["_changelist_filters"] = filters
+        return f"{reverse('admin:predictions_coin_review_start')}?{urlencode(query)}"
+
+    def _undo_url(self, request: HttpRequest, correction: Correction) -> str:
+        url = reverse("admin:predictions_coin_review_undo", kwargs={"correction_id": correction.pk})
+        preserved = self.get_preserved_filters(request)
+        return f"{url}?{preserved}" if preserved else url
+
+    def _changelist_url(self, request: HttpRequest) -> str:
+        url = reverse("admin:predictions_coin_changelist")
+        filters = request.GET.get("_changelist_filters", "")
+        return f"{url}?{filters}" if filters else url
+
+    def _redirect_to_coin(self, request: HttpRequest, coin_id: int | None) -> HttpResponseRedirect:
+        if coin_id is None:
+            self.message_user(request, "No more coins in this queue that nobody else is reviewing.", messages.INFO)
+            return HttpResponseRedirect(self._changelist_url(request))
+        return HttpResponseRedirect(self._coin_url(request, coin_id))
+
+
+def _decision_message(coin: Coin, correction: Correction, old_year: int | None) -> str:
+    if correction.excluded:
+        kept = f" (year {correction.new_year})" if correction.new_year is not None else ""
+        return f"Coin #{coin.pk}: photos marked unusable, excluded from training{kept}."
+    if correction.new_year == old_year:
+        return f"Coin #{coin.pk}: confirmed {correction.new_year}."
+    return f"Coin #{coin.pk}: corrected {old_year} → {correction.new_year}."

@@ -1,0 +1,106 @@
+"""The review queue's filters: review state (the queue itself by default), order (most uncertain first by default),
+decade of the predicted year."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.db.models import F
+
+from .. import selectors
+
+QUEUE_ORDERS = {
+    # Where a label helps most first: the coins the model is least sure of (selectors.coin_review_list's
+    # pred_uncertainty); among equals, the oldest.
+    "uncertain": (F("pred_uncertainty").desc(nulls_last=True), "created_at", "id"),
+    "oldest": ("created_at", "id"),
+    "newest": ("-created_at", "-id"),
+}
+DEFAULT_ORDER = "uncertain"
+
+
+class DefaultChoiceFilter(admin.SimpleListFilter):
+    """A filter with a default choice instead of "All": no parameter in the URL means `default`."""
+
+    default: str = ""
+
+    def value(self):
+        return super().value() or self.default
+
+    def choices(self, changelist):
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": self.value() == str(lookup),
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
+
+class ReviewStateFilter(DefaultChoiceFilter):
+    """Opening the coin list shows the queue (awaiting review); the other states are a click away, coins their
+    collectors deleted (kept for the audit trail and the labels) among them."""
+
+    title = "review state"
+    parameter_name = "state"
+    default = "awaiting"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("awaiting", "Awaiting review"),
+            ("verified", "Verified"),
+            ("excluded", "Excluded from training"),
+            ("deleted", "Deleted by the collector"),
+            ("all", "All coins"),
+        ]
+
+    def queryset(self, request, queryset):
+        match self.value():
+            case "awaiting":
+                return queryset.filter(selectors.AWAITING_REVIEW)
+            case "verified":
+                return queryset.filter(verified_year__isnull=False)
+            case "excluded":
+                return queryset.filter(excluded_from_training=True)
+            case "deleted":
+                return queryset.filter(deleted_at__isnull=False)
+            case "all":
+                return queryset
+        raise IncorrectLookupParameters(f"Unknown review state {self.value()!r}.")
+
+
+class QueueOrderFilter(DefaultChoiceFilter):
+    """Which coin comes next: most uncertain first (where a label teaches the model most), oldest or newest first.
+
+    The ordering itself is applied by CoinAdmin.get_ordering(), so the review page's "next coin" follows it too.
+    """
+
+    title = "order"
+    parameter_name = "order"
+    default = DEFAULT_ORDER
+
+    def lookups(self, request, model_admin):
+        return [("uncertain", "Most uncertain first"), ("oldest", "Oldest first"), ("newest", "Newest first")]
+
+    def queryset(self, request, queryset):
+        if self.value() not in QUEUE_ORDERS:
+            raise IncorrectLookupParameters(f"Unknown order {self.value()!r}.")
+        return queryset
+
+
+class DecadeFilter(admin.SimpleListFilter):
+    """Decade of the latest predicted year (only decades some prediction falls in are offered)."""
+
+    title = "decade of the predicted year"
+    parameter_name = "decade"
+
+    def lookups(self, request, model_admin):
+        return [(str(decade), f"{decade}s") for decade in selectors.prediction_decades()]
+
+    def queryset(self, request, queryset):
+        if self.value() is None:
+            return queryset
+        try:
+            decade = int(self.value())
+        except ValueError as error:
+            raise IncorrectLookupParameters(f"Not a decade: {self.value()!r}.") from error
+        return queryset.filter(pred_year__gte=decade, pred_year__lt=decade + 10)
