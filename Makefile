@@ -15,7 +15,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/coinsite
 # http on 127.0.0.1, hence DJANGO_HTTPS=0 (behind a TLS proxy, leave it on).
 DIST_SECRET := var/distributed/secret-key
 DIST_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/coinsite CELERY_BROKER_URL=redis://127.0.0.1:6379/0 \
-	MLFLOW_TRACKING_URI=http://127.0.0.1:5000 COINSITE_VAR_DIR=$(CURDIR)/var/distributed \
+	MLFLOW_TRACKING_URI=http://127.0.0.1:5000 COINSITE_VAR_DIR=$(CURDIR)/var/distributed CACHE_URL=redis://127.0.0.1:6379/1 \
 	DJANGO_DEBUG=0 DJANGO_HTTPS=0 DJANGO_SECRET_KEY="$$(cat $(DIST_SECRET))"
 # The Procfile's long-running processes; its `release` step (migrate + collectstatic) runs before them, once.
 DIST_PROCESSES := mlflow web inference training beat
