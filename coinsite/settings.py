@@ -228,6 +228,10 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 20,
     "EXCEPTION_HANDLER": "predictions.api_errors.exception_handler",
     "DEFAULT_THROTTLE_RATES": COINSITE_THROTTLE_RATES,
+    # A client's address for the per-address limits: REMOTE_ADDR, or with N trusted proxies in front (a TLS proxy: 1)
+    # the address the nearest one appended to X-Forwarded-For. DRF's default (None) trusts the whole header, which a
+    # password guesser can set to anything, a new address per try.
+    "NUM_PROXIES": env.int("COINSITE_NUM_PROXIES", default=0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "coinsite API",

@@ -19,6 +19,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from coinsite.lockout import locked_message, seconds_locked
 from registry.selectors import production_model_version
 
 from . import selectors, services
@@ -404,8 +405,12 @@ class TokenApi(BaseApi):
     def post(self, request):
         serializer = TokenInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        # With the request, so a failure sends user_login_failed (the login lockout counts those) and a locked
-        # account is refused by the authentication backend like a wrong password.
+        # A locked account (coinsite.lockout) is told so, with when to retry; any username may be locked, so this
+        # says nothing about which accounts exist.
+        seconds = seconds_locked(serializer.validated_data["username"])
+        if seconds:
+            raise exceptions.Throttled(wait=seconds, detail=locked_message(seconds))
+        # With the request, so a failure sends user_login_failed (the login lockout counts those).
         user = authenticate(request=request, **serializer.validated_data)
         if user is None:
             raise exceptions.ValidationError(WRONG_CREDENTIALS)

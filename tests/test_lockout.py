@@ -81,3 +81,4 @@ def test_other_accounts_are_not_locked(client):
         sign_in(client, "dave", f"guess-{n}")
 
     assert sign_in(client, "erin", PASSWORD).status_code == 302
+

@@ -119,7 +119,8 @@ def test_a_locked_account_gets_no_token_even_with_the_right_password(collector, 
 
     response = client.post("/api/token", {"username": collector.username, "password": PASSWORD}, format="json")
 
-    assert response.status_code == 400 and response.json() == WRONG
+    assert response.status_code == 429 and "sign-in is locked" in response.json()["error"]
+    assert 14 * 60 < int(response["Retry-After"]) <= 15 * 60  # the lockout's own time, not the throttle's
     assert not Token.objects.exists()
 
 

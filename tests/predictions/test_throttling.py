@@ -244,6 +244,32 @@ def test_token_requests_are_counted_per_address_whoever_asks(rates):
     assert elsewhere.post("/api/token", {"username": "x", "password": "y"}, format="json").status_code == 400
 
 
+def test_a_forged_forwarded_for_header_does_not_reset_the_count(rates):
+    rates(token="2/min")
+    guesser = APIClient(REMOTE_ADDR="203.0.113.7")
+    statuses = [
+        guesser.post("/api/token", {"username": "x", "password": "y"}, HTTP_X_FORWARDED_FOR=f"10.0.0.{n}").status_code
+        for n in range(3)
+    ]
+
+    assert statuses == [400, 400, 429]
+
+
+def test_behind_a_proxy_the_address_it_forwarded_is_counted(rates, settings):
+    # given one trusted proxy (COINSITE_NUM_PROXIES=1): every request comes from its address
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    rates(token="1/min")
+    proxy = APIClient(REMOTE_ADDR="10.0.0.1")
+
+    # when two clients ask through it (the client may forge the start of the header, not what the proxy appends)
+    first = proxy.post("/api/token", {"username": "x", "password": "y"}, HTTP_X_FORWARDED_FOR="1.1.1.1, 203.0.113.7")
+    again = proxy.post("/api/token", {"username": "x", "password": "y"}, HTTP_X_FORWARDED_FOR="9.9.9.9, 203.0.113.7")
+    other = proxy.post("/api/token", {"username": "x", "password": "y"}, HTTP_X_FORWARDED_FOR="198.51.100.1")
+
+    # then each is counted under its own address
+    assert (first.status_code, again.status_code, other.status_code) == (400, 429, 400)
+
+
 def test_the_token_endpoint_allows_10_calls_a_minute_by_default():
     client = APIClient()
     statuses = [client.post("/api/token", {"username": "x", "password": "y"}).status_code for _ in range(11)]
