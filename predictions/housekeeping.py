@@ -18,6 +18,12 @@ logger = logging.getLogger(__name__)
 
 FIRST_RUN_AFTER_SECONDS = 10.0
 _started = threading.Event()
+_stop = threading.Event()
+
+
+def timer_stop() -> None:
+    """Stop the timer thread at its next wake-up (tests; a process that shuts down just exits)."""
+    _stop.set()
 
 
 def timer_start_if_enabled() -> threading.Thread | None:
@@ -26,6 +32,7 @@ def timer_start_if_enabled() -> threading.Thread | None:
     if interval <= 0 or not settings.CELERY_TASK_ALWAYS_EAGER or _started.is_set():
         return None
     _started.set()
+    _stop.clear()
     thread = threading.Thread(target=_loop, args=(float(interval),), name="housekeeping", daemon=True)
     thread.start()
     logger.info("housekeeping timer: sweeps every %d s (no beat on the embedded default)", interval)
@@ -36,8 +43,7 @@ def _loop(interval: float) -> None:
     from .sweeps import housekeeping_run  # lazy: started from AppConfig.ready(), before models may be imported
 
     delay = min(FIRST_RUN_AFTER_SECONDS, interval)
-    stop = threading.Event()
-    while not stop.wait(delay):
+    while not _stop.wait(delay):
         delay = interval
         try:
             result = housekeeping_run()

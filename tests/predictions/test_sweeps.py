@@ -83,4 +83,6 @@ def test_embedded_timer_runs_the_sweeps_only_when_enabled_and_without_a_broker(s
     deadline = time.monotonic() + 10
     while not runs and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert runs == ["run"]
+    housekeeping.timer_stop()  # no thread outlives its test
+    thread.join(timeout=5)
+    assert runs == ["run"] and not thread.is_alive()
