@@ -63,7 +63,6 @@ def test_sweep_command_reports_and_requeues_coins_left_pending(settings, monkeyp
     assert "3 photo file(s) seen, 1 without a coin removed, 1 pending coin(s) asked for again" in out.getvalue()
 
 
-@pytest.mark.django_db(transaction=True)
 def test_embedded_timer_runs_the_sweeps_only_when_enabled_and_without_a_broker(settings, monkeypatch):
     runs: list[object] = []
     monkeypatch.setattr("predictions.sweeps.housekeeping_run", lambda: runs.append("run") or sweeps.SweepResult(0, 0, 0))
