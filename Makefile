@@ -17,7 +17,9 @@ DIST_SECRET := var/distributed/secret-key
 DIST_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/coinsite CELERY_BROKER_URL=redis://127.0.0.1:6379/0 \
 	MLFLOW_TRACKING_URI=http://127.0.0.1:5000 COINSITE_VAR_DIR=$(CURDIR)/var/distributed CACHE_URL=redis://127.0.0.1:6379/1 \
 	DJANGO_DEBUG=0 DJANGO_HTTPS=0 DJANGO_SECRET_KEY="$$(cat $(DIST_SECRET))"
-# The Procfile's long-running processes; its `release` step (migrate + collectstatic) runs before them, once.
+# Procfile.dev's processes: the production Procfile's web, workers and beat, plus a local MLflow server, and a web
+# that creates the demo users (printing their passwords) and the first model before it serves. The Procfile's
+# `release` step (migrate + collectstatic) runs before them, once.
 DIST_PROCESSES := mlflow web inference training beat
 
 .PHONY: help venv run run-distributed test test-fast test-postgres browser-deps bench bench-train lint demo clean \
@@ -53,7 +55,7 @@ run-distributed: venv ## PostgreSQL + Redis + Celery workers + beat + MLflow ser
 	@chmod 600 $(DIST_SECRET)
 	$(DIST_ENV) $(PY) manage.py migrate --noinput
 	$(DIST_ENV) $(PY) manage.py collectstatic --noinput
-	$(DIST_ENV) $(VENV)/bin/honcho -f Procfile start $(DIST_PROCESSES)
+	$(DIST_ENV) $(VENV)/bin/honcho -f Procfile.dev start $(DIST_PROCESSES)
 
 collectstatic: venv ## gather static files into STATIC_ROOT with whitenoise's manifest: every deployment runs it
 	$(PY) manage.py collectstatic --noinput

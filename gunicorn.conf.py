@@ -1,11 +1,27 @@
-"""gunicorn settings, read from the working directory by `make run-distributed` (Procfile) and `make bench` alike.
+"""gunicorn settings, read from the working directory by the Procfiles (`make run-distributed`) and `make bench` alike.
 
 One worker process per core, each with a few threads: a request holds its process's GIL while it parses a 13 MB
 JSON body, so threads alone leave the second core idle; the threads overlap photo decoding and disk writes, which
 release the GIL. Each process loads the Production model once and follows the alias on its own.
+
+Metrics: each worker counts into its own files under PROMETHEUS_MULTIPROC_DIR (prometheus_client's multiprocess
+mode), and /metrics, answered by any one worker, sums them all (coinsite/metrics.py). The variable must be set
+before any worker imports prometheus_client, hence here, in the master, before it forks; unset, it is a folder
+under COINSITE_VAR_DIR. The master empties the folder when it starts (counters restart from zero with the server,
+which Prometheus reads as a counter reset) and forgets each worker that exits.
 """
 
 import os
+from pathlib import Path
+
+VAR_DIR = Path(os.environ.get("COINSITE_VAR_DIR", Path(__file__).resolve().parent / "var"))
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "prometheus"))
+
+# After the variable above: a worker inherits the master's modules, and prometheus_client picks its storage (files
+# or process memory) once, when first imported.
+from prometheus_client import multiprocess  # noqa: E402
+
+from coinsite.logformat import formatter_config  # noqa: E402
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", str(os.cpu_count() or 2)))
@@ -13,6 +29,39 @@ threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 worker_class = "gthread"
 timeout = 120
 graceful_timeout = 20
+
+# gunicorn's own lines (start, worker boots and deaths, timeouts) in the format of the site's (coinsite/settings.py
+# LOGGING): time, level, logger, process; JSON lines with LOG_FORMAT=json. To stderr, like the site's. No access line
+# per request, as gunicorn's default (request counts and latencies are in /metrics); GUNICORN_ACCESS_LOG=1 adds them.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"default": formatter_config(os.environ.get("LOG_FORMAT", "text"))},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"}},
+    "root": {"level": "INFO", "handlers": ["console"]},
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": ["console"], "propagate": False},
+        "gunicorn.access": {
+            "level": "INFO" if os.environ.get("GUNICORN_ACCESS_LOG") == "1" else "WARNING",
+            "handlers": ["console"],
+            "propagate": False,
+        },
+    },
+}
+
+
+def on_starting(server) -> None:
+    """Empty the metrics folder: files left by a previous server's workers (whose pids may be reused) would be summed
+    into this one's counters."""
+    folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink(missing_ok=True)
+
+
+def child_exit(server, worker) -> None:
+    """Drop a dead worker's live gauges; its counters and histograms stay in the sums, as Prometheus expects."""
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def post_worker_init(worker) -> None:

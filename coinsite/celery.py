@@ -3,9 +3,11 @@
 Without CELERY_BROKER_URL the settings make every task run eagerly in-process (the embedded default).
 """
 
+import logging.config
 import os
 
-from celery import Celery
+from celery import Celery, signals
+from django.conf import settings
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "coinsite.settings")
@@ -25,3 +27,13 @@ app.conf.task_acks_late = True
 app.conf.task_reject_on_worker_lost = True
 app.conf.worker_prefetch_multiplier = 1
 app.autodiscover_tasks()
+
+
+@signals.setup_logging.connect
+def logging_from_django_settings(loglevel: int | str | None = None, **kwargs) -> None:
+    """Workers log with the settings' LOGGING (time, level, logger; JSON lines with LOG_FORMAT=json) instead of
+    Celery's own format, which has no logger name; `--loglevel` still sets the root level. Connecting this signal
+    is Celery's documented way to keep it from configuring logging itself."""
+    logging.config.dictConfig(settings.LOGGING)
+    if loglevel:
+        logging.getLogger().setLevel(loglevel)

@@ -12,11 +12,16 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from coinsite.logformat import formatter_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("COINSITE_VAR_DIR", BASE_DIR / "var"))  # created at start-up: coinsite.apps
 
 env = environ.Env()
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# MLflow otherwise gives its loggers a handler and format of their own when imported; its lines then go through
+# LOGGING below like every other library's (same format, JSON with LOG_FORMAT=json, WARNING and up).
+os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
 
 # pytest (>= 8.2) sets PYTEST_VERSION for its whole session, subprocesses included: the suite runs the production
 # defaults (DEBUG off, manifest static files) but needs no secret and speaks plain http to its test servers.
@@ -53,7 +58,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First, so every response carries the policy (redirects and static files too) and views see request.csp_nonce.
+    # Outermost, so the latency it measures for /metrics includes every other middleware (coinsite/metrics.py).
+    "coinsite.metrics.RequestLatencyMiddleware",
+    # Next, so every response carries the policy (redirects and static files too) and views see request.csp_nonce.
     "coinsite.csp.ContentSecurityPolicyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -258,10 +265,36 @@ if HTTPS:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
 
+# /metrics (coinsite/metrics.py) answers scrapers from these networks (REMOTE_ADDR, or with COINSITE_NUM_PROXIES the
+# address the nearest proxy appended to X-Forwarded-For), or anyone sending `Authorization: Bearer <METRICS_TOKEN>`.
+# METRICS_ALLOWED_NETWORKS= (empty) leaves the token as the only way in.
+METRICS_ALLOWED_NETWORKS = env.list(
+    "METRICS_ALLOWED_NETWORKS",
+    default=["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"],
+)
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+
+# Every line carries time, level and logger (and the process: several gunicorn and Celery workers write to one
+# stream); LOG_FORMAT=json writes one JSON object per line (coinsite/logformat.py). Celery workers use this too
+# (coinsite/celery.py), gunicorn's own loggers the same formats (gunicorn.conf.py).
+LOG_FORMAT = env("LOG_FORMAT", default="text")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {"default": formatter_config(LOG_FORMAT)},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "default"}},
     "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", default="INFO")},
     "loggers": {"alembic": {"level": "WARNING"}, "mlflow": {"level": "WARNING"}},
 }
+
+# Errors to Sentry when SENTRY_DSN is set (web and Celery workers alike); no personal data, no performance traces
+# unless SENTRY_TRACES_SAMPLE_RATE asks for a share of them.
+SENTRY_DSN = env("SENTRY_DSN", default="")
+if SENTRY_DSN:
+    from coinsite.sentry import sentry_init
+
+    sentry_init(
+        dsn=SENTRY_DSN,
+        environment=env("SENTRY_ENVIRONMENT", default="production"),
+        traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
+    )

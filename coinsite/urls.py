@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from coinsite import health
+from coinsite import health, metrics
 from coinsite.lockout import LockoutAdminAuthenticationForm
 
 # The admin's sign-in refuses locked accounts like the site's (coinsite.lockout).
@@ -12,6 +12,7 @@ admin.site.site_header = admin.site.site_title = "Coinsite administration"
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's init script as its own file (?script): no inline script, so the page passes

@@ -14,6 +14,7 @@ from registry.services import model_version_mirror
 from registry.serving import NoProductionModel, PairPrediction, get_batcher, predict_pairs
 from training.ml import images
 
+from .metrics import prediction_count_on_commit
 from .models import Coin, Prediction
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ def prediction_store(*, coin: Coin, result: PairPrediction, model_version=None) 
             uncertainty=result.uncertainty,
         )
         Coin.objects.filter(pk=coin.pk).update(status=Coin.Status.PREDICTED, status_detail="")
+        prediction_count_on_commit(version=result.version, rejected=prediction.rejected)
     coin.status = Coin.Status.PREDICTED
     return prediction
 

@@ -1,7 +1,7 @@
 """Set up a demo site: three role users, a few hundred generated coins, and a first trained model.
 
-Idempotent: `make run` and the distributed Procfile call it on every start; a second run creates nothing and trains
-nothing.
+Idempotent: `make run` and Procfile.dev (`make run-distributed`) call it on every start; a second run creates nothing
+and trains nothing. The production Procfile never runs it (it prints passwords).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Wait until the MLflow tracking server answers (the distributed Procfile starts web and MLflow together)."""
+"""Wait until the MLflow tracking server answers (Procfile.dev starts web and MLflow together)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait before giving up (default 120)")
+        parser.add_argument(
+            "--timeout", type=float, default=120.0, help="seconds to wait before giving up (default 120)"
+        )
         parser.add_argument("--interval", type=float, default=1.0, help="seconds between attempts (default 1)")
 
     def handle(self, *args, timeout: float, interval: float, **options) -> None:
@@ -41,11 +43,15 @@ class Command(BaseCommand):
                     last_error = f"HTTP {response.status}"
             except urllib.error.HTTPError as error:
                 if error.code < 500:  # it answers (e.g. auth in front of /health): up
-                    self.stdout.write(self.style.SUCCESS(f"MLflow tracking server at {shown} answers (HTTP {error.code})."))
+                    self.stdout.write(
+                        self.style.SUCCESS(f"MLflow tracking server at {shown} answers (HTTP {error.code}).")
+                    )
                     return
                 last_error = f"HTTP {error.code}"
             except (urllib.error.URLError, OSError) as error:
                 last_error = str(getattr(error, "reason", error))
             if time.monotonic() >= deadline:
-                raise CommandError(f"MLflow tracking server at {shown} did not answer within {timeout:g} s ({last_error}).")
+                raise CommandError(
+                    f"MLflow tracking server at {shown} did not answer within {timeout:g} s ({last_error})."
+                )
             time.sleep(interval)
