@@ -68,6 +68,21 @@ def short_date(moment: datetime | None) -> str:
     return format_html('<span class="mt-date" title="{}">{}</span>', local.strftime("%Y-%m-%d %H:%M:%S %Z"), text)
 
 
+def stacked_date(moment: datetime | None) -> str:
+    """ "Nov 23" over a small "20:07" (this year), or "2025-11-23" over the time: half the width of short_date(),
+    for a list with many columns (the model versions list at 1280 px); the full timestamp is in the tooltip."""
+    if moment is None:
+        return DASH
+    local = timezone.localtime(moment)
+    day = local.strftime("%b %d") if local.year == timezone.localtime().year else local.strftime("%Y-%m-%d")
+    return format_html(
+        '<span class="mt-date" title="{}">{}<small class="mt-cell-note">{}</small></span>',
+        local.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        day,
+        local.strftime("%H:%M"),
+    )
+
+
 def badge(text: str, tone: str) -> SafeString:
     return format_html('<span class="mt-badge mt-badge--{}">{}</span>', tone, text)
 
