@@ -164,7 +164,9 @@ class ModelVersionAdmin(ReadOnlyAdmin):
         if summary["interval_level"] is None:
             return fmt_share(summary["coverage"])
         return format_html(
-            '{}<small class="mt-cell-note">of {}</small>', fmt_share(summary["coverage"]), fmt_share(summary["interval_level"])
+            '{}<small class="mt-cell-note">of {}</small>',
+            fmt_share(summary["coverage"]),
+            fmt_share(summary["interval_level"]),
         )
 
     @admin.display(description="verdict", ordering="training_run__verdict")
