@@ -121,3 +121,35 @@ class CoinPhotoStats(models.Model):
 
     def __str__(self) -> str:
         return f"photo statistics of coin #{self.coin_id}"
+
+
+class OutOfFoldPrediction(models.Model):
+    """One training coin's answer from models that never trained on it, kept at the end of every training run: its
+    fold's model (K-fold cross-validation), or for the calibration holdout the K fold models together. The curators'
+    "suspect labels" list (training.services.label_check) compares them with the verified years: a label that
+    held-out models contradict with confidence is worth a second look (confident learning, as cleanlab does it).
+
+    p_label and p_top come from the date reader's year distribution at the run's calibrated temperature; the
+    regression head has none, so they stay empty and the list ranks by the distance in years instead.
+    """
+
+    training_run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="out_of_fold")
+    coin = models.ForeignKey("predictions.Coin", on_delete=models.CASCADE, related_name="out_of_fold_predictions")
+    label_year = models.PositiveSmallIntegerField(help_text="The year the run trained on (its frozen dataset's).")
+    predicted_year = models.SmallIntegerField(help_text="The held-out models' answer.")
+    fold = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="1-based; empty for the calibration holdout, which no fold model saw."
+    )
+    p_label = models.FloatField(null=True, blank=True, help_text="Probability of the label's year, 0..1.")
+    p_top = models.FloatField(null=True, blank=True, help_text="Probability of the predicted (most likely) year.")
+
+    class Meta:
+        verbose_name = "out-of-fold prediction"
+        constraints = [
+            models.UniqueConstraint(fields=["training_run", "coin"], name="outoffold_one_per_run_and_coin"),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"coin #{self.coin_id}: {self.predicted_year} against label {self.label_year} (run #{self.training_run_id})"
+        )

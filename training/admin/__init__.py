@@ -6,8 +6,9 @@ Everything else is read-only, for everyone, superusers included: the registry mi
 are history, and history edited by hand in a form is no longer evidence.
 
 Who may do what (registry.roles for model owners, predictions.roles for curators): model owners (and superusers) see
-and act; curators see only the "coins whose year moved" page (it is their work list after a re-score); collectors and
-anonymous visitors never get past the admin's login / 403.
+and act; curators see only the "coins whose year moved" page (their work list after a re-score) and the suspect
+labels (verified years the held-out answers of the last training run contradict); collectors and anonymous visitors
+never get past the admin's login / 403.
 
 Where things are: one module per ModelAdmin (model_versions, training_runs, dataset_versions, promotions); the pages
 they add in views/ (one AdminPageView each); the list actions and the verbs behind the buttons in actions.py; forms.py;

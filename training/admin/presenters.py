@@ -14,10 +14,12 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from predictions.admin.base import image_url
 from predictions.models import Coin
 from registry.models import ModelVersion, Promotion
 from training.models import TrainingRun
 from training.schemas import Comparison, RunMetrics, RunProgress
+from training.services.label_check import SuspectLabel
 
 DASH = "—"
 
@@ -66,6 +68,21 @@ def short_date(moment: datetime | None) -> str:
     local = timezone.localtime(moment)
     text = local.strftime("%b %d, %H:%M") if local.year == timezone.localtime().year else local.strftime("%Y-%m-%d")
     return format_html('<span class="mt-date" title="{}">{}</span>', local.strftime("%Y-%m-%d %H:%M:%S %Z"), text)
+
+
+def stacked_date(moment: datetime | None) -> str:
+    """ "Nov 23" over a small "20:07" (this year), or "2025-11-23" over the time: half the width of short_date(),
+    for a list with many columns (the model versions list at 1280 px); the full timestamp is in the tooltip."""
+    if moment is None:
+        return DASH
+    local = timezone.localtime(moment)
+    day = local.strftime("%b %d") if local.year == timezone.localtime().year else local.strftime("%Y-%m-%d")
+    return format_html(
+        '<span class="mt-date" title="{}">{}<small class="mt-cell-note">{}</small></span>',
+        local.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        day,
+        local.strftime("%H:%M"),
+    )
 
 
 def badge(text: str, tone: str) -> SafeString:
@@ -321,6 +338,68 @@ def mover_row(mover: dict[str, Any], *, verified_year: int | None) -> dict[str, 
         "new_version": mover["new_version"],
         "verified_year": verified_year,
     }
+
+
+@dataclass(frozen=True)
+class SuspectRow:
+    """One row of the suspect labels page: the figures of a SuspectLabel with its links, printable."""
+
+    rank: int
+    coin_id: int
+    review_url: str
+    front_thumb: str
+    back_thumb: str
+    verified_year: int
+    predicted_year: int
+    offset: str  # "+40" / "-3": how far (and which way) the held-out answer lies from the label
+    p_top: str  # the answer's probability as a percentage, "—" for the regression head
+    p_label: str
+    margin: str
+    threshold: str
+    held_out_by: str  # "fold 2" or "all folds" (the calibration holdout)
+    tier: str  # "confident" (the answer reaches its own year's threshold), "possible", or "" (regression head)
+    verified_by: str
+    verified_at: datetime | None
+    deleted: bool
+
+
+def suspect_rows(suspects: list[SuspectLabel]) -> list[SuspectRow]:
+    """The suspect labels page's rows, in the service's rank order (most certainly wrong first)."""
+    rows = []
+    for rank, suspect in enumerate(suspects, start=1):
+        coin = suspect.coin
+        offset = suspect.predicted_year - suspect.verified_year
+        rows.append(
+            SuspectRow(
+                rank=rank,
+                coin_id=coin.pk,
+                review_url=reverse("admin:predictions_coin_review", kwargs={"coin_id": coin.pk}),
+                front_thumb=image_url(coin, "front", thumb=True),
+                back_thumb=image_url(coin, "back", thumb=True),
+                verified_year=suspect.verified_year,
+                predicted_year=suspect.predicted_year,
+                offset=f"{offset:+d}",
+                p_top=fmt_share_fine(suspect.p_top),
+                p_label=fmt_share_fine(suspect.p_label),
+                margin=DASH if suspect.margin is None else f"{suspect.margin:.2f}",
+                threshold=fmt_share_fine(suspect.threshold),
+                held_out_by="all folds" if suspect.fold is None else f"fold {suspect.fold}",
+                tier="" if suspect.p_label is None else "confident" if suspect.confident else "possible",
+                verified_by=suspect.verified_by or f"{coin.get_source_display().lower()} label",
+                verified_at=suspect.verified_at,
+                deleted=coin.deleted_at is not None,
+            )
+        )
+    return rows
+
+
+def fmt_share_fine(value: float | None) -> str:
+    """A probability as a percentage with the small ones kept apart from zero ("0.3%", "<0.1%", "97%")."""
+    if value is None:
+        return DASH
+    if value >= 0.1:
+        return f"{value * 100:.0f}%"
+    return f"{value * 100:.1f}%" if value >= 0.001 else "<0.1%"
 
 
 def promotion_timeline(moves: list[Promotion]) -> list[dict[str, Any]]:

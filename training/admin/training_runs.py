@@ -33,7 +33,7 @@ from .presenters import (
     short_date,
     verdict_badge,
 )
-from .views import CancelTrainingView, StartTrainingView
+from .views import CancelTrainingView, StartTrainingView, SuspectLabelsView
 
 ACTIVE = (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING)
 
@@ -233,6 +233,7 @@ class TrainingRunAdmin(ReadOnlyAdmin):
             self.page_urls(
                 ("start/", StartTrainingView, "start"),
                 ("<int:pk>/cancel/", CancelTrainingView, "cancel"),
+                ("suspect-labels/", SuspectLabelsView, "suspects"),
             )
             + super().get_urls()
         )

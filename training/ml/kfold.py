@@ -57,6 +57,16 @@ class FitResult:
     interval_rows: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))  # date reader: truth, year, low, high
     # normalised (front, back) float16 photos of a seeded sample of the coins, for the int8 graph (quantize.py)
     quantization_photos: tuple[np.ndarray, np.ndarray] | None = None
+    # date reader, aligned with oof_index: the out-of-fold model's probability (at the calibrated temperature) of the
+    # label's year and of its own answer (the most likely year); empty for the regression head, which has no
+    # distribution. The curators' "suspect labels" list ranks labels by them (training.services.label_check).
+    oof_p_label: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    oof_p_top: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # the calibration holdout (aligned with calibration_index), which no fold model saw: the ensemble's answer and,
+    # for the date reader, the probabilities of the fold mixture, so that every coin of the run gets a held-out answer
+    holdout_pred: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    holdout_p_label: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    holdout_p_top: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def interval_halfwidth(self) -> float:
@@ -219,6 +229,7 @@ def fit(
     history: list[dict[str, float]] = []
     oof_pred = np.zeros(len(cv_index))
     oof_fold = np.zeros(len(cv_index), dtype=np.int64)
+    oof_log_p: np.ndarray | None = None  # date reader: (len(cv_index), Y) log p(year) of the fold that held it out
     fresh_predictions = []  # per fold model: years on the calibration holdout (or on all CV coins, see below)
     fresh_reads: list[tuple[np.ndarray, np.ndarray]] = []  # date reader: (log p(year), coin score) per fold model
     negative_reads: list[np.ndarray] = []  # date reader: coin scores of generated non-coin photos per fold model
@@ -244,8 +255,16 @@ def fit(
             history=history,
         )
         val_loader = make_loader(Subset(eval_view, val_idx.tolist()), batch_size=2 * config.batch_size, shuffle=False)
-        prediction, _ = predict(model, val_loader, device=device)
-        predicted_years = denormalise_year(prediction, config)
+        if isinstance(model, CoinDateModel):
+            # One pass gives the distribution and the answer (its most likely year, as forward() answers it).
+            log_p, _ = reader_outputs(model, val_loader, device=device)
+            if oof_log_p is None:
+                oof_log_p = np.zeros((len(cv_index), log_p.shape[1]))
+            oof_log_p[val_pos] = log_p
+            predicted_years = (config.year_min + log_p.argmax(1)).astype(np.float64)
+        else:
+            prediction, _ = predict(model, val_loader, device=device)
+            predicted_years = denormalise_year(prediction, config)
         oof_pred[val_pos] = predicted_years
         oof_fold[val_pos] = fold
         metrics = regression_metrics(years[val_idx], predicted_years)
@@ -277,6 +296,14 @@ def fit(
             [r[0] for r in fresh_reads], [r[1] for r in fresh_reads], negative_reads, truth, config
         )
         calibration = dataclasses.replace(calibration, **reader_calibration)
+    oof_p = None if oof_log_p is None else _softmax(oof_log_p / calibration.temperature)
+    oof_p_label, oof_p_top = _confidence(oof_p, years[cv_index], config)
+    holdout_pred = fresh_matrix.mean(axis=0) if holdout else np.zeros(0)
+    holdout_p = None
+    if fresh_reads and holdout:  # the served answer: the fold models' mixture at the temperature, its top year
+        holdout_p = np.mean([_softmax(r[0] / calibration.temperature) for r in fresh_reads], axis=0)
+        holdout_pred = (config.year_min + holdout_p.argmax(1)).astype(np.float64)
+    holdout_p_label, holdout_p_top = _confidence(holdout_p, years[calibration_index], config)
     summary_metrics = summarise_folds(fold_metrics)
     if fresh_reads:
         summary_metrics.update(reader_metrics)
@@ -337,7 +364,28 @@ def fit(
         calibration_fold_pred=fresh_matrix if holdout else np.zeros((config.folds, 0)),
         interval_rows=interval_rows if fresh_reads else np.zeros((0, 4)),
         quantization_photos=quantization_photos,
+        oof_p_label=oof_p_label,
+        oof_p_top=oof_p_top,
+        holdout_pred=holdout_pred,
+        holdout_p_label=holdout_p_label,
+        holdout_p_top=holdout_p_top,
     )
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def _confidence(p: np.ndarray | None, truth: np.ndarray, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(p(label's year), p(most likely year)) per coin of p (N, Y); a label outside the reader's year range has
+    probability 0. Empty without a distribution (the regression head)."""
+    if p is None:
+        return np.zeros(0), np.zeros(0)
+    index = np.round(truth).astype(np.int64) - config.year_min
+    inside = (index >= 0) & (index < p.shape[1])
+    p_label = np.where(inside, p[np.arange(len(p)), np.clip(index, 0, p.shape[1] - 1)], 0.0)
+    return p_label, p.max(axis=1)
 
 
 QUANTIZATION_PAIRS = 96

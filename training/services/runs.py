@@ -36,6 +36,7 @@ from ..signals import training_run_queued
 from .comparison import model_version_compare
 from .datasets import dataset_freeze, dataset_samples
 from .finetune import _fine_tune_checks, _fine_tune_setup
+from .label_check import out_of_fold_store
 from .lease import _lease_acquire, _lease_renew, _run_finish
 
 logger = logging.getLogger(__name__)
@@ -296,6 +297,8 @@ def _training_run_work(*, run_id: int, progress: bool, on_epoch: Callable | None
             regressed = final_check(result)
             if regressed:
                 raise FineTuneRegressed(regressed + "; the candidate was discarded (nothing registered)")
+        hooks.beat(stage="keeping the held-out answers")
+        out_of_fold_store(run_id=run_id, result=result, samples=train_samples)  # the curators' suspect labels
         hooks.beat(stage="logging to MLflow")
         summary = tracker.log_result(result, training_set.manifest)
         metrics = _run_metrics(summary, result)

@@ -96,6 +96,28 @@ def test_fit_returns_fold_metrics_with_the_constant_baseline_and_the_interval():
     summary = result.summary()
     assert "baseline" in summary and "std of predictions" in summary
     assert result.to_dict()["metrics"]["mae"] == result.metrics["mae"]
+    # and every coin has a held-out answer: its fold's for the 26, the fold ensemble's for the 22 held out from all
+    assert len(result.holdout_pred) == 22 and np.allclose(result.holdout_pred, result.calibration_fold_pred.mean(0))
+    assert len(result.oof_p_label) == 0  # the regression head has no distribution
+
+
+def test_date_reader_fit_keeps_the_held_out_probability_of_every_label():
+    # given 44 generated coins read by the date reader, 20 of them held out from every fold
+    from tests.conftest import TINY_READER_OVERRIDES, _fit_generated
+
+    result = _fit_generated([*TINY_READER_OVERRIDES, "calibration_share=0.45"], count=44, seed=5)
+    cv, held = len(result.oof_index), len(result.calibration_index)
+    assert (cv, held) == (24, 20)
+    # then the out-of-fold answer is the most likely year, and both probabilities are probabilities
+    for p_label, p_top, answers in (
+        (result.oof_p_label, result.oof_p_top, result.oof_pred),
+        (result.holdout_p_label, result.holdout_p_top, result.holdout_pred),
+    ):
+        assert len(p_label) == len(p_top) == len(answers)
+        assert np.all((0 <= p_label) & (p_label <= p_top + 1e-12) & (p_top <= 1))
+        assert np.all(answers == np.round(answers))
+    right = result.oof_pred == result.oof_true
+    assert np.allclose(result.oof_p_label[right], result.oof_p_top[right])  # where the answer is the label
 
 
 def test_fit_is_reproducible_with_the_same_seed():

@@ -1,12 +1,14 @@
 """The training admin's own pages, a class each on one AdminPageView (views/base.py), grouped by what they serve:
 promotion.py (Promote, Roll back), rescore.py (Re-score, coins whose year moved), artifacts.py (the run's plots),
-training.py (Start training, Cancel), monitoring.py (live accuracy and input drift)."""
+training.py (Start training, Cancel), monitoring.py (live accuracy and input drift), suspects.py (the curators'
+suspect labels)."""
 
 from .artifacts import ArtifactView, version_plots
 from .base import AdminPageView, rollback_target
 from .monitoring import MonitoringView
 from .promotion import PromoteView, RollbackView
 from .rescore import MoversView, RescoreView
+from .suspects import SuspectLabelsView
 from .training import CancelTrainingView, StartTrainingView
 
 __all__ = [
@@ -19,6 +21,7 @@ __all__ = [
     "RescoreView",
     "RollbackView",
     "StartTrainingView",
+    "SuspectLabelsView",
     "rollback_target",
     "version_plots",
 ]
