@@ -45,7 +45,7 @@ demo: venv ## migrate, create demo users, demo coins and the first trained model
 
 run: demo ## set everything up and serve http://127.0.0.1:8000 on the embedded default
 	@echo "Serving coinsite on http://127.0.0.1:8000 (Ctrl-C stops)"
-	COINSITE_HOUSEKEEPING_SECONDS=300 $(PY) manage.py runserver 127.0.0.1:8000 --noreload
+	COINSITE_HOUSEKEEPING_SECONDS=300 COINSITE_WARM_UP_MODEL=1 $(PY) manage.py runserver 127.0.0.1:8000 --noreload
 
 run-distributed: venv ## PostgreSQL + Redis + Celery workers + beat + MLflow server + gunicorn, one Ctrl-C stops all
 	@psql -h 127.0.0.1 -U postgres -tc "SELECT 1 FROM pg_database WHERE datname='coinsite'" | grep -q 1 \
