@@ -14,13 +14,16 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/coinsite
 # The distributed deployment on this machine: production settings (DEBUG off, a generated secret key) over plain
 # http on 127.0.0.1, hence DJANGO_HTTPS=0 (behind a TLS proxy, leave it on).
 DIST_SECRET := var/distributed/secret-key
+DIST_S3_SECRET := var/distributed/s3-secret
 DIST_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/coinsite CELERY_BROKER_URL=redis://127.0.0.1:6379/0 \
 	MLFLOW_TRACKING_URI=http://127.0.0.1:5000 COINSITE_VAR_DIR=$(CURDIR)/var/distributed CACHE_URL=redis://127.0.0.1:6379/1 \
-	DJANGO_DEBUG=0 DJANGO_HTTPS=0 DJANGO_SECRET_KEY="$$(cat $(DIST_SECRET))"
+	DJANGO_DEBUG=0 DJANGO_HTTPS=0 DJANGO_SECRET_KEY="$$(cat $(DIST_SECRET))" \
+	AWS_STORAGE_BUCKET_NAME=coinsite AWS_S3_ENDPOINT_URL=http://127.0.0.1:9000 AWS_ACCESS_KEY_ID=coinsite \
+	AWS_SECRET_ACCESS_KEY="$$(cat $(DIST_S3_SECRET))"
 # Procfile.dev's processes: the production Procfile's web, workers and beat, plus a local MLflow server, and a web
 # that creates the demo users (printing their passwords) and the first model before it serves. The Procfile's
 # `release` step (migrate + collectstatic) runs before them, once.
-DIST_PROCESSES := mlflow web inference training beat
+DIST_PROCESSES := s3 mlflow web inference training beat
 
 .PHONY: help venv run run-distributed test test-fast test-postgres browser-deps bench bench-train lint demo clean \
 	pretrain measure-reader collectstatic fuzz
@@ -45,14 +48,15 @@ demo: venv ## migrate, create demo users, demo coins and the first trained model
 
 run: demo ## set everything up and serve http://127.0.0.1:8000 on the embedded default
 	@echo "Serving coinsite on http://127.0.0.1:8000 (Ctrl-C stops)"
-	COINSITE_HOUSEKEEPING_SECONDS=300 $(PY) manage.py runserver 127.0.0.1:8000 --noreload
+	COINSITE_HOUSEKEEPING_SECONDS=300 COINSITE_WARM_UP_MODEL=1 $(PY) manage.py runserver 127.0.0.1:8000 --noreload
 
 run-distributed: venv ## PostgreSQL + Redis + Celery workers + beat + MLflow server + gunicorn, one Ctrl-C stops all
 	@psql -h 127.0.0.1 -U postgres -tc "SELECT 1 FROM pg_database WHERE datname='coinsite'" | grep -q 1 \
 		|| psql -h 127.0.0.1 -U postgres -c "CREATE DATABASE coinsite"
-	mkdir -p var/distributed
+	mkdir -p var/distributed/s3/coinsite
 	@test -s $(DIST_SECRET) || (umask 077 && $(PY) -c "import secrets; print(secrets.token_urlsafe(50))" > $(DIST_SECRET))
-	@chmod 600 $(DIST_SECRET)
+	@test -s $(DIST_S3_SECRET) || (umask 077 && $(PY) -c "import secrets; print(secrets.token_urlsafe(30))" > $(DIST_S3_SECRET))
+	@chmod 600 $(DIST_SECRET) $(DIST_S3_SECRET)
 	$(DIST_ENV) $(PY) manage.py migrate --noinput
 	$(DIST_ENV) $(PY) manage.py collectstatic --noinput
 	$(DIST_ENV) $(VENV)/bin/honcho -f Procfile.dev start $(DIST_PROCESSES)

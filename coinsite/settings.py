@@ -206,6 +206,9 @@ HARD_EXAMPLE_WEIGHT = env.float("HARD_EXAMPLE_WEIGHT", default=2.0)
 TRAINING_LEASE_SECONDS = env.int("TRAINING_LEASE_SECONDS", default=900)  # a RUNNING run silent this long is dead
 INFERENCE_ALIAS_POLL_SECONDS = env.float("INFERENCE_ALIAS_POLL_SECONDS", default=5.0)
 INFERENCE_TORCH_THREADS = env.int("INFERENCE_TORCH_THREADS", default=1)
+# Serving processes load the Production model at start-up (registry.apps); `make run` and the inference workers set it,
+# gunicorn workers do it in post_worker_init. Off for tools and tests, which need no model.
+COINSITE_WARM_UP_MODEL = env.bool("COINSITE_WARM_UP_MODEL", default=False)
 
 # A cache shared by every process (CACHE_URL, e.g. redis://127.0.0.1:6379/1: not the Celery broker's db 0), or the
 # embedded default's one process's memory. The API's throttles count calls in it (predictions/throttles.py).

@@ -288,3 +288,33 @@ def test_a_coin_left_pending_by_a_crash_is_predicted_after_the_next_start_withou
     # then its housekeeping timer predicts the coin within 5 minutes
     assert status == "predicted", server.log()
     print(f"coin left pending was predicted {time.monotonic() - started:.0f} s after the start")
+
+
+def test_make_runs_server_loads_the_production_model_before_it_takes_requests(tmp_path, production_model, mlflow_dir):
+    # given the embedded default prepared, started as `make run` starts it
+    server = Server(tmp_path, mlflow_dir)
+    server.prepare()
+    server.env["COINSITE_WARM_UP_MODEL"] = "1"
+    log_path = server.var_dir / "runserver.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", f"127.0.0.1:{server.port}", "--noreload"],
+            cwd=ROOT,
+            env=server.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while "Quit the server" not in log_path.read_text(errors="replace"):
+            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text(errors="replace")
+            time.sleep(0.2)
+        text = log_path.read_text(errors="replace")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+    # then the model was loaded before the server listened for its first request
+    loaded = text.find(f"serving coin-year v{production_model}")
+    assert 0 <= loaded < text.find("Starting development server"), text
