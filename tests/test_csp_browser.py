@@ -28,9 +28,7 @@ document.addEventListener("securitypolicyviolation", function (event) {
 """
 
 
-def test_main_pages_raise_no_csp_violation_and_their_scripts_work(
-    browser, live_server, transactional_db, django_db_serialized_rollback
-):
+def test_main_pages_raise_no_csp_violation_and_their_scripts_work(browser, live_server, transactional_db):
     # given a superuser with a coin, and a failed training run that got 30 % of the way
     boss = UserFactory(username="boss", is_staff=True, is_superuser=True)
     coin = CoinFactory(owner=boss)
