@@ -300,14 +300,41 @@ class CoinFilterSerializer(serializers.Serializer):
 
 
 @extend_schema_serializer(component_name="Prediction")
+class AlternativeOutputSerializer(serializers.Serializer):
+    year = serializers.IntegerField(help_text="A year the model finds likely.")
+    p = serializers.FloatField(help_text="Its probability.")
+
+
 class PredictionOutputSerializer(serializers.ModelSerializer):
+    """One prediction as the collector's answer card shows it: the year and interval, the most likely years with
+    their probabilities, or why there is no year and what to do."""
+
     model_version = serializers.IntegerField(
         source="model_version.version", help_text="The model version that made it."
+    )
+    alternatives = AlternativeOutputSerializer(
+        many=True, read_only=True, help_text="The most likely years, most likely first (empty for older models)."
+    )
+    message = serializers.CharField(
+        source="rejection_message",
+        read_only=True,
+        help_text='When `rejected` is set: what to do ("Photograph one coin, filling most of the picture."); else "".',
     )
 
     class Meta:
         model = Prediction
-        fields = ["year", "interval_low", "interval_high", "model_version", "latency_ms", "created_at"]
+        fields = [
+            "year",
+            "interval_low",
+            "interval_high",
+            "interval_level",
+            "alternatives",
+            "rejected",
+            "message",
+            "model_version",
+            "latency_ms",
+            "created_at",
+        ]
 
 
 @extend_schema_serializer(component_name="Coin")

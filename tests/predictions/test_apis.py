@@ -257,7 +257,14 @@ def test_coin_detail_shows_predictions_verified_year_and_image_urls(api, collect
     # given a verified coin with two predictions by two model versions
     coin = CoinFactory(owner=collector, status=Coin.Status.PREDICTED, verified_year=1871, verified_at=timezone.now())
     older = PredictionFactory(coin=coin, year=1860, model_version=ModelVersionFactory(version=1))
-    newer = PredictionFactory(coin=coin, year=1869, model_version=ModelVersionFactory(version=2))
+    newer = PredictionFactory(
+        coin=coin,
+        year=1869,
+        model_version=ModelVersionFactory(version=2),
+        interval_level=0.95,
+        alternatives=[{"year": 1869, "p": 0.6}, {"year": 1896, "p": 0.2}],
+    )
+    rejected = PredictionFactory(coin=CoinFactory(owner=collector), rejected="not_a_coin")
 
     # when fetching it
     response = api.get(reverse("api-coin-detail", kwargs={"id": coin.id}))
@@ -273,10 +280,19 @@ def test_coin_detail_shows_predictions_verified_year_and_image_urls(api, collect
         "year",
         "interval_low",
         "interval_high",
+        "interval_level",
+        "alternatives",
+        "rejected",
+        "message",
         "model_version",
         "latency_ms",
         "created_at",
     }
+    # the answer card: the most likely years with their probabilities, or why there is none and what to do
+    assert body["predictions"][0]["alternatives"] == [{"year": 1869, "p": 0.6}, {"year": 1896, "p": 0.2}]
+    assert body["predictions"][0]["interval_level"] == 0.95 and body["predictions"][0]["rejected"] == ""
+    card = api.get(reverse("api-coin-detail", kwargs={"id": rejected.coin.id})).json()["predictions"][0]
+    assert card["rejected"] == "not_a_coin" and "does not look like a coin" in card["message"]
     assert newer.created_at >= older.created_at
     try:
         front_path = reverse("coin-image", kwargs={"coin_id": coin.id, "side": "front"})
