@@ -1,7 +1,10 @@
 """The embedded default without blocking: with no broker, Start training answers at once and the run trains in the
 background of the server process, with the same progress and cancel as on a training worker.
 
-These tests commit (transaction=True): the background thread has its own database connection and sees only
+The two that train in a real background thread run in the PostgreSQL pass (integration): SQLite's in-memory test
+database, shared between threads, refuses a write while another thread reads ("database table is locked") instead of
+waiting, which left a run queued for good in one CI run. These tests commit (transaction=True): the background
+thread has its own database connection and sees only
 committed rows, as in a real server.
 """
 
@@ -71,8 +74,9 @@ def start(client, overrides: list[str]) -> tuple[float, object]:
     return time.perf_counter() - started, response
 
 
+@pytest.mark.integration
 def test_start_training_returns_at_once_and_the_run_completes_in_the_background(
-    client, model_owner, labelled_coins, embedded
+    client, model_owner, labelled_coins, embedded, postgres_only
 ):
     client.force_login(model_owner)
 
@@ -101,7 +105,8 @@ def test_start_training_returns_at_once_and_the_run_completes_in_the_background(
     assert "Succeeded" in client.get(reverse("admin:training_trainingrun_change", args=[run.pk])).content.decode()
 
 
-def test_cancel_stops_a_run_training_in_the_background(client, model_owner, labelled_coins, embedded):
+@pytest.mark.integration
+def test_cancel_stops_a_run_training_in_the_background(client, model_owner, labelled_coins, embedded, postgres_only):
     client.force_login(model_owner)
     seconds, _ = start(client, [*TINY_OVERRIDES, "epochs=500"])
     assert seconds < START_SECONDS_LIMIT
