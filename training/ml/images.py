@@ -74,14 +74,16 @@ def decode_base64(text: str, *, max_bytes: int = MAX_UPLOAD_BYTES) -> bytes:
             raise InvalidBase64Error("a data: URL must be base64 encoded (data:image/jpeg;base64,...)")
     encoded_limit = 4 * math.ceil(max_bytes / 3) + 4
     if len(text) > 2 * encoded_limit + 4096:  # refuse huge payloads before copying them (line breaks allowed)
-        raise ImageTooLargeError(f"the image is larger than the limit of {_human(max_bytes)}")
+        raise ImageTooLargeError(f"the image is larger than the limit of {human_bytes(max_bytes)}")
     data = _decode_canonical_base64(text) if len(text) <= encoded_limit else None
     if data is None:
         data = _decode_lenient_base64(text, encoded_limit=encoded_limit, max_bytes=max_bytes)
     if not data:
         raise EmptyImageError("the image is empty (zero bytes)")
     if len(data) > max_bytes:
-        raise ImageTooLargeError(f"the image is {_human(len(data))}, more than the limit of {_human(max_bytes)}")
+        raise ImageTooLargeError(
+            f"the image is {human_bytes(len(data))}, more than the limit of {human_bytes(max_bytes)}"
+        )
     return data
 
 
@@ -101,7 +103,7 @@ def _decode_lenient_base64(text: str, *, encoded_limit: int, max_bytes: int) -> 
     if not compact:
         raise EmptyImageError("the image is empty (zero bytes)")
     if len(compact) > encoded_limit:
-        raise ImageTooLargeError(f"the image is larger than the limit of {_human(max_bytes)}")
+        raise ImageTooLargeError(f"the image is larger than the limit of {human_bytes(max_bytes)}")
     if "-" in compact or "_" in compact:
         compact = compact.replace("-", "+").replace("_", "/")
     if len(compact) % 4:
@@ -162,10 +164,6 @@ def check_header(
 def _open_checked(data: bytes, *, max_bytes: int, max_pixels: int, target: int) -> Image.Image:
     """The decoded photo near ``target`` (reduced scale where the format allows), before any crop or resize."""
     return decoding.decode(data, target=target, max_bytes=max_bytes, max_pixels=max_pixels).image
-
-
-def _human(n: int) -> str:
-    return human_bytes(n)
 
 
 # --- tensors, normalisation and augmentation -----------------------------------------------------------------------
