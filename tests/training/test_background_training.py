@@ -1,9 +1,9 @@
 """The embedded default without blocking: with no broker, Start training answers at once and the run trains in the
 background of the server process, with the same progress and cancel as on a training worker.
 
-The two that train in a real background thread run in the PostgreSQL pass (integration): SQLite's in-memory test
+The three that start a real background thread run in the PostgreSQL pass (integration): SQLite's in-memory test
 database, shared between threads, refuses a write while another thread reads ("database table is locked") instead of
-waiting, which left a run queued for good in one CI run. These tests commit (transaction=True): the background
+waiting, which left a run queued for good in one CI run, and failed the lock-waiting test's own read in another. These tests commit (transaction=True): the background
 thread has its own database connection and sees only
 committed rows, as in a real server.
 """
@@ -124,7 +124,8 @@ def test_cancel_stops_a_run_training_in_the_background(client, model_owner, labe
     assert not hasattr(cancelled, "model_version") or cancelled.model_version is None
 
 
-def test_a_second_run_waits_for_the_lock_and_the_banner_says_so(client, model_owner, embedded):
+@pytest.mark.integration
+def test_a_second_run_waits_for_the_lock_and_the_banner_says_so(client, model_owner, embedded, postgres_only):
     holder = TrainingRun.objects.create(config={}, status=TrainingRun.Status.RUNNING)
     client.force_login(model_owner)
 
