@@ -18,18 +18,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Subset
 
 from training.ml.config import TrainConfig
-from training.ml.data import CoinPairDataset, CoinSample, kfold_indices, make_loader
+from training.ml.data import CoinPairDataset, CoinSample
 from training.ml.ensemble import CoinYearEnsemble
+from training.ml.folds import FoldContext, FoldOutput, FoldPlan, fit_fold, fold_plan
 from training.ml.interval import IntervalCalibration, calibrate_interval, interval_halfwidth
 from training.ml.metrics import regression_metrics, summarise_folds
-from training.ml.model import CoinDateModel, denormalise_year
-from training.ml.reader_calibration import calibrate_reader, negative_loader, reader_outputs
-from training.ml.train import OnEpoch, OnModel, ShouldStop, StateDict, predict, select_device, train_fold
-
-MIN_CALIBRATION_COINS = 20
+from training.ml.reader_calibration import calibrate_reader
+from training.ml.train import OnEpoch, OnModel, ShouldStop, StateDict, select_device
 
 
 @dataclass
@@ -189,99 +186,83 @@ def fit(
 ) -> FitResult:
     """K-fold cross-validated training; the K best fold models are the ensemble that gets registered.
 
-    A seeded share (config.calibration_share, when that is at least 20 coins) is held out from every fold: the only
-    coins on which the fold models' disagreement can be measured honestly, for the interval (see
-    IntervalCalibration); the ensemble's MAE and interval coverage on them are reported too.
-    on_epoch(fold, epoch, metrics) is called after every epoch (1-based); should_stop() is checked before and after
-    every epoch and raises TrainingCancelled. init_state_dict (one state dict, or one per fold) starts from given
-    weights, for fine-tuning; on_model(fold, epoch, model) gets the fold's current model after every epoch (in eval
-    mode, e.g. to check a fine-tune on an evaluation set and stop through should_stop).
+    The folds train one after another here; a fold-parallel training run calls the same fold_plan / fit_fold /
+    fit_combine on several workers (training.services.folds). on_epoch(fold, epoch, metrics) is called after every
+    epoch (1-based); should_stop() is checked before and after every epoch and raises TrainingCancelled.
+    init_state_dict (one state dict, or one per fold) starts from given weights, for fine-tuning; on_model(fold,
+    epoch, model) gets the fold's current model after every epoch (in eval mode, e.g. to check a fine-tune on an
+    evaluation set and stop through should_stop).
     """
     started = time.perf_counter()
     device = select_device(device)
     samples = list(samples)
-    n = len(samples)
-    if n < 2 * config.folds:
-        raise ValueError(f"need at least {2 * config.folds} coins for {config.folds}-fold training, got {n}")
+    plan = fold_plan(config, len(samples))
     init_states = _per_fold_states(init_state_dict, config.folds)
-
-    holdout = int(round(n * config.calibration_share))
-    if holdout < MIN_CALIBRATION_COINS or n - holdout < 2 * config.folds:
-        holdout = 0
-    order = np.random.default_rng(config.seed + 1).permutation(n)
-    calibration_index = np.sort(order[:holdout])
-    cv_index = np.sort(order[holdout:])
-
     if dataset is None:
         dataset = CoinPairDataset(samples, config, train=True)
-    elif len(dataset) != n:
+    elif len(dataset) != len(samples):
         raise ValueError("dataset and samples differ in length")
-    train_view = dataset if dataset.train else dataset.view(train=True)
-    eval_view = dataset.view(train=False)
     dataset.preload(progress=progress)
-    years = np.array([s.year for s in samples], dtype=np.float64)
-    quantization_photos = _quantization_photos(eval_view, n, config)
-
-    folds = kfold_indices(len(cv_index), config.folds, config.seed)
-    fold_states: list[StateDict] = []
-    fold_metrics: list[dict[str, float]] = []
-    fold_baseline: list[dict[str, float]] = []
-    history: list[dict[str, float]] = []
-    oof_pred = np.zeros(len(cv_index))
-    oof_fold = np.zeros(len(cv_index), dtype=np.int64)
-    oof_log_p: np.ndarray | None = None  # date reader: (len(cv_index), Y) log p(year) of the fold that held it out
-    fresh_predictions = []  # per fold model: years on the calibration holdout (or on all CV coins, see below)
-    fresh_reads: list[tuple[np.ndarray, np.ndarray]] = []  # date reader: (log p(year), coin score) per fold model
-    negative_reads: list[np.ndarray] = []  # date reader: coin scores of generated non-coin photos per fold model
-    negatives_for_threshold = negative_loader(config) if config.head == "reader" else None
-    interval_rows = np.zeros((0, 4))
-    fresh_index = calibration_index if holdout else cv_index
-    fresh_loader = make_loader(Subset(eval_view, fresh_index.tolist()), batch_size=2 * config.batch_size, shuffle=False)
-
-    for fold, (train_pos, val_pos) in enumerate(folds):
-        train_idx, val_idx = cv_index[train_pos], cv_index[val_pos]
-        fold_started = time.perf_counter()
-        model, report = train_fold(
-            config,
-            Subset(train_view, train_idx.tolist()),
-            Subset(eval_view, val_idx.tolist()),
-            fold=fold,
+    context = FoldContext.build(config, dataset, plan)
+    outputs = [
+        fit_fold(
+            context,
+            fold,
             device=device,
             init_state=init_states[fold],
             progress=progress,
             on_epoch=on_epoch,
             on_model=on_model,
             should_stop=should_stop,
-            history=history,
         )
-        val_loader = make_loader(Subset(eval_view, val_idx.tolist()), batch_size=2 * config.batch_size, shuffle=False)
-        if isinstance(model, CoinDateModel):
-            # One pass gives the distribution and the answer (its most likely year, as forward() answers it).
-            log_p, _ = reader_outputs(model, val_loader, device=device)
+        for fold in range(config.folds)
+    ]
+    return fit_combine(
+        config,
+        plan,
+        context.years,
+        outputs,
+        quantization_photos=quantization_sample(context.eval_view, len(samples), config),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def fit_combine(
+    config: TrainConfig,
+    plan: FoldPlan,
+    years: np.ndarray,
+    outputs: Sequence[FoldOutput],
+    *,
+    quantization_photos: tuple[np.ndarray, np.ndarray] | None = None,
+    seconds: float = 0.0,
+) -> FitResult:
+    """The run's result from its K fold outputs (in any order): out-of-fold metrics beside the constant baseline,
+    the calibrated interval (and the date reader's temperature and coin threshold), the held-out answers."""
+    outputs = sorted(outputs, key=lambda output: output.fold)
+    if [output.fold for output in outputs] != list(range(config.folds)):
+        raise ValueError(
+            f"fit_combine needs one output per fold 0..{config.folds - 1}, got {[o.fold for o in outputs]}"
+        )
+    cv_index, calibration_index, holdout = plan.cv_index, plan.calibration_index, plan.holdout
+    oof_pred = np.zeros(len(cv_index))
+    oof_fold = np.zeros(len(cv_index), dtype=np.int64)
+    oof_log_p: np.ndarray | None = None  # date reader: (len(cv_index), Y) log p(year) of the fold that held it out
+    for output in outputs:
+        oof_pred[output.val_pos] = output.predicted_years
+        oof_fold[output.val_pos] = output.fold
+        if output.log_p is not None:
             if oof_log_p is None:
-                oof_log_p = np.zeros((len(cv_index), log_p.shape[1]))
-            oof_log_p[val_pos] = log_p
-            predicted_years = (config.year_min + log_p.argmax(1)).astype(np.float64)
-        else:
-            prediction, _ = predict(model, val_loader, device=device)
-            predicted_years = denormalise_year(prediction, config)
-        oof_pred[val_pos] = predicted_years
-        oof_fold[val_pos] = fold
-        metrics = regression_metrics(years[val_idx], predicted_years)
-        metrics.update(report, seconds=time.perf_counter() - fold_started)
-        fold_metrics.append(metrics)
-        baseline_year = float(np.median(years[train_idx]))
-        fold_baseline.append(regression_metrics(years[val_idx], np.full(len(val_idx), baseline_year)))
-        fresh, _ = predict(model, fresh_loader, device=device)
-        fresh_predictions.append(denormalise_year(fresh, config))
-        if isinstance(model, CoinDateModel):
-            fresh_reads.append(reader_outputs(model, fresh_loader, device=device))
-            negative_reads.append(reader_outputs(model, negatives_for_threshold, device=device)[1])
-        fold_states.append({k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
-        del model
+                oof_log_p = np.zeros((len(cv_index), output.log_p.shape[1]))
+            oof_log_p[output.val_pos] = output.log_p
+    fold_metrics = [dict(output.metrics) for output in outputs]
+    fold_baseline = [dict(output.baseline_metrics) for output in outputs]
+    history = [row for output in outputs for row in output.history]
+    fresh_reads = [(o.fresh_log_p, o.fresh_coin) for o in outputs if o.fresh_log_p is not None]
+    negative_reads = [o.negative_coin for o in outputs if o.negative_coin is not None]
+    interval_rows = np.zeros((0, 4))
 
     oof_true = years[cv_index]
-    fresh_matrix = np.stack(fresh_predictions)
+    fresh_matrix = np.stack([output.fresh_years for output in outputs])
     calibration = calibrate_interval(
         oof_true - oof_pred,
         fresh_matrix,
@@ -346,7 +327,7 @@ def fit(
 
     return FitResult(
         config=config,
-        fold_states=fold_states,
+        fold_states=[output.state for output in outputs],
         fold_metrics=fold_metrics,
         fold_baseline_metrics=fold_baseline,
         metrics=summary_metrics,
@@ -360,7 +341,7 @@ def fit(
         interval_coverage=coverage,
         interval_coverage_source=coverage_source,
         history=history,
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
         calibration_fold_pred=fresh_matrix if holdout else np.zeros((config.folds, 0)),
         interval_rows=interval_rows if fresh_reads else np.zeros((0, 4)),
         quantization_photos=quantization_photos,
@@ -391,7 +372,7 @@ def _confidence(p: np.ndarray | None, truth: np.ndarray, config: TrainConfig) ->
 QUANTIZATION_PAIRS = 96
 
 
-def _quantization_photos(
+def quantization_sample(
     eval_view: CoinPairDataset, n: int, config: TrainConfig
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Up to QUANTIZATION_PAIRS coins as served (normalised), float16: 96 pairs at 192 px are 42 MB."""
