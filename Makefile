@@ -25,7 +25,7 @@ DIST_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/coinsite CELERY_BROK
 # `release` step (migrate + collectstatic) runs before them, once.
 DIST_PROCESSES := s3 mlflow web inference training beat
 
-.PHONY: help venv run run-distributed test test-fast test-postgres browser-deps bench bench-train lint demo clean \
+.PHONY: help venv run run-distributed test test-fast test-postgres browser-deps bench bench-train bench-folds lint demo clean \
 	pretrain measure-reader collectstatic fuzz
 
 # DJANGO_DEBUG defaults to off (a deployment never shows debug pages); the embedded default's local tools turn it on.
@@ -88,6 +88,9 @@ bench: demo ## /api/predict (gunicorn) vs bare in-process vs mlflow models serve
 
 bench-train: venv ## real training pipeline vs a bare PyTorch loop: seconds/epoch, pairs/s, peak RSS
 	$(PY) scripts/bench_train.py
+
+bench-folds: venv ## one K-fold run on 1 then 2 training workers (PostgreSQL + Redis + Celery): wall time ratio
+	$(PY) scripts/bench_folds.py
 
 pretrain: venv ## retrain the base date reader on generated coins (configs/pretrain.yaml; ~35 min on 2 CPU cores)
 	$(PY) manage.py pretrain

@@ -204,6 +204,10 @@ RETRAIN_MIN_NEW_LABELS = env.int("RETRAIN_MIN_NEW_LABELS", default=20)
 HARD_EXAMPLE_YEARS = env.int("HARD_EXAMPLE_YEARS", default=20)
 HARD_EXAMPLE_WEIGHT = env.float("HARD_EXAMPLE_WEIGHT", default=2.0)
 TRAINING_LEASE_SECONDS = env.int("TRAINING_LEASE_SECONDS", default=900)  # a RUNNING run silent this long is dead
+# With a broker, a run's K folds are K tasks on the `training` queue (training.services.folds); a fold whose worker
+# died is trained again up to this many times in all.
+TRAINING_FOLD_PARALLEL = env.bool("TRAINING_FOLD_PARALLEL", default=True)
+TRAINING_FOLD_ATTEMPTS = env.int("TRAINING_FOLD_ATTEMPTS", default=3)
 INFERENCE_ALIAS_POLL_SECONDS = env.float("INFERENCE_ALIAS_POLL_SECONDS", default=5.0)
 INFERENCE_TORCH_THREADS = env.int("INFERENCE_TORCH_THREADS", default=1)
 # Serving processes load the Production model at start-up (registry.apps); `make run` and the inference workers set it,

@@ -67,6 +67,11 @@ class TrainingRun(models.Model):
     heartbeat_at = models.DateTimeField(
         null=True, blank=True, help_text="The training lease: refreshed while the run works; stale = worker died."
     )
+    finalising_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Fold-parallel runs: when a worker claimed the finalisation (ensemble, registration, comparison).",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -86,6 +91,42 @@ class TrainingRun(models.Model):
         if self.started_at and self.finished_at:
             return self.finished_at - self.started_at
         return None
+
+
+class TrainingFold(models.Model):
+    """One fold of a fold-parallel training run: which worker trains it, how far it is, and, once done, its output
+    (weights and held-out answers, training.ml.folds.FoldOutput bytes) until the run is finalised.
+
+    The rows are the record of completion that the finaliser waits for (not a Celery chord, whose callback can be
+    lost: celery #4207, #5229, #8211); the output lives in the database so that workers on hosts that share no disk
+    hand it over through the one store they all reach.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="folds")
+    index = models.PositiveSmallIntegerField(help_text="0-based fold number")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the process training it")
+    epoch = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    output = models.BinaryField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["run", "index"]
+        constraints = [models.UniqueConstraint(fields=["run", "index"], name="trainingfold_one_per_index")]
+
+    def __str__(self) -> str:
+        return f"fold {self.index + 1} of training run #{self.run_id} ({self.status})"
 
 
 class CoinPhotoStats(models.Model):

@@ -12,8 +12,8 @@ from registry.signals import promotion_recorded
 
 from .models import TrainingRun
 from .services import background
-from .signals import coins_rescore_requested, training_run_queued
-from .tasks import coins_rescore_task, training_run_execute_task
+from .signals import coins_rescore_requested, training_fold_queued, training_run_folds_done, training_run_queued
+from .tasks import coins_rescore_task, training_fold_execute_task, training_run_execute_task, training_run_finalise_task
 
 
 @receiver(promotion_recorded, dispatch_uid="training_run_verdict_promoted")
@@ -40,3 +40,15 @@ def training_run_execute_enqueue(sender: Any, *, run_id: int, **kwargs: Any) -> 
 def coins_rescore_enqueue(sender: Any, *, coin_ids: list[int], **kwargs: Any) -> None:
     """Hand the coins to one re-scoring task on the `training` queue."""
     coins_rescore_task.delay(coin_ids)
+
+
+@receiver(training_fold_queued, dispatch_uid="training_fold_execute_enqueue")
+def training_fold_execute_enqueue(sender: Any, *, run_id: int, fold: int, **kwargs: Any) -> None:
+    """One fold of a fold-parallel run to whichever training worker is free."""
+    training_fold_execute_task.delay(run_id, fold)
+
+
+@receiver(training_run_folds_done, dispatch_uid="training_run_finalise_enqueue")
+def training_run_finalise_enqueue(sender: Any, *, run_id: int, **kwargs: Any) -> None:
+    """Every fold is done: the finaliser (idempotent) combines them, registers, compares and decides."""
+    training_run_finalise_task.delay(run_id)

@@ -224,6 +224,8 @@ class RunProgress:
     epochs: int | None = None
     stage: str = ""
     val_mae: float | None = None
+    folds_done: int | None = None  # fold-parallel runs: folds finished, and epochs trained over all folds
+    epochs_done: int | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> RunProgress:

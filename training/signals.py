@@ -7,6 +7,8 @@ what the broker, the routes and the beat schedule know.
 
 - training_run_queued: `run_id`, a run waiting in QUEUED that a worker should execute.
 - coins_rescore_requested: `coin_ids`, coins to predict again with the current Production.
+- training_fold_queued: `run_id`, `fold`, one fold of a fold-parallel run for a training worker.
+- training_run_folds_done: `run_id`, every fold of a fold-parallel run is done: finalise it.
 """
 
 from __future__ import annotations
@@ -15,3 +17,5 @@ from django.dispatch import Signal
 
 training_run_queued = Signal()
 coins_rescore_requested = Signal()
+training_fold_queued = Signal()
+training_run_folds_done = Signal()

@@ -10,7 +10,7 @@ import logging
 from celery import shared_task
 
 from .errors import TrainingBusy
-from .services import datasets, lease, rescore, runs, schedule
+from .services import datasets, folds, lease, rescore, runs, schedule
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +38,23 @@ def training_run_execute_task(self, run_id: int) -> str:
     return run.status
 
 
+@shared_task(name="training.tasks.training_fold_execute_task", acks_late=True, reject_on_worker_lost=True)
+def training_fold_execute_task(run_id: int, fold: int) -> str:
+    """Train one fold of a fold-parallel run (given back to the broker if this worker process dies mid-fold)."""
+    return folds.training_fold_execute(run_id=run_id, index=fold)
+
+
+@shared_task(name="training.tasks.training_run_finalise_task", acks_late=True)
+def training_run_finalise_task(run_id: int) -> str:
+    """Combine a fold-parallel run's folds, register, compare, decide (no-op once claimed)."""
+    return folds.training_run_finalise(run_id=run_id).status
+
+
 @shared_task(name="training.tasks.training_run_reap_stale_task")
 def training_run_reap_stale_task() -> list[int]:
-    """Mark runs whose worker died (stale heartbeat) as failed, releasing the training lock."""
+    """Queue again the folds whose worker was lost, then mark runs whose worker died (stale heartbeat) as failed,
+    releasing the training lock."""
+    folds.training_folds_requeue_stale()
     return lease.training_run_reap_stale()
 
 

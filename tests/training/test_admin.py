@@ -16,7 +16,7 @@ from predictions.models import Coin
 from registry.models import ModelVersion, Promotion
 from registry.services import model_version_promote
 from tests.factories import CoinFactory, ModelVersionFactory, PredictionFactory, UserFactory
-from training.models import DatasetVersion, TrainingRun
+from training.models import DatasetVersion, TrainingFold, TrainingRun
 
 pytestmark = pytest.mark.django_db
 
@@ -482,6 +482,26 @@ def test_run_list_shows_progress_and_refreshes_only_while_a_run_is_active(client
     assert "data-mt-autorefresh" in busy
     assert "fold 2/5 · epoch 10/20" in busy
     assert 'data-mt-width="30.0"' in busy  # (1 fold done + 10/20 epochs) of 5 folds; admin.js sets the width
+
+
+def test_a_fold_parallel_run_shows_its_folds_side_by_side_with_their_workers_and_attempts(client, model_owner):
+    client.force_login(model_owner)
+    run = TrainingRun.objects.create(
+        status=TrainingRun.Status.RUNNING,
+        started_at=timezone.now(),
+        progress={"stage": "training", "folds": 4, "epochs": 5, "folds_done": 1, "epochs_done": 12},
+    )
+    TrainingFold.objects.create(run=run, index=0, status="done", worker="gpu-a:101", epoch=5, attempts=1)
+    TrainingFold.objects.create(run=run, index=1, status="running", worker="gpu-b:202", epoch=4, attempts=2)
+    TrainingFold.objects.create(run=run, index=2, status="running", worker="gpu-a:103", epoch=3, attempts=1)
+    TrainingFold.objects.create(run=run, index=3)
+
+    listing = client.get(reverse("admin:training_trainingrun_changelist")).content.decode()
+    page = client.get(reverse("admin:training_trainingrun_change", args=[run.pk])).content.decode()
+
+    assert "1/4 folds done · 12/20 epochs" in listing and 'data-mt-width="60.0"' in listing
+    assert "<td>2</td><td>running</td><td>gpu-b:202</td><td>4</td><td>2</td>" in page
+    assert "<td>4</td><td>queued</td><td>—</td><td>0</td><td>0</td>" in page
 
 
 def test_run_detail_renders_for_every_status(client, model_owner, evaluated_version):

@@ -291,17 +291,24 @@ def run_progress(run: TrainingRun) -> dict[str, Any]:
     progress = RunProgress.from_dict(run.progress)
     fold, folds, epoch, epochs = progress.fold, progress.folds, progress.epoch, progress.epochs
     percent: float | None = None
-    if folds and epochs and fold is not None and epoch is not None:
+    if folds and epochs and progress.epochs_done is not None:  # fold-parallel: the folds train side by side
+        percent = 100 * progress.epochs_done / (folds * epochs)
+    elif folds and epochs and fold is not None and epoch is not None:
         percent = 100 * ((max(fold, 1) - 1) * epochs + epoch) / (folds * epochs)
     elif epochs and epoch is not None:
         percent = 100 * epoch / epochs
     if run.status == TrainingRun.Status.SUCCEEDED:
         percent = 100
     parts = []
-    if folds:
-        parts.append(f"fold {fold or 0}/{folds}")
-    if epochs:
-        parts.append(f"epoch {epoch or 0}/{epochs}")
+    if folds and progress.folds_done is not None:
+        parts.append(f"{progress.folds_done}/{folds} folds done")
+        if epochs and progress.epochs_done is not None:
+            parts.append(f"{progress.epochs_done}/{folds * epochs} epochs")
+    else:
+        if folds:
+            parts.append(f"fold {fold or 0}/{folds}")
+        if epochs:
+            parts.append(f"epoch {epoch or 0}/{epochs}")
     details = []
     if progress.stage and progress.stage not in ("training", "done"):
         details.append(progress.stage)

@@ -10,7 +10,7 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
 from registry.models import ModelVersion
@@ -64,7 +64,19 @@ class TrainingRunAdmin(ReadOnlyAdmin):
     search_fields = ("=id", "mlflow_run_id", "error")
     actions = [actions.cancel_selected]
     fieldsets = (
-        (None, {"fields": ("status_badge", "progress_bar", "verdict_display", "model_version_link", "error_display")}),
+        (
+            None,
+            {
+                "fields": (
+                    "status_badge",
+                    "progress_bar",
+                    "folds_display",
+                    "verdict_display",
+                    "model_version_link",
+                    "error_display",
+                )
+            },
+        ),
         (
             "When",
             {
@@ -134,6 +146,26 @@ class TrainingRunAdmin(ReadOnlyAdmin):
         if obj.cancel_requested and obj.status in ACTIVE:
             text += " (cancelling)"
         return badge(text, STATUS_TONES.get(obj.status, "muted"))
+
+    @admin.display(description="folds")
+    def folds_display(self, obj: TrainingRun) -> str:
+        """A fold-parallel run's folds: which worker trains each, its epoch and attempts (a fold retried after its
+        worker died shows 2)."""
+        rows = list(obj.folds.order_by("index").values_list("index", "status", "worker", "epoch", "attempts", "error"))
+        if not rows:
+            return "trained in one process" if obj.started_at else "—"
+        return format_html(
+            '<table class="mt-table mt-small"><tr><th>fold</th><th>status</th><th>worker</th><th>epoch</th>'
+            "<th>attempts</th></tr>{}</table>",
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                (
+                    (index + 1, status if not error else f"{status}: {error[:80]}", worker or "—", epoch, attempts)
+                    for index, status, worker, epoch, attempts, error in rows
+                ),
+            ),
+        )
 
     @admin.display(description="progress")
     def progress_bar(self, obj: TrainingRun) -> str:

@@ -104,7 +104,7 @@ def training_run_dispatch(*, run_id: int) -> tuple[RunDispatch, TrainingRun, Tra
 
 def _execute(run_id: int) -> None:
     """The thread: the same service a Celery worker calls; a busy lock leaves the run queued (the holder hands the
-    lock to the oldest queued run when it ends: runs._next_queued_run_kick)."""
+    lock to the oldest queued run when it ends: lease.next_queued_run_kick)."""
     try:
         finished = runs.training_run_execute(run_id=run_id)
         logger.info("background training run %s ended: %s", run_id, finished.status)

@@ -6,6 +6,8 @@ A worker that dies cannot release the lock; its lease expires and whoever comes 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -15,9 +17,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from registry import gateway
+from training.ml.train import TrainingCancelled
 
-from ..errors import TrainingBusy, TrainingLeaseLost
+from ..errors import ERROR_MAX_CHARS, FineTuneRegressed, TrainingBusy, TrainingLeaseLost, error_text
 from ..models import TrainingRun
+from ..signals import training_run_queued
 
 logger = logging.getLogger(__name__)
 
@@ -100,3 +104,59 @@ def _mlflow_end_run_quietly(run_id: str, *, status: str) -> None:
         gateway.run_end(run_id, status=status, error="worker died (no heartbeat)")
     except Exception:  # noqa: BLE001 - reaping must not fail because MLflow is unreachable
         logger.warning("could not mark MLflow run %s as %s", run_id, status, exc_info=True)
+
+
+def run_guarded(run_id: int, work: Callable[[], TrainingRun | None]) -> TrainingRun:
+    """Do the work of a RUNNING run that this worker holds, and leave it in its final state whatever happens.
+
+    `work()` returns the finished run, or None when it handed the run on (fold-parallel: the folds are queued and the
+    run stays RUNNING). Any failure ends the run FAILED with a short reason, leaves Production as it was and releases
+    the lock; the MLflow run ends FAILED and a version it registered is deleted again (TrainingTracker). A cancelled
+    run ends CANCELLED the same way; a fine-tune that regressed ends SUCCEEDED with the verdict REJECTED.
+    """
+    started = time.monotonic()
+    handed_on = False
+    try:
+        finished = work()
+        if finished is None:
+            handed_on = True
+            return TrainingRun.objects.get(pk=run_id)
+    except TrainingLeaseLost as error:
+        logger.warning("%s", error)
+        return TrainingRun.objects.get(pk=run_id)
+    except TrainingCancelled:
+        finished = _run_finish(run_id, status=TrainingRun.Status.CANCELLED, error="cancelled by a model owner")
+    except FineTuneRegressed as error:
+        finished = _run_finish(
+            run_id,
+            status=TrainingRun.Status.SUCCEEDED,
+            verdict=TrainingRun.Verdict.REJECTED,
+            error=str(error)[:ERROR_MAX_CHARS],
+        )
+    except Exception as error:  # noqa: BLE001 - any failure: FAILED with the reason, Production untouched
+        logger.exception("training run %s failed", run_id)
+        finished = _run_finish(run_id, status=TrainingRun.Status.FAILED, error=error_text(error))
+    finally:
+        # Whatever happened (even KeyboardInterrupt), this worker's run is not left RUNNING: the lock is released.
+        if not handed_on:
+            TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING).update(
+                status=TrainingRun.Status.FAILED, finished_at=timezone.now(), error="stopped unexpectedly"
+            )
+    logger.info(
+        "training run %s: %s %s in %.0f s", run_id, finished.status, finished.verdict, time.monotonic() - started
+    )
+    next_queued_run_kick()
+    return finished
+
+
+def next_queued_run_kick() -> None:
+    """The lock is free again: hand the oldest queued run (one that found the lock taken) to a worker. With a broker
+    its own retry would get there too; in-process (eager) nothing else would ever start it."""
+    waiting = (
+        TrainingRun.objects.filter(status=TrainingRun.Status.QUEUED, cancel_requested=False)
+        .order_by("created_at", "id")
+        .values_list("id", flat=True)
+        .first()
+    )
+    if waiting is not None:
+        transaction.on_commit(lambda: training_run_queued.send(sender=TrainingRun, run_id=waiting))

@@ -4,7 +4,6 @@ cancel it. A failed or cancelled run never changes what Production serves."""
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -14,30 +13,21 @@ from django.db import transaction
 from django.utils import timezone
 
 from registry import gateway
-from registry.gateway import PRODUCTION_ALIAS, STAGING_ALIAS
-from registry.models import Promotion
+from registry.gateway import PRODUCTION_ALIAS
 from registry.roles import can_train
 from registry.selectors import production_version_registered
-from registry.services import (
-    json_safe,
-    model_version_alias_mirror,
-    model_version_initial_production,
-    model_version_mirror,
-    model_version_promote,
-)
 from training.ml import kfold
 from training.ml.config import TrainConfig, load_config
 from training.ml.train import TrainingCancelled
 
-from ..errors import ERROR_MAX_CHARS, FineTuneRegressed, TrainingLeaseLost, error_text
+from ..errors import FineTuneRegressed
 from ..models import DatasetVersion, TrainingRun
-from ..selectors import coins_corrected_since
 from ..signals import training_run_queued
-from .comparison import model_version_compare
 from .datasets import dataset_freeze, dataset_samples
 from .finetune import _fine_tune_checks, _fine_tune_setup
-from .label_check import out_of_fold_store
-from .lease import _lease_acquire, _lease_renew, _run_finish
+from .folds import training_fold_parallel_enabled, training_folds_dispatch
+from .lease import _lease_acquire, _lease_renew, run_guarded
+from .recording import decision_apply, result_record, run_tracker
 
 logger = logging.getLogger(__name__)
 
@@ -141,19 +131,13 @@ class _RunHooks:
         return self.cancelled or bool(self.regressed)
 
 
-def _run_metrics(summary: dict, result) -> dict:
-    """TrainingRun.metrics: the tracker's summary (folds, baseline, interval, mae_by_decade ...), the flat keys of
-    the MLflow parent run at top level (mae, mae_std, baseline_mae, fold_1_mae ...) and the printable report."""
-    flat = dict(summary.get("summary") or {})
-    return json_safe({**flat, **summary, "beats_baseline": bool(result.beats_baseline), "report": result.summary()})
-
-
 def training_run_execute(
     *,
     run_id: int,
     progress: bool = False,
     on_epoch: Callable[[int, int, dict], None] | None = None,
     auto_promote: bool | None = None,
+    fold_parallel: bool | None = None,
 ) -> TrainingRun:
     """Run a queued training: lock, freeze, K-fold train, register, compare with Production, decide.
 
@@ -163,6 +147,9 @@ def training_run_execute(
     it registered is deleted again (the tracking module's TrainingTracker). A cancelled run ends CANCELLED the same way.
     `on_epoch(fold, epoch, metrics)` observes every epoch (tests, progress displays);
     `auto_promote` overrides settings.AUTO_PROMOTE for this run (`manage.py retrain --auto-promote`).
+    `fold_parallel` (default: with a broker, training.services.folds.training_fold_parallel_enabled) hands the K folds
+    to the training workers as one task each and returns the run still RUNNING; the worker that finishes the last
+    fold finalises it. A fine-tune always trains its folds here (each epoch is checked against Production).
     """
     run = TrainingRun.objects.get(pk=run_id)
     if run.status != TrainingRun.Status.QUEUED:
@@ -174,59 +161,27 @@ def training_run_execute(
         return TrainingRun.objects.get(pk=run.pk)
     if not _lease_acquire(run):
         return TrainingRun.objects.get(pk=run.pk)
-    started = time.monotonic()
-    try:
-        finished = _training_run_work(
+    parallel = training_fold_parallel_enabled() if fold_parallel is None else fold_parallel
+    return run_guarded(
+        run.pk,
+        lambda: _training_run_work(
             run_id=run.pk,
             progress=progress,
             on_epoch=on_epoch,
             auto_promote=settings.AUTO_PROMOTE if auto_promote is None else auto_promote,
-        )
-    except TrainingLeaseLost as error:
-        logger.warning("%s", error)
-        return TrainingRun.objects.get(pk=run.pk)
-    except TrainingCancelled:
-        finished = _run_finish(run.pk, status=TrainingRun.Status.CANCELLED, error="cancelled by a model owner")
-    except FineTuneRegressed as error:
-        finished = _run_finish(
-            run.pk,
-            status=TrainingRun.Status.SUCCEEDED,
-            verdict=TrainingRun.Verdict.REJECTED,
-            error=str(error)[:ERROR_MAX_CHARS],
-        )
-    except Exception as error:  # noqa: BLE001 - any failure: FAILED with the reason, Production untouched
-        logger.exception("training run %s failed", run.pk)
-        finished = _run_finish(run.pk, status=TrainingRun.Status.FAILED, error=error_text(error))
-    finally:
-        # Whatever happened (even KeyboardInterrupt), this worker's run is not left RUNNING: the lock is released.
-        TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
-            status=TrainingRun.Status.FAILED, finished_at=timezone.now(), error="stopped unexpectedly"
-        )
-    logger.info(
-        "training run %s: %s %s in %.0f s", run.pk, finished.status, finished.verdict, time.monotonic() - started
+            fold_parallel=parallel,
+        ),
     )
-    _next_queued_run_kick()
-    return finished
 
 
-def _next_queued_run_kick() -> None:
-    """The lock is free again: hand the oldest queued run (one that found the lock taken) to a worker. With a broker
-    its own retry would get there too; in-process (eager) nothing else would ever start it."""
-    waiting = (
-        TrainingRun.objects.filter(status=TrainingRun.Status.QUEUED, cancel_requested=False)
-        .order_by("created_at", "id")
-        .values_list("id", flat=True)
-        .first()
-    )
-    if waiting is not None:
-        transaction.on_commit(lambda: training_run_queued.send(sender=TrainingRun, run_id=waiting))
-
-
-def _training_run_work(*, run_id: int, progress: bool, on_epoch: Callable | None, auto_promote: bool) -> TrainingRun:
+def _training_run_work(
+    *, run_id: int, progress: bool, on_epoch: Callable | None, auto_promote: bool, fold_parallel: bool
+) -> TrainingRun | None:
+    """Freeze the data and train; None when the folds were handed to the training workers (fold-parallel: the run
+    stays RUNNING and the worker that finishes the last fold finalises it, training.services.folds)."""
     tracking = gateway.tracking()
     run = TrainingRun.objects.get(pk=run_id)
     config = TrainConfig.from_dict(run.config)
-    name = settings.MLFLOW_MODEL_NAME
 
     _lease_renew(run_id, progress={"stage": "freezing data"})
     training_set = dataset_freeze(kind=DatasetVersion.Kind.TRAINING)
@@ -234,7 +189,7 @@ def _training_run_work(*, run_id: int, progress: bool, on_epoch: Callable | None
     TrainingRun.objects.filter(pk=run_id).update(dataset_version=training_set, evaluation_dataset=evaluation_set)
     train_samples = dataset_samples(dataset=training_set)
 
-    production = tracking.get_alias_version(name, PRODUCTION_ALIAS)
+    production = tracking.get_alias_version(settings.MLFLOW_MODEL_NAME, PRODUCTION_ALIAS)
     init_states = None
     final_check = None
     hooks = _RunHooks(run_id=run_id, folds=config.folds, epochs=config.epochs)
@@ -257,6 +212,9 @@ def _training_run_work(*, run_id: int, progress: bool, on_epoch: Callable | None
             f"not enough labelled coins to train: {len(train_samples)} in the training set, at least {minimum} "
             f"needed for {config.folds} folds"
         )
+    if fold_parallel and not run.fine_tune:
+        training_folds_dispatch(run_id=run_id, config=config)
+        return None
     hooks.beat(stage="training")
 
     def epoch_hook(fold: int, epoch: int, metrics: dict) -> None:
@@ -264,14 +222,7 @@ def _training_run_work(*, run_id: int, progress: bool, on_epoch: Callable | None
         if on_epoch is not None:
             on_epoch(fold, epoch, metrics)
 
-    tags = {
-        "coinsite.training_run": str(run_id),
-        "coinsite.dataset": training_set.content_hash,
-        "coinsite.evaluation_dataset": evaluation_set.content_hash,
-        "coinsite.fine_tune": str(run.fine_tune).lower(),
-        "coinsite.requested_by": getattr(run.requested_by, "username", "system"),
-    }
-    with tracking.TrainingTracker(config, run_name=f"training-run-{run_id}", tags=tags) as tracker:
+    with run_tracker(run=run, config=config, training_set=training_set, evaluation_set=evaluation_set) as tracker:
         hooks.tracker = tracker
         TrainingRun.objects.filter(pk=run_id).update(mlflow_run_id=tracker.run_id)
         try:
@@ -297,70 +248,16 @@ def _training_run_work(*, run_id: int, progress: bool, on_epoch: Callable | None
             regressed = final_check(result)
             if regressed:
                 raise FineTuneRegressed(regressed + "; the candidate was discarded (nothing registered)")
-        hooks.beat(stage="keeping the held-out answers")
-        out_of_fold_store(run_id=run_id, result=result, samples=train_samples)  # the curators' suspect labels
-        hooks.beat(stage="logging to MLflow")
-        summary = tracker.log_result(result, training_set.manifest)
-        metrics = _run_metrics(summary, result)
-        tracker.log_model(result)
-        hooks.beat(stage="registering")
-        version = tracker.register(name, serve_if_first=result.beats_baseline)
-        hooks.beat(stage="comparing with Production")
-        if production is None:
-            comparison = model_version_compare(candidate=version, production=None, evaluation=evaluation_set)
-        else:
-            comparison = model_version_compare(
-                candidate=version,
-                production=production,
-                evaluation=evaluation_set,
-                corrected_coin_ids=coins_corrected_since(version=production),
-            )
-        comparison = json_safe(comparison)
-        tracking.log_evaluation(
-            tracker.run_id,
-            {"eval": {k: comparison.get(k) for k in ("candidate", "production")}, "corrected": comparison["corrected"]},
-            {"comparison.json": comparison},
+        decision = result_record(
+            tracker,
+            run_id=run_id,
+            result=result,
+            train_samples=train_samples,
+            training_set=training_set,
+            evaluation_set=evaluation_set,
+            production=production,
+            beat=hooks.beat,
         )
-        if not result.beats_baseline:  # the gate: never served automatically, not even as the first version
-            comparison.update(
-                better=False,
-                verdict="rejected",
-                reason=f"does not beat the constant baseline on its own cross-validation (MAE "
-                f"{result.metrics['mae']:.2f} vs {result.baseline_metrics['mae']:.2f}): not put in Production",
-            )
-        verdict = TrainingRun.Verdict.RECOMMENDED if comparison["better"] else TrainingRun.Verdict.REJECTED
-        if production is None and comparison["better"]:
-            verdict = TrainingRun.Verdict.PROMOTED
-        elif verdict == TrainingRun.Verdict.RECOMMENDED:
-            tracking.set_alias(name, STAGING_ALIAS, version)
-    # The tracker ended FINISHED: only now may a first version serve (the registry gave it alias `production` at the
-    # end of the block; a failure inside the block deleted the version instead). Then the mirror and the audit row.
-    first_serves = production is None and verdict == TrainingRun.Verdict.PROMOTED
-    if first_serves and tracking.get_alias_version(name, PRODUCTION_ALIAS) != version:
-        tracking.set_alias(name, PRODUCTION_ALIAS, version)  # no Production although versions exist (alias removed)
-    with transaction.atomic():
-        mirror = model_version_mirror(version=version)
-        flat_metrics = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-        mirror.training_run_id = run_id
-        mirror.metrics = {**flat_metrics, "folds": metrics.get("folds", [])}
-        mirror.save(update_fields=["training_run", "metrics"])
-        if first_serves:
-            model_version_initial_production(mirror=mirror, actor=run.requested_by)
-        elif verdict == TrainingRun.Verdict.RECOMMENDED:
-            model_version_alias_mirror(name=name, version=version, alias=STAGING_ALIAS)
-    finished = _run_finish(
-        run_id,
-        status=TrainingRun.Status.SUCCEEDED,
-        metrics=metrics,
-        comparison=comparison,
-        verdict=verdict,
-        progress={**hooks.progress, "stage": "done"},
+    return decision_apply(
+        run_id=run_id, decision=decision, production=production, progress=hooks.progress, auto_promote=auto_promote
     )
-    if verdict == TrainingRun.Verdict.RECOMMENDED and auto_promote:
-        try:
-            model_version_promote(version=version, actor=None, action=Promotion.Action.AUTO)
-        except Exception as error:  # noqa: BLE001 - the run succeeded; the promotion can be done by hand
-            logger.exception("auto-promotion of v%s failed", version)
-            TrainingRun.objects.filter(pk=run_id).update(error=error_text(error))
-        finished.refresh_from_db()
-    return finished
