@@ -6,7 +6,8 @@ The learning loop runs end to end over HTTP: a collector uploads coins through t
 review desk; a model owner starts a training run in the admin, which the training worker executes and registers in
 the MLflow server; the owner promotes it, and the inference worker predicts the coins that waited and a new upload;
 a second run's version is promoted and the web host and the inference worker serve it without a restart. At the
-end no host has a photo on its disk, and every photo is an object in the bucket.
+end no host has a photo on its disk, every photo is an object in the bucket, and every prediction is counted once in
+Prometheus, by the host that stored it (the web host's /metrics, the inference worker's own port).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import boto3
 import pytest
 import redis
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from predictions.models import Coin, Prediction
 from registry.models import ModelVersion
@@ -52,6 +54,7 @@ class Deployment:
     s3: object  # a boto3 S3 client of the object store
     url: str
     since: float  # time.time() before any host started
+    inference_metrics: str  # the inference worker's own metrics endpoint
 
     @property
     def hosts(self) -> tuple[Host, Host, Host]:
@@ -117,7 +120,10 @@ def deployment(tmp_path, s3_endpoint, transactional_db, postgres_only) -> Iterat
             "GUNICORN_CMD_ARGS": f"--config={ROOT / 'gunicorn.conf.py'}",
         },
     )
-    inference = Host("inference", tmp_path / "inference", env)
+    inference_metrics_port = free_port()
+    inference = Host(
+        "inference", tmp_path / "inference", {**env, "COINSITE_WORKER_METRICS_PORT": str(inference_metrics_port)}
+    )
     training = Host("training", tmp_path / "training", env)
     hosts = (web, inference, training)
     try:
@@ -135,7 +141,16 @@ def deployment(tmp_path, s3_endpoint, transactional_db, postgres_only) -> Iterat
         for worker in (inference, training):
             worker.wait_for_log("ready.", timeout=180)
         print(f"setup: release+users {t1 - t0:.0f} s, mlflow {t2 - t1:.0f} s, hosts {time.monotonic() - t2:.0f} s")
-        yield Deployment(web=web, inference=inference, training=training, mlflow=mlflow, s3=s3, url=url, since=since)
+        yield Deployment(
+            web=web,
+            inference=inference,
+            training=training,
+            mlflow=mlflow,
+            s3=s3,
+            url=url,
+            since=since,
+            inference_metrics=f"http://127.0.0.1:{inference_metrics_port}/metrics",
+        )
     finally:
         stop_groups(*(host.process for host in hosts), mlflow.process)
         broker.flushdb()
@@ -183,6 +198,17 @@ def upload(collector: Client, front: bytes, back: bytes) -> int:
     )
     assert response.status_code in (201, 202), response.text[:500]  # 202: the prediction is queued
     return response.json()["id"]
+
+
+def predictions_counted(text: str) -> dict[int, float]:
+    """coinsite_predictions_total of a scrape, by model version (all outcomes together)."""
+    counted: dict[int, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "coinsite_predictions_total":
+                version = int(sample.labels["version"])
+                counted[version] = counted.get(version, 0) + sample.value
+    return counted
 
 
 def ran(task: str, *hosts: Host) -> bool:
@@ -326,7 +352,14 @@ def test_web_inference_and_training_hosts_share_nothing_but_the_services(deploym
         assert photo_files(host.cwd, skip=(host.var_dir / "staticfiles",)) == [], host.name
     assert photo_files(ROOT, skip_names=CODE_SKIP, since=d.since) == []  # nor the code they all import
     assert photo_files(d.mlflow.folder / "artifacts")  # the runs' charts: the training host kept none of them
-    assert Prediction.objects.filter(coin__in=stored).count() >= LABELLED + 4
+
+    # and: each prediction is counted once, by the host that stored it: the web host's /api/predict answers on its
+    # /metrics, the inference worker's on its own port
+    web_counted = predictions_counted(requests.get(f"{d.url}/metrics", timeout=30).text)
+    worker_counted = predictions_counted(requests.get(d.inference_metrics, timeout=30).text)
+    assert web_counted == {1: 1, 2: 1}
+    assert worker_counted == {1: LABELLED + 1, 2: 1}
+    assert Prediction.objects.count() == sum(web_counted.values()) + sum(worker_counted.values())
     print(
         f"separate hosts: {stored.count()} coins, {len(objects)} objects in the bucket, versions 1 and 2 trained by "
         f"the training host and served without a restart, in {time.monotonic() - started:.0f} s"
