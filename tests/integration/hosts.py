@@ -182,9 +182,9 @@ class Host:
     def wait_for_http(self, url: str, *, timeout: float) -> None:
         wait_for_http(url, self.process, name=self.name, log=self.log, timeout=timeout)
 
-    def children(self) -> set[int]:
-        """Process ids of this host's processes besides the shell that started them (gunicorn's and Celery's
-        workers): the same ids before and after a promotion mean nothing was restarted."""
+    def pids(self) -> set[int]:
+        """Process ids of this host's processes (its process group: gunicorn's master and workers, a Celery worker
+        and its pool's children): the same ids before and after a promotion mean nothing was restarted."""
         pids = set()
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
@@ -193,7 +193,7 @@ class Host:
                 continue
             if int(fields[2]) == self.process.pid:  # the process group (start_new_session: the leader's pid)
                 pids.add(int(stat.parent.name))
-        return pids - {self.process.pid}
+        return pids
 
 
 class MlflowServer:

@@ -310,8 +310,9 @@ def test_web_inference_and_training_hosts_share_nothing_but_the_services(deploym
     assert ran("coin_predict_task", d.inference) and not ran("coin_predict_task", d.web, d.training)
 
     # and the web host serves version 1 itself (POST /api/predict stores the input as a coin with its prediction)
-    web_workers = d.web.children()
-    inference_workers = d.inference.children()
+    web_pids = d.web.pids()
+    inference_pids = d.inference.pids()
+    assert len(web_pids) == 2 and inference_pids  # gunicorn's master and its one worker; the Celery worker
     answer = predict(collector, coins[LABELLED + 1])
     assert answer["model_version"] == 1
 
@@ -329,7 +330,7 @@ def test_web_inference_and_training_hosts_share_nothing_but_the_services(deploym
         lambda: prediction_of(collector, later), timeout=90, message=lambda: f"coin {later}'s prediction\n{d.logs()}"
     )
     assert prediction["model_version"] == 2
-    assert d.web.children() == web_workers and d.inference.children() == inference_workers
+    assert d.web.pids() == web_pids and d.inference.pids() == inference_pids
     assert all(host.alive() for host in d.hosts)
 
     # and: every photo and thumbnail is an object in the bucket, and no host has a photo or a media folder on its disk
