@@ -348,6 +348,10 @@ def test_web_inference_and_training_hosts_share_nothing_but_the_services(deploym
     first_coin = Coin.objects.get(pk=min(labelled))
     stored_front = d.s3.get_object(Bucket=BUCKET, Key=f"media/{first_coin.front_image.name}")["Body"].read()
     assert stored_front == coins[0][0]
+    full = curator.session.get(f"{d.url}/coins/{first_coin.pk}/front/", timeout=60)  # as the review desk shows it
+    thumb = curator.session.get(f"{d.url}/coins/{first_coin.pk}/front/?size=thumb", timeout=60)
+    assert full.status_code == thumb.status_code == 200
+    assert full.content == coins[0][0] and thumb.headers["Content-Type"] == "image/jpeg"
     for host in d.hosts:
         assert not (host.var_dir / "media").exists(), host.name
         assert photo_files(host.cwd, skip=(host.var_dir / "staticfiles",)) == [], host.name
