@@ -23,9 +23,12 @@ import boto3
 import pytest
 import redis
 import requests
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
+from django.contrib.auth.models import User
 from prometheus_client.parser import text_string_to_metric_families
 
 from predictions.models import Coin, Prediction
+from predictions.roles import role_groups_ensure, user_add_role
 from registry.models import ModelVersion
 from tests.conftest import REDIS_HOST, REDIS_PORT, TINY_OVERRIDES
 from tests.integration.conftest import database_url_of_test_db
@@ -67,11 +70,6 @@ class Deployment:
 def users_create() -> None:
     """The three roles, one user each. Their password is hashed with the web host's hasher (Django's default PBKDF2),
     not the suite's fast MD5 one, which a host without the test settings does not know."""
-    from django.contrib.auth.hashers import PBKDF2PasswordHasher
-    from django.contrib.auth.models import User
-
-    from predictions.roles import role_groups_ensure, user_add_role
-
     role_groups_ensure()  # a transactional test flushed the migration's groups
     hasher = PBKDF2PasswordHasher()
     encoded = hasher.encode(PASSWORD, hasher.salt())
@@ -81,9 +79,8 @@ def users_create() -> None:
 
 
 @pytest.fixture
-def deployment(tmp_path, s3_endpoint, transactional_db, postgres_only) -> Iterator[Deployment]:
+def deployment(postgres_only, redis_url, transactional_db, tmp_path, s3_endpoint) -> Iterator[Deployment]:
     since = time.time()
-    mlflow = MlflowServer(tmp_path / "mlflow-server").start()  # slow to answer: it starts while the web host prepares
     broker = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=BROKER_DB)
     broker.flushdb()
     redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=CACHE_DB).flushdb()
@@ -91,6 +88,7 @@ def deployment(tmp_path, s3_endpoint, transactional_db, postgres_only) -> Iterat
         "s3", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id="hosts", aws_secret_access_key="k"
     )
     s3.create_bucket(Bucket=BUCKET)
+    mlflow = MlflowServer(tmp_path / "mlflow-server")
     web_port = free_port()
     env = {
         "DATABASE_URL": database_url_of_test_db(),
@@ -128,6 +126,7 @@ def deployment(tmp_path, s3_endpoint, transactional_db, postgres_only) -> Iterat
     hosts = (web, inference, training)
     try:
         t0 = time.monotonic()
+        mlflow.start()  # slow to answer: it starts while the hosts prepare
         users_create()
         inference.start(procfile_command("inference"))  # the workers need no release step: they start meanwhile
         training.start(procfile_command("training"))
