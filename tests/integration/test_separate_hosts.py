@@ -40,8 +40,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BUCKET = "coinsite-hosts"
 MODEL = "coin-year"
-BROKER_DB = 12  # a Redis database of this test alone: its queues are flushed before and after
-CACHE_DB = 13
+BROKER_DB, CACHE_DB = 12, 13  # Redis databases of this test alone, flushed before and after
 LABELLED = 12
 PASSWORD = "a-long-separate-hosts-phrase-42"
 CODE_SKIP = frozenset({".git", ".venv", "var", "node_modules", "__pycache__", "test-artifacts"})
@@ -81,9 +80,9 @@ def users_create() -> None:
 @pytest.fixture
 def deployment(postgres_only, redis_url, transactional_db, tmp_path, s3_endpoint) -> Iterator[Deployment]:
     since = time.time()
-    broker = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=BROKER_DB)
-    broker.flushdb()
-    redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=CACHE_DB).flushdb()
+    databases = [redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db) for db in (BROKER_DB, CACHE_DB)]
+    for database in databases:
+        database.flushdb()
     s3 = boto3.client(
         "s3", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id="hosts", aws_secret_access_key="k"
     )
@@ -152,7 +151,8 @@ def deployment(postgres_only, redis_url, transactional_db, tmp_path, s3_endpoint
         )
     finally:
         stop_groups(*(host.process for host in hosts), mlflow.process)
-        broker.flushdb()
+        for database in databases:
+            database.flushdb()
         for item in s3.list_objects_v2(Bucket=BUCKET).get("Contents", []):
             s3.delete_object(Bucket=BUCKET, Key=item["Key"])
         s3.delete_bucket(Bucket=BUCKET)
