@@ -37,3 +37,12 @@ def logging_from_django_settings(loglevel: int | str | None = None, **kwargs) ->
     logging.config.dictConfig(settings.LOGGING)
     if loglevel:
         logging.getLogger().setLevel(loglevel)
+
+
+@signals.worker_init.connect
+def worker_metrics_start(sender=None, **kwargs) -> None:
+    """A worker serves its own counters (the predictions its tasks store) on COINSITE_WORKER_METRICS_PORT when set:
+    the web hosts' /metrics cannot see another process's memory (coinsite/worker_metrics.py)."""
+    from coinsite.worker_metrics import worker_metrics_serve  # lazy: only a starting worker needs the server
+
+    worker_metrics_serve(pool_cls=getattr(sender, "pool_cls", "solo"))

@@ -4,6 +4,8 @@ The server is gunicorn (gunicorn.conf.py, as deployed: PROMETHEUS_MULTIPROC_DIR 
 COINSITE_VAR_DIR) on the embedded default, serving the session's tiny production model, with METRICS_TOKEN set and
 no trusted network, so the scrape goes through the token path. Which worker served a prediction is read from the
 multiprocess folder: a worker that counted a prediction has written its own `counter_<pid>.db` there.
+
+And a real Celery inference worker, whose predictions no web host can count, serves them on its own metrics port.
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from predictions.models import Prediction
+from tests.integration.conftest import wait_until
+from tests.integration.hosts import free_port
 from tests.integration.test_hostile_server import Server
+from tests.integration.test_inference_worker import upload, worker_env
 from training.ml.synthetic import iter_coins
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -105,3 +111,26 @@ def test_metrics_sums_predictions_of_two_gunicorn_workers_by_model_version(two_w
         f"{sent} predictions over {CONNECTIONS} connections in {seconds:.1f} s, counted by both workers "
         f"{sorted(workers)}; /metrics reported {sent} for version {production_model}"
     )
+
+
+def test_an_inference_workers_predictions_are_counted_on_its_own_metrics_port(
+    start_worker, production_model, collector, tmp_path
+):
+    # given: a real inference worker (threads pool, as deployed) told to serve its metrics
+    port = free_port()
+    worker = start_worker("inference", COINSITE_WORKER_METRICS_PORT=str(port), **worker_env(tmp_path))
+
+    # when: uploads are predicted by the worker, not by this process
+    coins = [upload(collector, n) for n in range(3)]
+    wait_until(
+        lambda: Prediction.objects.filter(coin__in=coins).count() == len(coins),
+        timeout=90,
+        message=f"the worker's predictions\n{worker.log()}",
+    )
+
+    # then: the worker's own endpoint reports every one of them for the serving version
+    response = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=30)
+    assert response.status_code == 200, worker.log()
+    counted = samples(response.text, "coinsite_predictions_total")
+    assert sum(value for labels, value in counted if labels["version"] == str(production_model)) == len(coins)
+    assert f"worker metrics: http://127.0.0.1:{port}/metrics" in worker.log()
