@@ -25,7 +25,7 @@ DIST_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/coinsite CELERY_BROK
 # `release` step (migrate + collectstatic) runs before them, once.
 DIST_PROCESSES := s3 mlflow web inference training beat
 
-.PHONY: help venv run run-distributed test test-fast test-postgres browser-deps bench bench-train bench-folds lint demo clean \
+.PHONY: help venv venv-runtime lock run run-distributed test test-fast test-postgres browser-deps bench bench-train bench-folds lint demo clean \
 	pretrain measure-reader collectstatic fuzz
 
 # DJANGO_DEBUG defaults to off (a deployment never shows debug pages); the embedded default's local tools turn it on.
@@ -34,13 +34,32 @@ run demo bench bench-train pretrain measure-reader: export DJANGO_DEBUG := 1
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.txt
+# requirements/*.in name what is wanted; `make lock` compiles them into the lock files, every package pinned with
+# its hashes (pip-tools, in a virtualenv of its own). Installs read only the locks, in pip's hash-checking mode.
+RUNTIME_LOCK := requirements/runtime.txt
+DEV_LOCK := requirements/dev.txt
+LOCK_TOOLS := .venv-lock
+PIP_COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_TOOLS)/bin/pip-compile --quiet --generate-hashes --allow-unsafe \
+	--strip-extras --no-emit-index-url --no-emit-find-links $(LOCK_ARGS)
+
+$(STAMP): $(DEV_LOCK) $(RUNTIME_LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --require-hashes -r $(DEV_LOCK)
 	@touch $(STAMP)
 
-venv: $(STAMP) ## create or reuse the virtualenv and install requirements
+venv: $(STAMP) ## create or reuse the virtualenv and install requirements/dev.txt (runtime + tests, lint, demo tools)
+
+venv-runtime: ## a deployment's virtualenv: requirements/runtime.txt only, no test, lint or demo tool
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --require-hashes -r $(RUNTIME_LOCK)
+
+lock: ## re-compile requirements/*.in into the hashed locks, keeping pins (LOCK_ARGS=--upgrade-package=NAME to move one)
+	@test -x $(LOCK_TOOLS)/bin/pip-compile || ($(PYTHON) -m venv $(LOCK_TOOLS) \
+		&& $(LOCK_TOOLS)/bin/pip install --quiet pip==23.2.1 pip-tools==7.6.2)
+	$(PIP_COMPILE) --output-file $(RUNTIME_LOCK) requirements/runtime.in
+	$(PIP_COMPILE) --output-file $(DEV_LOCK) requirements/dev.in
 
 demo: venv ## migrate, create demo users, demo coins and the first trained model (if none is registered)
 	$(PY) manage.py migrate --noinput

@@ -168,7 +168,8 @@ def test_make_run_distributed_starts_the_demo_procfile_with_the_production_worke
 
 
 @pytest.mark.parametrize("package", ["pillow", "gunicorn", "prometheus_client", "sentry-sdk"])
-def test_requirements_pin_the_installed_version(package):
-    lines = (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines()
+def test_runtime_requirements_pin_the_installed_version(package):
+    text = (ROOT / "requirements" / "runtime.in").read_text(encoding="utf-8")
+    lines = [line.split(" #")[0].strip() for line in text.splitlines()]
 
     assert f"{package}=={version(package)}" in lines
