@@ -7,7 +7,7 @@ The same labelled coins and config for both runs; each run's wall time is its ro
 goes first, with no Production to compare against; the 2-worker run also compares with the version the first one
 put in Production, so the ratio errs against fold-parallel. Target (issue 14): 2 workers <= 0.65 x 1 worker.
 
-    python scripts/bench_folds.py [--coins 160] [--set key=value ...]
+    python scripts/bench_folds.py [--coins 320] [--set key=value ...]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ TARGET_RATIO = 0.65
 DATABASE = "coinsite_bench_folds"
 BROKER = "redis://127.0.0.1:6379/9"
 VAR = ROOT / "var" / "bench-folds"
-DEFAULT_SET = ["folds=4", "epochs=4", "image_size=128", "batch_size=16", "patience=0", "serve_int8=false"]
+DEFAULT_SET = ["folds=4", "epochs=6", "image_size=128", "batch_size=16", "patience=0", "serve_int8=false"]
 
 
 def bench_env() -> dict[str, str]:
@@ -54,6 +54,7 @@ def start_workers(count: int, logs: Path) -> list[subprocess.Popen]:
         workers.append(
             subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "coinsite", "worker", "-Q", "training", "--concurrency", "1"]
+                + ["--max-tasks-per-child", "1"]
                 + ["--without-gossip", "--without-mingle", "--hostname", f"bench{index}-{time.monotonic_ns()}@%h"]
                 + ["--loglevel", "INFO"],
                 cwd=ROOT,
@@ -110,7 +111,7 @@ def timed_run(workers: int, overrides: list[str], logs: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--coins", type=int, default=160)
+    parser.add_argument("--coins", type=int, default=320)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     overrides = [*DEFAULT_SET, *args.set]

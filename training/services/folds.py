@@ -226,14 +226,14 @@ def training_run_finalise(*, run_id: int) -> TrainingRun:
 def _finalise(run_id: int) -> TrainingRun:
     run = TrainingRun.objects.select_related("dataset_version", "evaluation_dataset", "requested_by").get(pk=run_id)
     config = TrainConfig.from_dict(run.config)
-    progress = {"stage": "combining the folds", "folds": config.folds, "epochs": config.epochs}
+    progress = _fold_progress(run_id, config, stage="combining the folds")
 
     def beat(**fields: Any) -> None:
         progress.update(fields)
         if _lease_renew(run_id, progress=dict(progress)):
             raise TrainingCancelled()
 
-    beat(folds_done=config.folds)
+    beat()
     samples = dataset_samples(dataset=run.dataset_version)
     outputs = [
         FoldOutput.from_bytes(bytes(data)) for data in run.folds.order_by("index").values_list("output", flat=True)
