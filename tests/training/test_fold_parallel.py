@@ -166,3 +166,22 @@ def test_the_reaper_queues_again_a_fold_whose_host_went_silent(
     assert running_fold.status == TrainingFold.Status.QUEUED
     run = TrainingRun.objects.get(pk=running_fold.run_id)
     assert run.status == TrainingRun.Status.RUNNING, "not reaped: its fold is queued again"
+
+
+def test_the_reaper_asks_again_for_a_finaliser_that_was_lost(
+    running_fold, settings, django_capture_on_commit_callbacks
+):
+    settings.TRAINING_LEASE_SECONDS = 60
+    silent = timezone.now() - timedelta(seconds=61)
+    TrainingFold.objects.filter(pk=running_fold.pk).update(status="done", heartbeat_at=silent)
+    TrainingFold.objects.create(run=running_fold.run, index=1, status="done", heartbeat_at=silent)
+    TrainingRun.objects.filter(pk=running_fold.run_id).update(heartbeat_at=silent)
+
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        folds.training_folds_requeue_stale()
+        reaped = training_run_reap_stale()
+
+    assert len(queued) == 1 and reaped == [], "the finaliser is asked for again, the run is not reaped"
+    with django_capture_on_commit_callbacks(execute=False) as again:
+        folds.training_folds_requeue_stale()
+    assert again == [], "not twice within the lease"

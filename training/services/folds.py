@@ -295,4 +295,23 @@ def training_folds_requeue_stale(*, now=None) -> list[tuple[int, int]]:
             )
             requeued.append((fold.run_id, fold.index))
             logger.warning("%s: no heartbeat since %s, queued again", fold, fold.heartbeat_at)
+    _finalisers_ask_again(cutoff)
     return requeued
+
+
+def _finalisers_ask_again(cutoff) -> None:
+    """A run whose folds are all done but that nobody finalised (the finaliser's message was lost with its broker or
+    its worker before the claim) gets its finaliser queued again once silent for the lease; the claim keeps it
+    idempotent."""
+    forgotten = (
+        TrainingRun.objects.filter(
+            status=TrainingRun.Status.RUNNING, finalising_at__isnull=True, heartbeat_at__lt=cutoff
+        )
+        .filter(folds__isnull=False)
+        .exclude(folds__status__in=[s for s in TrainingFold.Status.values if s != TrainingFold.Status.DONE])
+        .distinct()
+    )
+    for run_id in forgotten.values_list("pk", flat=True):
+        logger.warning("training run %s: every fold done and not finalised, finaliser queued again", run_id)
+        TrainingRun.objects.filter(pk=run_id).update(heartbeat_at=timezone.now())
+        transaction.on_commit(lambda run_id=run_id: training_run_folds_done.send(sender=TrainingRun, run_id=run_id))
