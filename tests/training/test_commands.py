@@ -79,6 +79,18 @@ def test_train_retrain_and_evaluate_print_their_tables(model_name, labelled, tmp
     assert "evaluation dataset" in output and "MAE (years)" in output
 
 
+@pytest.mark.slow
+def test_train_trains_its_folds_itself_even_with_a_broker_configured(model_name, labelled, settings):
+    # with a broker the services would hand the folds to the training workers and return at once; `train` waits
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+
+    output = run_command("train", "--set", *TINY)
+
+    run = TrainingRun.objects.get()
+    assert run.status == TrainingRun.Status.SUCCEEDED and "now in production" in output
+    assert not run.folds.exists(), "trained in this process, not queued"
+
+
 def test_train_with_an_unknown_config_key_fails_naming_it(model_name, labelled):
     with pytest.raises(CommandError, match="epohcs"):
         run_command("train", "--set", "epohcs=3")

@@ -161,7 +161,7 @@ class Command(BaseCommand):
         started = time.monotonic()
         run = training_run_start(overrides=overrides, enqueue=False)
         try:
-            run = training_run_execute(run_id=run.id, progress=True)
+            run = training_run_execute(run_id=run.id, progress=True, fold_parallel=False)
         except TrainingBusy as busy:
             self.stdout.write(f"Not training: {busy}")
             return

@@ -186,9 +186,10 @@ class Command(BaseCommand):
 
 
 def execute_or_fail(command: BaseCommand, run: TrainingRun, *, auto_promote: bool | None = None) -> TrainingRun:
-    """Run synchronously with progress bars; a busy lock or a failed / cancelled run is a CommandError."""
+    """Run synchronously in this process with progress bars (its folds too, even with a broker); a busy lock or a
+    failed / cancelled run is a CommandError."""
     try:
-        run = training_run_execute(run_id=run.pk, progress=True, auto_promote=auto_promote)
+        run = training_run_execute(run_id=run.pk, progress=True, auto_promote=auto_promote, fold_parallel=False)
     except TrainingBusy as busy:
         TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
             status=TrainingRun.Status.CANCELLED, error=f"not started: {busy}"
