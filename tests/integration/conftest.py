@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -150,10 +151,15 @@ def start_worker(celery_broker, tmp_path, transactional_db, postgres_only):
         worker.stop()
 
 
-def wait_until(predicate, *, timeout: float, interval: float = 0.2, message: str = "condition") -> None:
+def wait_until(
+    predicate, *, timeout: float, interval: float = 0.2, message: str | Callable[[], str] = "condition"
+) -> None:
+    """Poll until `predicate()`; on timeout fail with `message`, called then when it is a callable (a worker's log
+    read at the moment of failure, not before the wait)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+    text = message() if callable(message) else message
+    raise AssertionError(f"timed out after {timeout}s waiting for {text}")

@@ -56,14 +56,14 @@ def test_two_workers_share_the_folds_and_a_fold_killed_mid_way_is_trained_again(
     wait_until(
         lambda: TrainingFold.objects.filter(run=run, status="running").count() == 2,
         timeout=RUN_TIMEOUT,
-        message="two folds training side by side\n" + "\n".join(w.log()[-3000:] for w in workers),
+        message=lambda: "two folds training side by side\n" + "\n".join(w.log()[-3000:] for w in workers),
     )
     side_by_side = set(TrainingFold.objects.filter(run=run, status="running").values_list("worker", flat=True))
     assert len(side_by_side) == 2
     wait_until(
         lambda: TrainingFold.objects.filter(run=run, status="running", epoch__gte=1).exists(),
         timeout=RUN_TIMEOUT,
-        message="a fold one epoch into training\n" + "\n".join(w.log()[-3000:] for w in workers),
+        message=lambda: "a fold one epoch into training\n" + "\n".join(w.log()[-3000:] for w in workers),
     )
     # ... and the process training a fold is killed with SIGKILL after its first epoch
     victim = TrainingFold.objects.filter(run=run, status="running", epoch__gte=1).first()

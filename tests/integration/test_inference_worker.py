@@ -64,7 +64,7 @@ def test_worker_killed_mid_prediction_is_replaced_and_no_upload_is_lost(
     wait_until(
         lambda: Coin.objects.filter(status=Coin.Status.PREDICTED).count() == len(coins),
         timeout=120,
-        message=f"all coins predicted\n--- replacement worker log ---\n{second.log()}",
+        message=lambda: f"all coins predicted\n--- replacement worker log ---\n{second.log()}",
     )
     for coin in coins:
         assert Prediction.objects.filter(coin=coin, model_version__version=production_model).count() == 1
