@@ -129,9 +129,11 @@ def table(
     cores: int,
     clients: int,
 ) -> list[str]:
-    """The round's table: (a) with the ceiling, then each server's latency, throughput and CPU per request."""
+    """The round's table: (a) with the ceiling, then each server's latency, throughput, CPU per request, and the
+    cores its process tree kept busy during the throughput run (req/s x CPU s/req)."""
     lines = [
         f"{'server':<34} {'inputs':<6} {'1-client p50 / p95':>20} {f'{clients}-client req/s':>16} {'CPU ms/req':>22}"
+        f" {'cores busy':>10}"
     ]
     for kind in KINDS:
         p50, p95 = a[kind]
@@ -143,5 +145,8 @@ def table(
         for kind in KINDS:
             m = measured[kind]
             cpu = f"{m.cpu_ms:.1f}" + (f" (db {m.db_cpu_ms:.1f})" if m.db_cpu_ms else "")
-            lines.append(f"{label:<34} {kind:<6} {m.p50_ms:>9.1f} / {m.p95_ms:>6.1f} ms {m.rps:>16.1f} {cpu:>22}")
+            busy = m.rps * m.cpu_ms / 1000  # below the cores: the server waited (I/O, locks), not computed
+            lines.append(
+                f"{label:<34} {kind:<6} {m.p50_ms:>9.1f} / {m.p95_ms:>6.1f} ms {m.rps:>16.1f} {cpu:>22} {busy:>10.2f}"
+            )
     return lines

@@ -87,3 +87,12 @@ def test_target_verdicts_say_met_or_not_for_plain_and_pg_figures():
 
     assert "met" in lines[0] and "NOT" not in lines[0]
     assert "pg_p50_600_b_over_a" in lines[1] and "NOT met" in lines[1]
+
+
+def test_table_shows_the_ceiling_and_the_cores_each_server_kept_busy():
+    figures = {"600px": measured(p50=25.0, rps=80.0, cpu=20.0), "12MP": measured(p50=110.0, rps=10.0, cpu=150.0)}
+
+    lines = report.table(a={"600px": (20.0, 22.0), "12MP": (100.0, 105.0)}, rows=[("(b)", figures)], cores=2, clients=8)
+
+    assert "ceiling 100.0" in lines[2]  # 600 px: 2 cores / 20 ms
+    assert lines[-1].endswith(" 1.60")  # 80 req/s x 20 ms of CPU each
