@@ -59,6 +59,7 @@ class Setup:
     base_env: dict[str, str]
     web_env: dict[str, str]
     databases: list[tuple[str, str, str | None, str]] = field(default_factory=list)  # label, URL, pg name, token
+    pg_name: str | None = None  # the PostgreSQL database the bench created (dropped at the end, whatever happens)
 
 
 def parse_args() -> argparse.Namespace:
@@ -324,33 +325,30 @@ def prepare(args: argparse.Namespace) -> Setup:
     )
 
 
-def add_databases(setup: Setup) -> str | None:
-    """Create and migrate (b)'s databases; returns the PostgreSQL database's name when there is one."""
+def add_databases(setup: Setup) -> None:
+    """Create and migrate (b)'s databases: a SQLite file, and a PostgreSQL database unless there is none to use."""
     sqlite_url = f"sqlite:///{setup.work / 'db.sqlite3'}"
-    setup.databases.append(
-        ("SQLite", sqlite_url, None, servers.prepare_database(ROOT, dict(setup.web_env, DATABASE_URL=sqlite_url)))
-    )
+    token = servers.prepare_database(ROOT, dict(setup.web_env, DATABASE_URL=sqlite_url))
+    setup.databases.append(("SQLite", sqlite_url, None, token))
     if setup.args.no_postgres:
-        return None
+        return
     name = f"coinsite_bench_{os.getpid()}"
     try:
         servers.postgres_create(setup.args.postgres_url, name)
     except Exception as error:  # no server there: say so, and bench SQLite alone
         print(f"PostgreSQL at {setup.args.postgres_url} not usable ({error}); (b) runs on SQLite only")
-        return None
+        return
+    setup.pg_name = name
     pg_url = setup.args.postgres_url.rsplit("/", 1)[0] + "/" + name
-    setup.databases.append(
-        ("PostgreSQL", pg_url, name, servers.prepare_database(ROOT, dict(setup.web_env, DATABASE_URL=pg_url)))
-    )
-    return name
+    token = servers.prepare_database(ROOT, dict(setup.web_env, DATABASE_URL=pg_url))
+    setup.databases.append(("PostgreSQL", pg_url, name, token))
 
 
 def main() -> None:
     args = parse_args()
     setup = prepare(args)
-    pg_name = None
     try:
-        pg_name = add_databases(setup)
+        add_databases(setup)
         rounds = []
         for index in range(args.repeat):
             if args.repeat > 1:
@@ -360,8 +358,8 @@ def main() -> None:
                 print(f"round {index + 1}: {report.ratio_line(rounds[-1])}")
     finally:
         setup.pool.terminate()
-        if pg_name:
-            servers.postgres_drop(args.postgres_url, pg_name)
+        if setup.pg_name:
+            servers.postgres_drop(args.postgres_url, setup.pg_name)
         servers.remove(setup.work)
     print(f"\nmachine: {CORES} cores, load average {load_average()} at the end (the clients share the cores)")
     if args.repeat > 1:
