@@ -102,8 +102,8 @@ lint: venv ## ruff, the layer contracts (pyproject.toml), no import cycle, no un
 	$(VENV)/bin/lint-imports
 	$(PY) scripts/import_cycles.py
 
-bench: demo ## /api/predict (gunicorn) vs bare in-process vs mlflow models serve: latency and throughput
-	$(PY) scripts/bench_serving.py
+bench: demo ## /api/predict (gunicorn; SQLite and PostgreSQL) vs in-process vs mlflow models serve (BENCH_ARGS="--repeat 3")
+	$(PY) scripts/bench_serving.py $(BENCH_ARGS)
 
 bench-train: venv ## real training pipeline vs a bare PyTorch loop: seconds/epoch, pairs/s, peak RSS
 	$(PY) scripts/bench_train.py

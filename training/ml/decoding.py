@@ -113,13 +113,22 @@ class DecodedPhoto:
         return finish(self.image, size=size, grayscale=grayscale, orientation=self.orientation)
 
     def rendition_jpeg(self, max_px: int, *, quality: int = 82) -> bytes:
-        """The whole photo, upright, no larger than max_px on its longer side, as a JPEG."""
+        """The whole photo, upright, no larger than max_px on its longer side, as a JPEG.
+
+        Resampled with Hamming, not Lanczos: a 600 px upload is decoded whole (the model wants 384 px), so its 320 px
+        thumbnail is a 1.9x resize with no box reduction before it, and that resize was the largest cost of
+        POST /api/predict beyond decode and forward pass (Lanczos 4.0 ms per photo, 9.2 ms of a 33 ms request on
+        2 cores; Hamming 1.8 ms). The two differ by 48.5 dB PSNR on generated coins, far less than the JPEG at
+        quality 82 then loses (38.8 dB). Never resizes the decoded image in place: the model's input comes from it.
+        """
         image = self.image
         factor = max(image.size) // max_px
         if factor >= 2:
             image = _reduce(image, factor, (0, 0, *image.size))
         image = _to_mode(transpose(image, self.orientation), "RGB")
-        image.thumbnail((max_px, max_px), Image.Resampling.LANCZOS)
+        if image is self.image:  # thumbnail() resizes in place
+            image = image.copy()
+        image.thumbnail((max_px, max_px), Image.Resampling.HAMMING)
         buffer = io.BytesIO()
         image.save(buffer, "JPEG", quality=quality, optimize=True)
         return buffer.getvalue()
