@@ -52,6 +52,16 @@ def test_warm_up_loads_the_production_model_and_tolerates_none(production_model,
     assert serving.warm_up() is None
 
 
+def test_warm_up_scores_one_blank_pair_so_the_first_request_does_not_pay_the_first_run(production_model, monkeypatch):
+    scored = []
+    real = serving.predict_pairs
+    monkeypatch.setattr(serving, "predict_pairs", lambda pairs: scored.append(len(pairs)) or real(pairs))
+    serving.reset()
+
+    assert serving.warm_up() == production_model
+    assert scored == [1]
+
+
 def test_coin_predict_stores_prediction_of_the_serving_version_once(production_model, collector):
     coin = CoinFactory(owner=collector)
 
