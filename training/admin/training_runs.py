@@ -50,16 +50,16 @@ def _model_version(run: TrainingRun) -> ModelVersion | None:
 class TrainingRunAdmin(ReadOnlyAdmin):
     """Training runs as they happen: status, progress, duration, verdict and error; Start training and Cancel."""
 
+    # Five columns, so the list fits 1280 px beside the filter bar: the dataset under the run, the duration under the
+    # progress (measured: seven columns needed 750 px in a 631 px box).
     list_display = (
-        "run_label",
+        "run_with_data",
         "status_with_error",
-        "progress_bar",
-        "duration_display",
-        "dataset_short",
+        "progress_with_duration",
         "result_display",
         "created_by",
     )
-    list_display_links = ("run_label",)
+    list_display_links = ("run_with_data",)
     list_filter = ("status", "verdict")
     search_fields = ("=id", "mlflow_run_id", "error")
     actions = [actions.cancel_selected]
@@ -118,6 +118,25 @@ class TrainingRunAdmin(ReadOnlyAdmin):
         if obj.fine_tune:
             return format_html('#{} <span class="mt-badge mt-badge--muted">fine-tune</span>', obj.pk)
         return f"#{obj.pk}"
+
+    @admin.display(description="run", ordering="id")
+    def run_with_data(self, obj: TrainingRun) -> str:
+        """The run, with the size of its training set as a small second line."""
+        if obj.dataset_version is None:
+            return self.run_label(obj)
+        return format_html(
+            '{}<span class="mt-muted mt-small">{} coins</span>', self.run_label(obj), obj.dataset_version.coin_count
+        )
+
+    @admin.display(description="progress")
+    def progress_with_duration(self, obj: TrainingRun) -> str:
+        """The progress bar, with how long the run took (or has been running) as a small second line."""
+        duration = run_duration(obj)
+        if duration is None:
+            return self.progress_bar(obj)
+        return format_html(
+            '{}<span class="mt-muted mt-small">{}</span>', self.progress_bar(obj), fmt_duration(duration)
+        )
 
     @admin.display(description="status", ordering="status")
     def status_with_error(self, obj: TrainingRun) -> str:
