@@ -44,6 +44,9 @@ from .recording import decision_apply, result_record, run_tracker
 
 logger = logging.getLogger(__name__)
 
+# A run is ready to finalise when none of its folds is in one of these.
+NOT_DONE = [status for status in TrainingFold.Status.values if status != TrainingFold.Status.DONE]
+
 
 def training_fold_parallel_enabled() -> bool:
     """Folds go to the workers only with a broker (there are workers to share them) and TRAINING_FOLD_PARALLEL on."""
@@ -213,7 +216,7 @@ def training_run_finalise(*, run_id: int) -> TrainingRun:
     now = timezone.now()
     claimed = (
         TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING, finalising_at__isnull=True)
-        .exclude(folds__status__in=[s for s in TrainingFold.Status.values if s != TrainingFold.Status.DONE])
+        .exclude(folds__status__in=NOT_DONE)
         .update(finalising_at=now, heartbeat_at=now)
     )
     if not claimed or not TrainingFold.objects.filter(run_id=run_id).exists():
@@ -308,7 +311,7 @@ def _finalisers_ask_again(cutoff) -> None:
             status=TrainingRun.Status.RUNNING, finalising_at__isnull=True, heartbeat_at__lt=cutoff
         )
         .filter(folds__isnull=False)
-        .exclude(folds__status__in=[s for s in TrainingFold.Status.values if s != TrainingFold.Status.DONE])
+        .exclude(folds__status__in=NOT_DONE)
         .distinct()
     )
     for run_id in forgotten.values_list("pk", flat=True):
