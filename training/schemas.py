@@ -106,6 +106,11 @@ class RunMetrics:
     interval_coverage: float | None = None
     interval_halfwidth: float | None = None
     interval_level: float | None = None
+    # the date reader: 1.0 when the version serves its fold models averaged (training.ml.soup), 0.0 when it serves
+    # their ensemble; with both ways' exact share on the run's holdout (None for runs that did not compare them)
+    soup_served: float | None = None
+    soup_holdout_exact: float | None = None
+    folds_ensemble_holdout_exact: float | None = None
     folds: list[FoldMetrics] = field(default_factory=list)
 
     @classmethod

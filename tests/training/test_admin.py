@@ -353,6 +353,24 @@ def test_detail_page_reads_flat_mlflow_fold_metrics(client, model_owner):
     assert "8.50" in page and "9.50" in page and "0.700" in page
 
 
+@pytest.mark.parametrize(
+    ("served", "says"), [(1.0, "folds averaged"), (0.0, "fold ensemble")], ids=["soup", "ensemble"]
+)
+def test_detail_page_says_how_the_version_combines_its_folds(client, model_owner, served, says):
+    metrics = {"mae": 0.4, "soup_served": served, "soup_holdout_exact": 0.974, "folds_ensemble_holdout_exact": 0.967}
+    version = ModelVersionFactory(version=5, metrics=metrics)
+    client.force_login(model_owner)
+    page = client.get(reverse("admin:registry_modelversion_change", args=[version.pk])).content.decode()
+    assert says in page and "averaged 97%, ensemble 97%" in page
+
+
+def test_detail_page_of_a_version_that_never_compared_shows_no_combination_card(client, model_owner):
+    version = ModelVersionFactory(version=6, metrics={"mae": 9.0})
+    client.force_login(model_owner)
+    page = client.get(reverse("admin:registry_modelversion_change", args=[version.pk])).content.decode()
+    assert "folds averaged" not in page and "fold ensemble" not in page
+
+
 def test_first_version_comparison_without_production_renders(client, model_owner):
     run = TrainingRun.objects.create(status=TrainingRun.Status.SUCCEEDED, comparison=comparison_json(1, None))
     version = ModelVersionFactory(version=1, training_run=run)

@@ -144,6 +144,9 @@ def version_summary(version: ModelVersion) -> dict[str, float | None]:
         "interval_level": metrics.interval_level,
         "interval_halfwidth": metrics.interval_halfwidth,
         "ratio": metrics.mae_over_baseline,
+        "soup_served": metrics.soup_served,
+        "soup_holdout_exact": metrics.soup_holdout_exact,
+        "ensemble_holdout_exact": metrics.folds_ensemble_holdout_exact,
     }
 
 

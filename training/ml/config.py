@@ -22,6 +22,7 @@ BACKBONES = ("mobilenet_v3_small", "resnet18")
 HEADS = ("reader", "regression")
 MODES = ("shared", "dual")
 SCHEDULES = ("onecycle", "cosine", "constant")
+COMBINATIONS = ("soup", "ensemble")
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
 # What configs/default.yaml changes from the dataclass defaults: the date reader, from the pretrained base.
 DATE_READER = {"head": "reader", "init_from": "base", "image_size": 192, "lr": 0.001, "interval_level": 0.95}
@@ -45,6 +46,7 @@ class TrainConfig:
     dropout: float = 0.1
     weights_path: str | None = None
     serve_int8: bool = True  # register an int8 ONNX graph beside float32, served when it agrees (training.ml.quantize)
+    combine: str = "soup"  # date reader: serve the fold models averaged (training.ml.soup) or their "ensemble"
     # optimisation
     epochs: int = 20
     batch_size: int = 32
@@ -86,6 +88,7 @@ class TrainConfig:
         _choice("backbone", self.backbone, BACKBONES)
         _choice("mode", self.mode, MODES)
         _choice("schedule", self.schedule, SCHEDULES)
+        _choice("combine", self.combine, COMBINATIONS)
         _check("image_size", self.image_size >= 32, "must be at least 32 (the backbones downsample 32x)")
         _check("projection_dim", self.projection_dim >= 0, "must be >= 0 (0 = no projection layer)")
         _check("head_hidden", self.head_hidden >= 1, "must be >= 1")

@@ -26,6 +26,7 @@ from training.ml.folds import FoldContext, FoldOutput, FoldPlan, fit_fold, fold_
 from training.ml.interval import IntervalCalibration, calibrate_interval, interval_halfwidth
 from training.ml.metrics import regression_metrics, summarise_folds
 from training.ml.reader_calibration import calibrate_reader
+from training.ml.soup import SoupDecision, SoupOutput, decide, make_soup
 from training.ml.train import OnEpoch, OnModel, ShouldStop, StateDict, select_device
 
 
@@ -64,6 +65,14 @@ class FitResult:
     holdout_pred: np.ndarray = field(default_factory=lambda: np.zeros(0))
     holdout_p_label: np.ndarray = field(default_factory=lambda: np.zeros(0))
     holdout_p_top: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # the weights the version serves when they are not the K fold models: [the fold models' average] (soup.py)
+    served_states: list[StateDict] | None = None
+    soup: SoupDecision | None = None
+
+    @property
+    def combination(self) -> str:
+        """How the version combines its fold models: "soup" (one averaged model) or "ensemble" (K models)."""
+        return "soup" if self.served_states is not None else "ensemble"
 
     @property
     def interval_halfwidth(self) -> float:
@@ -95,8 +104,10 @@ class FitResult:
         return {"pred_std": self.metrics["pred_std"], "true_std": self.metrics["true_std"]}
 
     def ensemble(self):
-        """The registered model: the K fold models averaged, with the calibrated interval."""
-        return CoinYearEnsemble.from_states(self.fold_states, self.config, self.calibration)
+        """The registered model: the averaged fold model when it was chosen (soup.py), else the K fold models'
+        answers averaged; with the calibrated interval."""
+        states = self.served_states if self.served_states is not None else self.fold_states
+        return CoinYearEnsemble.from_states(states, self.config, self.calibration)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly summary (what tracking.runs writes as metrics.json)."""
@@ -108,6 +119,7 @@ class FitResult:
             "fold_baseline_metrics": self.fold_baseline_metrics,
             "beats_baseline": self.beats_baseline,
             "collapsed": self.collapsed,
+            "combination": self.combination,
             "interval": {
                 "level": self.calibration.level,
                 "halfwidth": self.interval_halfwidth,
@@ -152,6 +164,8 @@ class FitResult:
                 f"{m['not_coin_rejected_share']:.1%} of generated non-coin photos and {m['coin_rejected_share']:.1%} "
                 f"of coins rejected; unreadable {m['unreadable_share']:.1%}"
             )
+        if self.soup is not None:
+            lines.append(self.soup.reason)
         if "holdout_mae" in m:
             lines.append(
                 f"ensemble on {int(m['holdout_n'])} held-out calibration coins: MAE {m['holdout_mae']:.2f} "
@@ -223,6 +237,7 @@ def fit(
         context.years,
         outputs,
         quantization_photos=quantization_sample(context.eval_view, len(samples), config),
+        soup=make_soup(context, outputs, device=device),
         seconds=time.perf_counter() - started,
     )
 
@@ -234,10 +249,14 @@ def fit_combine(
     outputs: Sequence[FoldOutput],
     *,
     quantization_photos: tuple[np.ndarray, np.ndarray] | None = None,
+    soup: SoupOutput | None = None,
     seconds: float = 0.0,
 ) -> FitResult:
     """The run's result from its K fold outputs (in any order): out-of-fold metrics beside the constant baseline,
-    the calibrated interval (and the date reader's temperature and coin threshold), the held-out answers."""
+    the calibrated interval (and the date reader's temperature and coin threshold), the held-out answers.
+
+    With ``soup`` (the fold models averaged, soup.make_soup) the version serves it when it reads the holdout about as
+    well as the ensemble; the calibration, the interval's figures and the holdout answers are then the soup's."""
     outputs = sorted(outputs, key=lambda output: output.fold)
     if [output.fold for output in outputs] != list(range(config.folds)):
         raise ValueError(
@@ -260,6 +279,15 @@ def fit_combine(
     fresh_reads = [(o.fresh_log_p, o.fresh_coin) for o in outputs if o.fresh_log_p is not None]
     negative_reads = [o.negative_coin for o in outputs if o.negative_coin is not None]
     interval_rows = np.zeros((0, 4))
+    decision: SoupDecision | None = None
+    if fresh_reads and soup is not None and holdout:
+        truth = years[calibration_index]
+        served_reads = ([r[0] for r in fresh_reads], [r[1] for r in fresh_reads], negative_reads)
+        ensemble_metrics = calibrate_reader(*served_reads, truth, config)[1]
+        soup_metrics = calibrate_reader([soup.fresh_log_p], [soup.fresh_coin], [soup.negative_coin], truth, config)[1]
+        decision = decide(soup_metrics, ensemble_metrics)
+        if decision.served:
+            fresh_reads, negative_reads = [(soup.fresh_log_p, soup.fresh_coin)], [soup.negative_coin]
 
     oof_true = years[cv_index]
     fresh_matrix = np.stack([output.fresh_years for output in outputs])
@@ -286,6 +314,8 @@ def fit_combine(
         holdout_pred = (config.year_min + holdout_p.argmax(1)).astype(np.float64)
     holdout_p_label, holdout_p_top = _confidence(holdout_p, years[calibration_index], config)
     summary_metrics = summarise_folds(fold_metrics)
+    if decision is not None:
+        summary_metrics.update(decision.metrics())
     if fresh_reads:
         summary_metrics.update(reader_metrics)
         summary_metrics["oof_exact"] = float(np.mean(np.abs(oof_true - oof_pred) <= 1))
@@ -350,6 +380,8 @@ def fit_combine(
         holdout_pred=holdout_pred,
         holdout_p_label=holdout_p_label,
         holdout_p_top=holdout_p_top,
+        served_states=[soup.state] if soup is not None and decision is not None and decision.served else None,
+        soup=decision,
     )
 
 

@@ -21,7 +21,6 @@ import socket
 from datetime import timedelta
 from typing import Any
 
-import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Q, Sum
@@ -33,6 +32,7 @@ from training.ml.config import TrainConfig
 from training.ml.data import CoinPairDataset
 from training.ml.folds import FoldContext, FoldOutput, fit_fold, fold_plan
 from training.ml.kfold import fit_combine, quantization_sample
+from training.ml.soup import make_soup, soup_wanted
 from training.ml.train import TrainingCancelled, select_device
 
 from ..errors import TrainingLeaseLost, error_text
@@ -242,13 +242,16 @@ def _finalise(run_id: int) -> TrainingRun:
         FoldOutput.from_bytes(bytes(data)) for data in run.folds.order_by("index").values_list("output", flat=True)
     ]
     plan = fold_plan(config, len(samples))
-    eval_view = CoinPairDataset(samples, config, train=False)
+    context = FoldContext.build(config, CoinPairDataset(samples, config, train=False), plan)
+    if soup_wanted(config, context):
+        beat(stage="averaging the fold models")
     result = fit_combine(
         config,
         plan,
-        np.array([s.year for s in samples], dtype=np.float64),
+        context.years,
         outputs,
-        quantization_photos=quantization_sample(eval_view, len(samples), config),
+        quantization_photos=quantization_sample(context.eval_view, len(samples), config),
+        soup=make_soup(context, outputs, device=select_device()),
         seconds=sum(float(output.metrics.get("seconds", 0.0)) for output in outputs),
     )
     production = gateway.tracking().get_alias_version(settings.MLFLOW_MODEL_NAME, PRODUCTION_ALIAS)

@@ -85,7 +85,8 @@ def predictor_from_files(files: Mapping[str, str], *, backend: str = "auto") -> 
         return _onnx_predictor(int8_path, config), config, backend, calibration
     if backend == "onnx":
         return _onnx_predictor(onnx_path, config), config, "onnx", calibration
-    return _torch_predictor(files["fold_states"], config, calibration), config, "torch", calibration
+    states = files.get("served_states", files["fold_states"])
+    return _torch_predictor(states, config, calibration), config, "torch", calibration
 
 
 SERVING_ORT_THREADS = 1

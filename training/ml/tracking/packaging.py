@@ -31,15 +31,16 @@ TRAINING_PACKAGE_DIR = Path(__file__).resolve().parents[2]
 ARTIFACT_FILES = {
     "onnx": "ensemble.onnx",
     "onnx_int8": "ensemble_int8.onnx",  # only when the int8 graph answered as float32 (training.ml.quantize)
-    "fold_states": "fold_states.pt",
+    "fold_states": "fold_states.pt",  # the K fold models (fine-tuning starts from them)
+    "served_states": "served_states.pt",  # only when the version serves other weights: [the folds averaged]
     "config": "config.json",
     "calibration": "calibration.json",
 }
 
 
 def write_model_artifacts(fit_result: Any, folder: Path) -> dict[str, Path]:
-    """ONNX export of the ensemble (and its int8 graph when it agrees), fold state dicts, config.json and
-    calibration.json into ``folder``."""
+    """ONNX export of the served model (and its int8 graph when it agrees), the fold state dicts (and the served
+    ones when they differ: the averaged reader), config.json and calibration.json into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     config = fit_result.config
     paths = {key: folder / name for key, name in ARTIFACT_FILES.items()}
@@ -51,6 +52,11 @@ def write_model_artifacts(fit_result: Any, folder: Path) -> dict[str, Path]:
         paths["onnx_int8"] = folder / ARTIFACT_FILES["onnx_int8"]
     states = [{k: v.detach().cpu() for k, v in state.items()} for state in fit_result.fold_states]
     torch.save(states, paths["fold_states"])
+    served = getattr(fit_result, "served_states", None)
+    if served is not None:
+        torch.save([{k: v.detach().cpu() for k, v in state.items()} for state in served], paths["served_states"])
+    else:
+        paths.pop("served_states")
     paths["config"].write_text(json.dumps(jsonable(config.to_dict()), indent=2, sort_keys=True), encoding="utf-8")
     calibration = calibration_of(fit_result)
     if int8 is not None:
