@@ -253,3 +253,16 @@ def test_pretrain_writes_the_base_with_its_lineage_and_logs_it_to_mlflow(tmp_pat
     assert experiment.artifact_location.startswith(Path(settings.MLFLOW_ARTIFACT_ROOT).resolve().as_uri())
     runs = mlflow.search_runs([experiment.experiment_id], output_format="list")
     assert runs and runs[0].data.params["manifest.count"] == "12"
+
+
+@pytest.mark.parametrize(
+    ("served", "says"),
+    [(1.0, "serves the fold models averaged into one"), (0.0, "serves the ensemble of the fold models")],
+)
+def test_the_train_summary_says_how_the_version_combines_its_folds(served, says):
+    from training.management.commands.train import cv_summary
+
+    text = cv_summary({"soup_served": served, "soup_holdout_exact": 0.974, "folds_ensemble_holdout_exact": 0.967})
+
+    assert f"{says}: exact on the holdout 97.4% averaged, 96.7% ensemble" in text
+    assert "serves" not in cv_summary({"mae": 1.0})

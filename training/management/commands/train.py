@@ -87,6 +87,12 @@ def cv_summary(metrics: Mapping) -> str:
         f"(stated {fmt((metrics.get('interval') or {}).get('level'), '{:.0%}')}, typical ± "
         f"{fmt(metrics.get('interval_halfwidth'), '{:.1f}')} years)"
     )
+    if metrics.get("soup_served") is not None:
+        served = "the fold models averaged into one" if metrics["soup_served"] else "the ensemble of the fold models"
+        text += (
+            f"\nserves {served}: exact on the holdout {fmt(metrics.get('soup_holdout_exact'), '{:.1%}')} averaged, "
+            f"{fmt(metrics.get('folds_ensemble_holdout_exact'), '{:.1%}')} ensemble"
+        )
     return text
 
 
