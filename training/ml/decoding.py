@@ -231,14 +231,21 @@ def finish(image: Image.Image, *, size: int, grayscale: bool, orientation: int |
     The square is cut and box-reduced in one step before anything else, so a large decoded photo is never copied
     (the order used to be transpose, convert, crop, reduce: three full-size copies, 600 MB for a 50 MP PNG). A
     centred square turns into the centred square, so turning it upright afterwards gives the same pixels.
+
+    The box reduction goes down to between one and two times ``size`` (not two to four): Pillow's antialiased
+    bilinear resize costs in proportion to the scale it spans, and a 600 px photo resized straight to 192 px took
+    1.9 ms of the 3.3 ms that preparing it cost; a box reduction by 3 and a 4 % resize do the same low-pass for a
+    fraction of that. Photos under twice ``size`` (the generated training coins, 256 px) are resized as before.
     """
     if orientation is None:
         orientation = exif_orientation(image)
     width, height = image.size
     side = min(width, height)
+    factor = side // size
+    if factor >= 2:  # whole boxes only: a partial box at one edge would move with the photo's orientation
+        side -= side % factor
     left, top = (width - side) // 2, (height - side) // 2
     box = (left, top, left + side, top + side)
-    factor = side // (2 * size)
     if factor >= 2:
         image = _reduce(image, factor, box)
     elif width != height:

@@ -174,3 +174,16 @@ def test_malformed_exif_never_raises_anything_but_an_image_error():
         except images.ImageError:
             outcomes["refused"] += 1
     assert outcomes["ok"] + outcomes["refused"] == 2000 and outcomes["ok"] > 1000, outcomes
+
+
+def test_a_photo_over_twice_the_model_size_is_box_reduced_to_between_one_and_two_times_it_first():
+    # given a 600 px photo for a 192 px model (a 3.1x resize: Pillow's bilinear costs in proportion to that span)
+    rng = np.random.default_rng(4)
+    photo = Image.fromarray((rng.random((40, 40, 3)) * 255).astype(np.uint8)).resize((600, 600))
+
+    # when it is finished for the model
+    finished = decoding.finish(photo, size=192, grayscale=False, orientation=1)
+
+    # then it is the 600 px square box-reduced by 3 (to 200 px) and only then resized by 4 %
+    expected = photo.reduce(3).resize((192, 192), Image.Resampling.BILINEAR)
+    assert np.array_equal(np.asarray(finished), np.asarray(expected))
