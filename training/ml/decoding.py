@@ -225,6 +225,9 @@ def decode(
     return DecodedPhoto(image=image, format=plan.format, orientation=exif_orientation(image))
 
 
+MIN_REDUCE_SCALE = 3  # finish() box-reduces photos at least this many times the model size
+
+
 def finish(image: Image.Image, *, size: int, grayscale: bool, orientation: int | None = None) -> Image.Image:
     """Centre square, reduce, turn upright, convert and resize to ``size``: the part shared by every source.
 
@@ -232,16 +235,17 @@ def finish(image: Image.Image, *, size: int, grayscale: bool, orientation: int |
     (the order used to be transpose, convert, crop, reduce: three full-size copies, 600 MB for a 50 MP PNG). A
     centred square turns into the centred square, so turning it upright afterwards gives the same pixels.
 
-    The box reduction goes down to between one and two times ``size`` (not two to four): Pillow's antialiased
-    bilinear resize costs in proportion to the scale it spans, and a 600 px photo resized straight to 192 px took
-    1.9 ms of the 3.3 ms that preparing it cost; a box reduction by 3 and a 4 % resize do the same low-pass for a
-    fraction of that. Photos under twice ``size`` (the generated training coins, 256 px) are resized as before.
+    A photo at least three times ``size`` is box-reduced to between one and two times ``size`` (not two to four):
+    Pillow's antialiased bilinear resize costs in proportion to the scale it spans, and a 600 px photo resized
+    straight to 192 px took 1.9 ms of the 3.3 ms that preparing it cost; a box reduction by 3 and a 4 % resize do the
+    same low-pass for a fraction of that. Smaller photos are resized as before: the generated training coins (256 px)
+    for every model size above 85 px, and so every version trained before this change sees what it was trained on.
     """
     if orientation is None:
         orientation = exif_orientation(image)
     width, height = image.size
     side = min(width, height)
-    factor = side // size
+    factor = side // size if side >= MIN_REDUCE_SCALE * size else 1
     if factor >= 2:  # whole boxes only: a partial box at one edge would move with the photo's orientation
         side -= side % factor
     left, top = (width - side) // 2, (height - side) // 2

@@ -136,8 +136,8 @@ def load_image(
     """Validate and decode a photo to a ``size`` x ``size`` RGB (or L) image, EXIF orientation applied.
 
     Big JPEGs are decoded by libjpeg at 1/2..1/8 scale (``draft``, to at least twice the target) and then, like other
-    formats, box-reduced (``reduce``) to between one and two times the target before the final resize, so a 12 MP
-    phone photo costs tens of ms, not hundreds.
+    formats, box-reduced (``reduce``) to between one and two times the target (from three times it on) before the
+    final resize, so a 12 MP phone photo costs tens of ms, not hundreds.
     The photo is centre-cropped to a square first: a coin is round and centred, and squashing would distort it.
     The decode is priced first and refused over its budget (training.ml.decoding).
     """

@@ -176,7 +176,7 @@ def test_malformed_exif_never_raises_anything_but_an_image_error():
     assert outcomes["ok"] + outcomes["refused"] == 2000 and outcomes["ok"] > 1000, outcomes
 
 
-def test_a_photo_over_twice_the_model_size_is_box_reduced_to_between_one_and_two_times_it_first():
+def test_a_photo_three_times_the_model_size_is_box_reduced_to_between_one_and_two_times_it_first():
     # given a 600 px photo for a 192 px model (a 3.1x resize: Pillow's bilinear costs in proportion to that span)
     rng = np.random.default_rng(4)
     photo = Image.fromarray((rng.random((40, 40, 3)) * 255).astype(np.uint8)).resize((600, 600))
@@ -187,3 +187,13 @@ def test_a_photo_over_twice_the_model_size_is_box_reduced_to_between_one_and_two
     # then it is the 600 px square box-reduced by 3 (to 200 px) and only then resized by 4 %
     expected = photo.reduce(3).resize((192, 192), Image.Resampling.BILINEAR)
     assert np.array_equal(np.asarray(finished), np.asarray(expected))
+
+
+def test_a_photo_under_three_times_the_model_size_is_resized_as_versions_were_trained():
+    # given a 256 px generated-size photo for a 128 px model (the seed's regression head)
+    rng = np.random.default_rng(5)
+    photo = Image.fromarray((rng.random((32, 32, 3)) * 255).astype(np.uint8)).resize((256, 256))
+
+    # when it is finished, then it is one bilinear resize, as before the box reduction changed
+    finished = decoding.finish(photo, size=128, grayscale=False, orientation=1)
+    assert np.array_equal(np.asarray(finished), np.asarray(photo.resize((128, 128), Image.Resampling.BILINEAR)))
