@@ -3,8 +3,9 @@ median year) on the same folds: a published model for this task reported an MAE 
 noticing. FitResult.summary() says so loudly when it happens, and shows the spread of the predictions beside the
 spread of the true years, so a model that collapsed to the mean cannot hide.
 
-The K fold models form the registered ensemble (ensemble.py); its interval is calibrated here (interval.py for the
-regression head, reader_calibration.py for the date reader).
+The K fold models form the registered ensemble (ensemble.py), or for the date reader their average when it reads as
+well (soup.py); the interval is calibrated here (interval.py for the regression head, reader_calibration.py for the
+date reader).
 """
 
 from __future__ import annotations

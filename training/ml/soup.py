@@ -17,7 +17,6 @@ the run registers the ensemble as before. The fold models stay in the version fo
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -27,7 +26,7 @@ from torch.utils.data import Subset
 
 from training.ml.config import TrainConfig
 from training.ml.data import make_loader
-from training.ml.folds import FoldContext, FoldOutput
+from training.ml.folds import FoldContext, FoldOutput, FoldPlan
 from training.ml.model import CoinDateModel, build_model
 from training.ml.reader_calibration import reader_outputs
 from training.ml.train import StateDict, recalibrate_batchnorm
@@ -63,7 +62,6 @@ class SoupOutput:
     fresh_log_p: np.ndarray
     fresh_coin: np.ndarray
     negative_coin: np.ndarray
-    seconds: float
 
 
 @dataclass(frozen=True)
@@ -94,17 +92,16 @@ class SoupDecision:
         }
 
 
-def soup_wanted(config: TrainConfig, context: FoldContext) -> bool:
+def soup_wanted(config: TrainConfig, plan: FoldPlan) -> bool:
     """A soup is tried for the date reader with combine "soup" when some coins are held out to judge it on."""
-    return config.head == "reader" and config.combine == "soup" and context.plan.holdout > 0
+    return config.head == "reader" and config.combine == "soup" and plan.holdout > 0
 
 
 def make_soup(context: FoldContext, outputs: Sequence[FoldOutput], *, device: torch.device) -> SoupOutput | None:
     """Average the fold models, recompute the batch-norm statistics, read the holdout and the non-coin photos."""
     config = context.config
-    if not soup_wanted(config, context) or len(outputs) < 2 or context.negatives is None:
+    if not soup_wanted(config, context.plan) or len(outputs) < 2 or context.negatives is None:
         return None
-    started = time.perf_counter()
     model = build_model(dataclasses.replace(config, init_from=None, weights_path=None))
     if not isinstance(model, CoinDateModel):
         return None
@@ -120,7 +117,7 @@ def make_soup(context: FoldContext, outputs: Sequence[FoldOutput], *, device: to
     fresh_log_p, fresh_coin = reader_outputs(model, context.fresh_loader, device=device)
     negative_coin = reader_outputs(model, context.negatives, device=device)[1]
     state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-    return SoupOutput(state, fresh_log_p, fresh_coin, negative_coin, time.perf_counter() - started)
+    return SoupOutput(state, fresh_log_p, fresh_coin, negative_coin)
 
 
 def decide(soup_metrics: Mapping[str, float], ensemble_metrics: Mapping[str, float]) -> SoupDecision:

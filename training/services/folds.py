@@ -21,6 +21,7 @@ import socket
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Q, Sum
@@ -242,16 +243,18 @@ def _finalise(run_id: int) -> TrainingRun:
         FoldOutput.from_bytes(bytes(data)) for data in run.folds.order_by("index").values_list("output", flat=True)
     ]
     plan = fold_plan(config, len(samples))
-    context = FoldContext.build(config, CoinPairDataset(samples, config, train=False), plan)
-    if soup_wanted(config, context):
+    eval_view = CoinPairDataset(samples, config, train=False)
+    soup = None
+    if soup_wanted(config, plan):  # the context's loaders (the holdout, generated non-coin photos) only for a soup
         beat(stage="averaging the fold models")
+        soup = make_soup(FoldContext.build(config, eval_view, plan), outputs, device=select_device())
     result = fit_combine(
         config,
         plan,
-        context.years,
+        np.array([s.year for s in samples], dtype=np.float64),
         outputs,
-        quantization_photos=quantization_sample(context.eval_view, len(samples), config),
-        soup=make_soup(context, outputs, device=select_device()),
+        quantization_photos=quantization_sample(eval_view, len(samples), config),
+        soup=soup,
         seconds=sum(float(output.metrics.get("seconds", 0.0)) for output in outputs),
     )
     production = gateway.tracking().get_alias_version(settings.MLFLOW_MODEL_NAME, PRODUCTION_ALIAS)

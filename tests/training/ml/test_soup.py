@@ -12,7 +12,7 @@ import torch
 from training.ml import soup
 from training.ml.config import load_config
 from training.ml.data import CoinPairDataset, CoinSample
-from training.ml.folds import FoldContext, fold_plan
+from training.ml.folds import FoldContext, FoldOutput, fit_fold, fold_plan
 from training.ml.kfold import fit, fit_combine
 from training.ml.synthetic import iter_coins
 from training.ml.tracking.loading import predictor_from_files
@@ -89,9 +89,14 @@ def _coin_context(config, coins):
     return FoldContext.build(config, dataset, fold_plan(config, len(coins)))
 
 
-def _stub(fold, state):
-    from training.ml.folds import FoldOutput
+@pytest.fixture(scope="module")
+def apart(fitted, coins) -> tuple[FoldContext, list[FoldOutput]]:
+    """The same run's folds trained apart (as fold-parallel workers do), on a fresh context, once for the module."""
+    context = _coin_context(fitted.config, coins)
+    return context, [fit_fold(context, fold, device=select_device("cpu")) for fold in range(fitted.config.folds)]
 
+
+def _stub(fold, state):
     return FoldOutput(
         fold=fold,
         state=state,
@@ -103,10 +108,10 @@ def _stub(fold, state):
     )
 
 
-def test_a_soup_that_reads_worse_leaves_the_ensemble_served(fitted, coins):
+def test_a_soup_that_reads_worse_leaves_the_ensemble_served(fitted, apart):
     # given the run's own fold answers, and an averaged model that puts all its mass on the wrong year
     config = fitted.config
-    context = _coin_context(config, coins)
+    context, outputs = apart
     good = soup.make_soup(context, [_stub(i, s) for i, s in enumerate(fitted.fold_states)], device=select_device("cpu"))
     assert good is not None
     wrong = np.full_like(good.fresh_log_p, -50.0)
@@ -114,7 +119,6 @@ def test_a_soup_that_reads_worse_leaves_the_ensemble_served(fitted, coins):
     bad = dataclasses.replace(good, fresh_log_p=wrong)
 
     # when the run is combined with it
-    outputs = _fold_outputs(fitted, coins)
     result = fit_combine(config, context.plan, context.years, outputs, soup=bad)
 
     # then the ensemble is served, and the run says why
@@ -124,18 +128,10 @@ def test_a_soup_that_reads_worse_leaves_the_ensemble_served(fitted, coins):
     assert result.metrics["soup_holdout_exact"] < result.metrics["folds_ensemble_holdout_exact"]
 
 
-def _fold_outputs(fitted, coins):
-    from training.ml.folds import fit_fold
-
-    context = _coin_context(fitted.config, coins)
-    return [fit_fold(context, fold, device=select_device("cpu")) for fold in range(fitted.config.folds)]
-
-
-def test_folds_trained_apart_average_into_the_soup_fit_serves(fitted, coins):
+def test_folds_trained_apart_average_into_the_soup_fit_serves(fitted, apart):
     # given the same run's folds trained apart (as fold-parallel workers do) and averaged by the finaliser
     config = fitted.config
-    context = _coin_context(config, coins)
-    outputs = _fold_outputs(fitted, coins)
+    context, outputs = apart
     combined = fit_combine(
         config,
         context.plan,
@@ -156,7 +152,7 @@ def test_folds_trained_apart_average_into_the_soup_fit_serves(fitted, coins):
 def test_the_ensemble_combination_never_averages(coins):
     config = load_config(overrides=[*OVERRIDES, HOLDOUT_SHARE, "combine=ensemble"])
     context = _coin_context(config, coins)
-    assert not soup.soup_wanted(config, context)
+    assert not soup.soup_wanted(config, context.plan)
 
 
 def test_a_served_soup_is_what_the_registered_files_answer_with(fitted, tmp_path):

@@ -50,11 +50,10 @@ def write_model_artifacts(fit_result: Any, folder: Path) -> dict[str, Path]:
     int8 = _quantize(fit_result, paths.pop("onnx_int8"), paths["onnx"])
     if int8 is not None and int8.accepted:
         paths["onnx_int8"] = folder / ARTIFACT_FILES["onnx_int8"]
-    states = [{k: v.detach().cpu() for k, v in state.items()} for state in fit_result.fold_states]
-    torch.save(states, paths["fold_states"])
+    torch.save(_cpu_states(fit_result.fold_states), paths["fold_states"])
     served = getattr(fit_result, "served_states", None)
     if served is not None:
-        torch.save([{k: v.detach().cpu() for k, v in state.items()} for state in served], paths["served_states"])
+        torch.save(_cpu_states(served), paths["served_states"])
     else:
         paths.pop("served_states")
     paths["config"].write_text(json.dumps(jsonable(config.to_dict()), indent=2, sort_keys=True), encoding="utf-8")
@@ -63,6 +62,10 @@ def write_model_artifacts(fit_result: Any, folder: Path) -> dict[str, Path]:
         calibration["int8"] = int8.to_dict()
     paths["calibration"].write_text(json.dumps(jsonable(calibration), indent=2), encoding="utf-8")
     return paths
+
+
+def _cpu_states(states: Any) -> list[dict[str, torch.Tensor]]:
+    return [{k: v.detach().cpu() for k, v in state.items()} for state in states]
 
 
 def _quantize(fit_result: Any, out: Path, fp32: Path) -> Any:
