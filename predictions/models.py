@@ -238,5 +238,9 @@ class Correction(models.Model):
         if self.decision == self.Decision.UNDO:
             new = "not a coin" if self.not_a_coin else "unusable" if self.excluded else self.new_year
             return f"{old} → {'(no year)' if new is None else new}"
-        text = f"confirmed {self.new_year}" if self.decision == self.Decision.CONFIRM else f"corrected {old} → {self.new_year}"
+        text = (
+            f"confirmed {self.new_year}"
+            if self.decision == self.Decision.CONFIRM
+            else f"corrected {old} → {self.new_year}"
+        )
         return text + (" (override)" if self.override else "")

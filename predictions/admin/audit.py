@@ -14,7 +14,17 @@ class CorrectionInline(ReadOnlyMixin, admin.TabularInline):
 
     model = Correction
     fk_name = "coin"
-    fields = ("created_at", "curator", "decision", "old_year", "new_year", "override", "excluded", "undoes", "applied_from")
+    fields = (
+        "created_at",
+        "curator",
+        "decision",
+        "old_year",
+        "new_year",
+        "override",
+        "excluded",
+        "undoes",
+        "applied_from",
+    )
     readonly_fields = fields
     extra = 0
     can_delete = False

@@ -57,7 +57,7 @@ def same_photos(coin: Coin, *, url: Callable[[Coin], str]) -> list[SamePhotos]:
 
 
 def decision_message(result: DeskDecision) -> str:
-    """"Coin #308: corrected (no year) → 1900 (override)." and, for a decision applied to the same photos, which
+    """The message, e.g. "Coin #308: corrected (no year) → 1900 (override).", and for a decision applied to the same photos, which
     other coins got it and which did not, with the reason."""
     correction = result.correction
     text = f"Coin #{correction.coin_id}: {correction.summary}."

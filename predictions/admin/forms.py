@@ -70,7 +70,8 @@ class CoinReviewForm(forms.Form):
         elif year is None and self.confirm_year is None:
             if self.rejected:
                 self.add_error(
-                    "year", "The model found no year here: mark it not a coin (N), or type its year and tick the override."
+                    "year",
+                    "The model found no year here: mark it not a coin (N), or type its year and tick the override.",
                 )
             else:
                 self.add_error("year", "This coin has no predicted year to confirm: type the year.")
