@@ -103,7 +103,7 @@ def coin_review_list() -> QuerySet[Coin]:
 
 def prediction_decades() -> list[int]:
     """Decades (1870, 1880, ...) in which some prediction falls: the choices of the queue's decade filter."""
-    years = Prediction.objects.values_list("year", flat=True).distinct()
+    years = Prediction.objects.filter(rejected="").values_list("year", flat=True).distinct()  # a rejection's guess: no
     return sorted({year // 10 * 10 for year in years})
 
 

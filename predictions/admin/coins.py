@@ -142,11 +142,11 @@ class CoinAdmin(ReviewDeskMixin, admin.ModelAdmin):
     def coin_label(self, coin: Coin) -> str:
         return f"#{coin.pk}"
 
-    @admin.display(description="Photos (front, back)")
+    @admin.display(description="Photos")  # front, back: their alt texts say which
     def thumbnails(self, coin: Coin) -> str:
         return format_html(
-            '<span class="coin-thumbs"><img src="{}" alt="front of coin #{}" loading="lazy" width="64" height="64">'
-            '<img src="{}" alt="back of coin #{}" loading="lazy" width="64" height="64"></span>',
+            '<span class="coin-thumbs"><img src="{}" alt="front of coin #{}" loading="lazy" width="56" height="56">'
+            '<img src="{}" alt="back of coin #{}" loading="lazy" width="56" height="56"></span>',
             image_url(coin, "front", thumb=True),
             coin.pk,
             image_url(coin, "back", thumb=True),
