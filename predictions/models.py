@@ -102,9 +102,11 @@ class Coin(models.Model):
     @property
     def display_year(self) -> int | None:
         """What the coin's year is believed to be now: the curator's if there is one, else the model's (none when the
-        model judged the photos not a coin or the date unreadable)."""
+        model judged the photos not a coin or the date unreadable, or a curator marked them not a coin)."""
         if self.verified_year is not None:
             return self.verified_year
+        if self.not_a_coin:
+            return None
         prediction = self.latest_prediction
         return prediction.year if prediction and not prediction.rejected else None
 

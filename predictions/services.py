@@ -409,7 +409,7 @@ class BulkConfirmResult:
 def _bulk_skip_reason(coin: Coin, curator, *, max_width: int, now) -> str:
     """Why bulk confirm leaves this coin alone ("" when it may confirm it)."""
     prediction = coin.latest_prediction
-    if coin.verified_year is not None or coin.excluded_from_training:
+    if coin.verified_year is not None or coin.excluded_from_training or coin.not_a_coin:
         return "already decided"
     if coin.deleted_at is not None:
         return "deleted by its collector"

@@ -2,8 +2,10 @@
 
 Curators (permission predictions.review_coin) work the Coin changelist, whose default view is the queue of coins
 awaiting review, most uncertain first, and the review desk (admin/desk.py) per coin. Every decision goes through
-services.coin_correct(), the only way a year becomes a training label. Other staff with view permission may look at
-coins but never decide; nobody edits the audit trail.
+decisions.coin_decide() (services.coin_correct() for bulk confirm), the only way a year becomes a training label.
+Rejected coins (not a coin, date unreadable) show their verdict, never the year the model only guessed, and come
+after the coins it read (filters.QUEUE_ORDERS). Other staff with view permission may look at coins but never decide;
+nobody edits the audit trail.
 """
 
 from __future__ import annotations

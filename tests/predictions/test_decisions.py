@@ -4,14 +4,16 @@ for coins the model rejected."""
 
 from __future__ import annotations
 
+import importlib
 from datetime import timedelta
 
 import pytest
+from django.apps import apps as django_apps
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
-from predictions import review, selectors
+from predictions import review, selectors, services
 from predictions.decisions import coin_decide
 from predictions.models import Coin, Correction
 from tests.factories import CoinFactory, ModelVersionFactory, PredictionFactory, UserFactory
@@ -218,3 +220,49 @@ def test_one_decision_applies_to_the_same_photos_of_another_collector_audited_pe
     assert not Correction.objects.filter(coin=held).exists()
     text = " ".join(str(message) for message in response.context["messages"])
     assert f"#{twin.pk}" in text and f"Coin #{held.pk} (same photos) left as it was" in text
+
+
+def test_a_coin_marked_not_a_coin_shows_no_year_even_where_the_model_read_one(curator, queued):
+    # given a coin the model read as 1874, which a curator marked not a coin
+    coin = queued(year=1874)
+    coin_decide(coin=coin, curator=curator, decision=Decision.NOT_A_COIN)
+    coin.refresh_from_db()
+
+    # then its year is none anywhere the coin's believed year is shown
+    assert coin.display_year is None
+
+
+def test_bulk_confirm_never_overrides_a_not_a_coin_decision(curator, queued):
+    # given a confident prediction a curator marked not a coin
+    coin = queued(year=1874)
+    coin_decide(coin=coin, curator=curator, decision=Decision.NOT_A_COIN)
+
+    # when bulk confirm runs over it
+    result = services.coins_confirm_predicted(coins=Coin.objects.filter(pk=coin.pk), curator=curator)
+
+    # then it is skipped as already decided, and it stays a non-coin
+    assert (result.confirmed, result.skipped_by_reason) == (0, {"already decided": 1})
+    coin.refresh_from_db()
+    assert (coin.not_a_coin, coin.verified_year) == (True, None)
+
+
+def test_migration_gives_old_decisions_their_kind_from_what_they_recorded(curator, queued):
+    # given rows written before decisions had kinds (the column's default, "correct", on every one of them)
+    migration = importlib.import_module("predictions.migrations.0009_curator_decisions_not_a_coin")
+    coin = queued(year=1874)
+    confirm = Correction.objects.create(coin=coin, curator=curator, old_year=1874, new_year=1874)
+    correct = Correction.objects.create(coin=coin, curator=curator, old_year=1874, new_year=1880)
+    unusable = Correction.objects.create(coin=coin, curator=curator, old_year=1880, new_year=None, excluded=True)
+    undo = Correction.objects.create(coin=coin, curator=curator, old_year=1880, new_year=1874, undoes=unusable)
+
+    # when the migration's data step runs
+    migration.type_old_decisions(django_apps, None)
+
+    # then each row says what it was, in words without None
+    kinds = {row.pk: (row.decision, row.summary) for row in Correction.objects.all()}
+    assert kinds == {
+        confirm.pk: (Decision.CONFIRM, "confirmed 1874"),
+        correct.pk: (Decision.CORRECT, "corrected 1874 → 1880"),
+        unusable.pk: (Decision.UNUSABLE, "marked unusable"),
+        undo.pk: (Decision.UNDO, "1880 → 1874"),
+    }
