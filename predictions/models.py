@@ -60,6 +60,9 @@ class Coin(models.Model):
     verified_year = models.PositiveSmallIntegerField(null=True, blank=True)
     verified_at = models.DateTimeField(null=True, blank=True)
     excluded_from_training = models.BooleanField(default=False)
+    # A curator's verdict that the photos show no coin: never a year label, a negative example for the coin detector
+    # instead (training.selectors.dataset_negatives puts it beside the generated non-coin photos).
+    not_a_coin = models.BooleanField(default=False, help_text="A curator marked the photos as showing no coin.")
     notes = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -78,6 +81,11 @@ class Coin(models.Model):
         permissions = [("review_coin", "Can review coins and correct their year")]
         constraints = [
             year_in_range("verified_year", name="coin_verified_year_in_range"),
+            # A non-coin has no year and is no "unusable photo" either: it is used, as a negative.
+            models.CheckConstraint(
+                condition=Q(not_a_coin=False) | Q(verified_year__isnull=True, excluded_from_training=False),
+                name="coin_not_a_coin_has_no_year",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -94,9 +102,11 @@ class Coin(models.Model):
     @property
     def display_year(self) -> int | None:
         """What the coin's year is believed to be now: the curator's if there is one, else the model's (none when the
-        model judged the photos not a coin or the date unreadable)."""
+        model judged the photos not a coin or the date unreadable, or a curator marked them not a coin)."""
         if self.verified_year is not None:
             return self.verified_year
+        if self.not_a_coin:
+            return None
         prediction = self.latest_prediction
         return prediction.year if prediction and not prediction.rejected else None
 
@@ -143,6 +153,14 @@ class Prediction(models.Model):
         return self.interval_high - self.interval_low
 
     @property
+    def alternatives_shown(self) -> list[dict]:
+        """The stored alternatives worth a row: at most five, each at least 1 % once rounded (a "1986 0 %" row only
+        hides the ones that matter), most likely first."""
+        rows = [row for row in self.alternatives or [] if isinstance(row, dict) and "year" in row and "p" in row]
+        rows = [row for row in rows if round(float(row["p"]) * 100) >= 1]
+        return sorted(rows, key=lambda row: -float(row["p"]))[:5]
+
+    @property
     def rejection_message(self) -> str:
         """What the collector should do when there is no year (empty when there is one)."""
         return REJECT_MESSAGES.get(self.rejected, "")
@@ -151,13 +169,38 @@ class Prediction(models.Model):
 class Correction(models.Model):
     """An audit trail of curators' decisions: written once, never edited, never deleted (PROTECT: a coin with a
     decision is only ever hidden, see services.coin_delete). An undo is a row of its own that points at the decision
-    it undid; the coin's state before each row (prior_*) is what an undo restores."""
+    it undid; the coin's state before each row (prior_*) is what an undo restores.
+
+    `decision` says what the curator decided (rows written before it existed got theirs from their years and
+    `excluded` in migration 0009); `override` records a year given to a coin the model had rejected; `applied_from`
+    names the decision taken on another coin with the very same photos that this row repeats."""
+
+    class Decision(models.TextChoices):
+        CONFIRM = "confirm", "confirmed the year"
+        CORRECT = "correct", "corrected the year"
+        NOT_A_COIN = "not_a_coin", "not a coin"
+        UNUSABLE = "unusable", "unusable photo"
+        UNDO = "undo", "undo"
 
     coin = models.ForeignKey(Coin, on_delete=models.PROTECT, related_name="corrections")
     curator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="corrections")
     old_year = models.PositiveSmallIntegerField(null=True, blank=True)
     new_year = models.PositiveSmallIntegerField(null=True, blank=True)
     excluded = models.BooleanField(default=False, help_text="The curator marked the photos unusable for training.")
+    decision = models.CharField(max_length=12, choices=Decision.choices, default=Decision.CORRECT)
+    not_a_coin = models.BooleanField(default=False, help_text="The coin's not-a-coin mark after this row.")
+    override = models.BooleanField(
+        default=False,
+        help_text="The model judged the photos not a coin (or the date unreadable) and the curator gave a year anyway.",
+    )
+    applied_from = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="applied_to",
+        help_text="The decision on a coin with the same photos (another collector's) that this row repeats.",
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     undoes = models.OneToOneField(
         "self",
@@ -170,13 +213,36 @@ class Correction(models.Model):
     prior_verified_year = models.PositiveSmallIntegerField(null=True, blank=True, editable=False)
     prior_verified_at = models.DateTimeField(null=True, blank=True, editable=False)
     prior_excluded = models.BooleanField(default=False, editable=False)
+    prior_not_a_coin = models.BooleanField(default=False, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
             year_in_range("new_year", name="correction_new_year_in_range"),
+            models.CheckConstraint(
+                condition=Q(not_a_coin=False) | Q(new_year__isnull=True), name="correction_not_a_coin_has_no_year"
+            ),
         ]
 
     def __str__(self) -> str:
-        text = f"{self.old_year} → {self.new_year}"
+        text = self.summary
         return f"undo: {text}" if self.undoes_id else text
+
+    @property
+    def summary(self) -> str:
+        """What the row did, in words, with no Python None in it: "confirmed 1874", "corrected 1921 → 1903",
+        "corrected (no year) → 1900 (override)", "marked not a coin", "marked unusable"."""
+        old = "(no year)" if self.old_year is None else str(self.old_year)
+        if self.decision == self.Decision.NOT_A_COIN:
+            return "marked not a coin"
+        if self.decision == self.Decision.UNUSABLE or (self.excluded and self.decision != self.Decision.UNDO):
+            return "marked unusable" + (f" (year {self.new_year})" if self.new_year is not None else "")
+        if self.decision == self.Decision.UNDO:
+            new = "not a coin" if self.not_a_coin else "unusable" if self.excluded else self.new_year
+            return f"{old} → {'(no year)' if new is None else new}"
+        text = (
+            f"confirmed {self.new_year}"
+            if self.decision == self.Decision.CONFIRM
+            else f"corrected {old} → {self.new_year}"
+        )
+        return text + (" (override)" if self.override else "")

@@ -8,11 +8,13 @@ matches nothing. A claim expires (CLAIM_SECONDS) so a curator who walks away hol
 holds one coin at a time (taking a claim releases their others, so a skipped coin goes back to the queue).
 
 An undo is a Correction of its own (`undoes` points at the decision), never a deletion: the audit shows both.
+The decisions themselves (what each makes of the coin, the override a rejected coin needs) are predictions.decisions.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
@@ -21,7 +23,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import services
+from . import decisions, selectors
 from .models import Coin, Correction
 from .roles import can_review
 
@@ -93,10 +95,43 @@ def coin_release(*, coin_id: int, curator) -> None:
     Coin.objects.filter(pk=coin_id, claimed_by=curator).update(claimed_by=None, claimed_until=None)
 
 
+@dataclass(frozen=True)
+class DeskDecision:
+    """What one save on the desk did: the decision on the coin shown, the same decision repeated on coins with the
+    same photos (each its own audited row), and the duplicates left alone with the reason."""
+
+    correction: Correction
+    applied: list[Correction] = field(default_factory=list)
+    skipped: dict[int, str] = field(default_factory=dict)
+
+
+def _duplicate_skip_reason(coin: Coin, curator) -> str:
+    """Why "apply to the same photos" leaves this coin alone ("" when it may decide it)."""
+    if claimed_by_other(coin, curator):
+        return f"{coin.claimed_by} is reviewing it"
+    if not Coin.objects.filter(selectors.AWAITING_REVIEW, pk=coin.pk).exists():
+        return "already decided (or not awaiting review)"
+    return ""
+
+
 @transaction.atomic
-def coin_review_decide(*, coin: Coin, curator, year: int | None, exclude: bool) -> Correction:
-    """A decision taken on the review desk: services.coin_correct(), refused when another curator holds the coin;
-    the curator's claim on it is released (it has left the queue)."""
+def coin_review_decide(
+    *,
+    coin: Coin,
+    curator,
+    decision: str,
+    year: int | None = None,
+    override: bool = False,
+    same_photos: bool = False,
+) -> DeskDecision:
+    """A decision taken on the review desk: decisions.coin_decide(), refused when another curator holds the coin;
+    the curator's claim on it is released (it has left the queue).
+
+    With `same_photos`, the same decision goes to every other coin with the very same photos that still awaits
+    review and no other curator holds: one Correction per coin, each naming the decision it repeats
+    (`applied_from`), all in this transaction (a duplicate the decision does not hold for is skipped with the reason,
+    e.g. a year without the override where that copy's prediction was rejected).
+    """
     locked = Coin.objects.select_for_update(of=("self",)).select_related("claimed_by").filter(pk=coin.pk).first()
     if locked is None:
         raise ValidationError("This coin was deleted by its collector meanwhile.")
@@ -105,9 +140,30 @@ def coin_review_decide(*, coin: Coin, curator, year: int | None, exclude: bool) 
             f"{locked.claimed_by} is reviewing this coin (claimed until "
             f"{timezone.localtime(locked.claimed_until):%H:%M}): it was not changed."
         )
-    correction = services.coin_correct(coin=locked, curator=curator, year=year, exclude=exclude)
+    correction = decisions.coin_decide(coin=locked, curator=curator, decision=decision, year=year, override=override)
+    result = DeskDecision(correction=correction)
+    if same_photos:
+        for other in selectors.coins_same_photos(locked):
+            reason = _duplicate_skip_reason(other, curator)
+            if not reason:
+                try:
+                    with transaction.atomic():
+                        result.applied.append(
+                            decisions.coin_decide(
+                                coin=other,
+                                curator=curator,
+                                decision=decision,
+                                year=year,
+                                override=override,
+                                applied_from=correction,
+                            )
+                        )
+                except ValidationError as error:
+                    reason = " ".join(error.messages)
+            if reason:
+                result.skipped[other.pk] = reason
     coin_release(coin_id=locked.pk, curator=curator)
-    return correction
+    return result
 
 
 @transaction.atomic
@@ -138,19 +194,23 @@ def correction_undo(*, correction_id: int, curator) -> Correction:
     undo = Correction(
         coin=coin,
         curator=curator,
+        decision=Correction.Decision.UNDO,
         old_year=coin.display_year,
         new_year=decision.prior_verified_year,
         excluded=decision.prior_excluded,
+        not_a_coin=decision.prior_not_a_coin,
         undoes=decision,
         prior_verified_year=coin.verified_year,
         prior_verified_at=coin.verified_at,
         prior_excluded=coin.excluded_from_training,
+        prior_not_a_coin=coin.not_a_coin,
     )
     undo.full_clean()
     undo.save()
     coin.verified_year = decision.prior_verified_year
     coin.verified_at = decision.prior_verified_at
     coin.excluded_from_training = decision.prior_excluded
-    coin.save(update_fields=["verified_year", "verified_at", "excluded_from_training", "updated_at"])
+    coin.not_a_coin = decision.prior_not_a_coin
+    coin.save(update_fields=["verified_year", "verified_at", "excluded_from_training", "not_a_coin", "updated_at"])
     coin_claim(coin_id=coin.pk, curator=curator)
     return undo

@@ -52,9 +52,14 @@ def coin_get_for_user(*, user, coin_id: int) -> Coin:
 
 
 AWAITING_REVIEW = Q(
-    verified_year__isnull=True, excluded_from_training=False, status=Coin.Status.PREDICTED, deleted_at__isnull=True
+    verified_year__isnull=True,
+    excluded_from_training=False,
+    not_a_coin=False,
+    status=Coin.Status.PREDICTED,
+    deleted_at__isnull=True,
 )
-"""Coins awaiting a curator: predicted, not verified, not excluded, not deleted by their collector."""
+"""Coins awaiting a curator: predicted, not verified, not excluded, not marked not a coin, not deleted by their
+collector."""
 
 
 def review_queue() -> QuerySet[Coin]:
@@ -98,7 +103,7 @@ def coin_review_list() -> QuerySet[Coin]:
 
 def prediction_decades() -> list[int]:
     """Decades (1870, 1880, ...) in which some prediction falls: the choices of the queue's decade filter."""
-    years = Prediction.objects.values_list("year", flat=True).distinct()
+    years = Prediction.objects.filter(rejected="").values_list("year", flat=True).distinct()  # a rejection's guess: no
     return sorted({year // 10 * 10 for year in years})
 
 
@@ -108,9 +113,20 @@ def coin_get_for_review(*, coin_id: int) -> Coin:
     return get_object_or_404(
         Coin.objects.select_related("owner").prefetch_related(
             Prefetch("predictions", queryset=Prediction.objects.select_related("model_version")),
-            Prefetch("corrections", queryset=Correction.objects.select_related("curator", "undoes")),
+            Prefetch("corrections", queryset=Correction.objects.select_related("curator", "undoes", "applied_from")),
         ),
         pk=coin_id,
+    )
+
+
+def coins_same_photos(coin: Coin) -> list[Coin]:
+    """Other coins with exactly this coin's two photos (both SHA-256 hashes equal), oldest first, with their owners:
+    the same pair uploaded by another collector (one collector's own re-upload opens their first coin instead)."""
+    return list(
+        Coin.objects.filter(front_sha256=coin.front_sha256, back_sha256=coin.back_sha256)
+        .exclude(pk=coin.pk)
+        .select_related("owner", "claimed_by")
+        .order_by("id")
     )
 
 

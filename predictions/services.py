@@ -21,7 +21,8 @@ from registry.serving import NoProductionModel, predict_checked, serving_config
 from training.ml import decoding, images
 
 from . import inference, selectors
-from .models import YEAR_MAX, YEAR_MIN, Coin, Correction, Prediction
+from .decisions import coin_decide
+from .models import Coin, Correction, Prediction
 from .roles import can_review
 from .signals import coin_prediction_requested
 
@@ -286,34 +287,15 @@ def coin_prediction_enqueue(*, coin_id: int, force: bool = False) -> None:
     )
 
 
-@transaction.atomic
-def coin_correct(*, coin: Coin, curator, year: int | None = None, exclude: bool = False) -> Correction:
-    """The one way a year becomes a label: confirm or correct it (or mark the photos unusable), with an audit row."""
-    if not can_review(curator):
-        raise PermissionDenied("Only curators can confirm or correct a coin's year.")
+def coin_correct(
+    *, coin: Coin, curator, year: int | None = None, exclude: bool = False, override: bool = False
+) -> Correction:
+    """Confirm or correct a coin's year (or mark the photos unusable): decisions.coin_decide(), the one way a year
+    becomes a label, with its audit row; a coin the model rejected needs `override` for a year."""
     if not exclude and year is None:
         raise ValidationError({"year": "Give the coin's year, or mark the photos unusable."})
-    if year is not None and not YEAR_MIN <= year <= YEAR_MAX:
-        raise ValidationError({"year": f"The year must be between {YEAR_MIN} and {YEAR_MAX}."})
-    coin = Coin.objects.select_for_update().get(pk=coin.pk)
-    correction = Correction(
-        coin=coin,
-        curator=curator,
-        old_year=coin.display_year,
-        new_year=year,
-        excluded=exclude,
-        prior_verified_year=coin.verified_year,  # what an undo restores (predictions.review.correction_undo)
-        prior_verified_at=coin.verified_at,
-        prior_excluded=coin.excluded_from_training,
-    )
-    correction.full_clean()
-    correction.save()
-    if year is not None:
-        coin.verified_year = year
-        coin.verified_at = timezone.now()
-    coin.excluded_from_training = exclude
-    coin.save(update_fields=["verified_year", "verified_at", "excluded_from_training", "updated_at"])
-    return correction
+    decision = Correction.Decision.UNUSABLE if exclude else Correction.Decision.CORRECT
+    return coin_decide(coin=coin, curator=curator, decision=decision, year=year, override=override)
 
 
 PHOTO_FIELDS = ("front_image", "back_image", "front_thumbnail", "back_thumbnail")
@@ -427,7 +409,7 @@ class BulkConfirmResult:
 def _bulk_skip_reason(coin: Coin, curator, *, max_width: int, now) -> str:
     """Why bulk confirm leaves this coin alone ("" when it may confirm it)."""
     prediction = coin.latest_prediction
-    if coin.verified_year is not None or coin.excluded_from_training:
+    if coin.verified_year is not None or coin.excluded_from_training or coin.not_a_coin:
         return "already decided"
     if coin.deleted_at is not None:
         return "deleted by its collector"

@@ -121,8 +121,31 @@ def _sample_weight(coin: Coin) -> float:
     return 1.0
 
 
+def curator_negatives() -> QuerySet[Coin]:
+    """Coins curators marked not a coin whose photos still exist (a collector's delete removes a non-coin's
+    photos): negative examples for the coin detector, never year labels."""
+    return (
+        Coin.objects.filter(not_a_coin=True, verified_year__isnull=True)
+        .exclude(front_image="")
+        .exclude(back_image="")
+        .order_by("id")
+    )
+
+
+def manifest_labels(manifest: list[dict]) -> list[dict]:
+    """A frozen manifest's year rows (the labels); its negative rows (`"negative": true`, no year) left out."""
+    return [row for row in manifest or [] if not row.get("negative")]
+
+
+def manifest_negatives(manifest: list[dict]) -> list[dict]:
+    """A frozen manifest's negative rows: curators' non-coins, by coin id and image hashes, without a year."""
+    return [row for row in manifest or [] if row.get("negative")]
+
+
 def dataset_manifest(*, kind: str = DatasetVersion.Kind.TRAINING) -> list[dict]:
-    """The rows a dataset of this kind holds now: coin id, both image hashes, year and training weight."""
+    """The rows a dataset of this kind holds now: coin id, both image hashes, year and training weight; a training
+    dataset then lists the curators' non-coins as negative rows (coin id, image hashes, `"negative": true`, no year),
+    so a retrain reads them beside the generated non-coin photos (training.services.datasets)."""
     want_eval = kind == DatasetVersion.Kind.EVALUATION
     rows = []
     for coin in labelled_coins().prefetch_related("predictions"):
@@ -137,6 +160,11 @@ def dataset_manifest(*, kind: str = DatasetVersion.Kind.TRAINING) -> list[dict]:
                 "weight": 1.0 if want_eval else _sample_weight(coin),
             }
         )
+    if not want_eval:
+        rows += [
+            {"coin_id": coin.id, "front_sha256": coin.front_sha256, "back_sha256": coin.back_sha256, "negative": True}
+            for coin in curator_negatives()
+        ]
     return rows
 
 
@@ -200,7 +228,7 @@ def new_labels_count() -> int:
     if last is not None:
         for dataset in (last.dataset_version, last.evaluation_dataset):
             if dataset is not None:
-                seen.update((row["coin_id"], row["year"]) for row in dataset.manifest)
+                seen.update((row["coin_id"], row["year"]) for row in manifest_labels(dataset.manifest))
     return sum(1 for pair in labelled_coins().values_list("id", "verified_year") if tuple(pair) not in seen)
 
 
@@ -310,7 +338,9 @@ def model_version_training_coins(*, version: ModelVersion) -> tuple[list[int], s
             .first()
         )
         if dataset is not None:
-            return [row["coin_id"] for row in dataset.manifest], f"{dataset} (frozen before it; it has no run)"
+            return [
+                row["coin_id"] for row in manifest_labels(dataset.manifest)
+            ], f"{dataset} (frozen before it; it has no run)"
         ids = list(labelled_coins().filter(created_at__lte=version.created_at).values_list("id", flat=True))
         return ids, f"{len(ids)} labelled coins that existed when it was registered"
-    return [row["coin_id"] for row in dataset.manifest], str(dataset)
+    return [row["coin_id"] for row in manifest_labels(dataset.manifest)], str(dataset)

@@ -14,7 +14,17 @@ class CorrectionInline(ReadOnlyMixin, admin.TabularInline):
 
     model = Correction
     fk_name = "coin"
-    fields = ("created_at", "curator", "old_year", "new_year", "excluded", "undoes")
+    fields = (
+        "created_at",
+        "curator",
+        "decision",
+        "old_year",
+        "new_year",
+        "override",
+        "excluded",
+        "undoes",
+        "applied_from",
+    )
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -45,9 +55,9 @@ class CorrectionAdmin(ReadOnlyAdmin):
     """The audit trail of curators' decisions: who, when, old and new year, excluded; an undo is a row of its own
     that names the decision it undid (nothing is ever deleted)."""
 
-    list_display = ("created_at", "coin", "curator", "old_year", "new_year", "excluded", "kind")
-    list_select_related = ("coin", "curator", "undoes")
-    list_filter = ("excluded", ("curator", admin.RelatedOnlyFieldListFilter))
+    list_display = ("created_at", "coin", "curator", "decision", "old_year", "new_year", "override", "kind")
+    list_select_related = ("coin", "curator", "undoes", "applied_from")
+    list_filter = ("decision", "override", ("curator", admin.RelatedOnlyFieldListFilter))
     search_fields = ("coin__id__exact", "curator__username")
     date_hierarchy = "created_at"
 
@@ -59,4 +69,6 @@ class CorrectionAdmin(ReadOnlyAdmin):
     def kind(self, correction: Correction) -> str:
         if correction.undoes_id:
             return f"undo of decision #{correction.undoes_id}"
+        if correction.applied_from_id:
+            return f"same photos as coin #{correction.applied_from.coin_id}"
         return "decision (undone)" if getattr(correction, "is_undone", False) else "decision"

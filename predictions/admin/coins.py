@@ -2,8 +2,10 @@
 
 Curators (permission predictions.review_coin) work the Coin changelist, whose default view is the queue of coins
 awaiting review, most uncertain first, and the review desk (admin/desk.py) per coin. Every decision goes through
-services.coin_correct(), the only way a year becomes a training label. Other staff with view permission may look at
-coins but never decide; nobody edits the audit trail.
+decisions.coin_decide() (services.coin_correct() for bulk confirm), the only way a year becomes a training label.
+Rejected coins (not a coin, date unreadable) show their verdict, never the year the model only guessed, and come
+after the coins it read (filters.QUEUE_ORDERS). Other staff with view permission may look at coins but never decide;
+nobody edits the audit trail.
 """
 
 from __future__ import annotations
@@ -12,19 +14,19 @@ import math
 
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
-from django.db.models import Q
+from django.db.models import Case, IntegerField, OuterRef, Q, Subquery, When
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from .. import selectors, services
-from ..models import Coin
+from ..models import Coin, Prediction
 from ..roles import can_review
 from .audit import CorrectionInline
 from .base import image_url
 from .desk import ReviewDeskMixin
-from .filters import DEFAULT_ORDER, QUEUE_ORDERS, DecadeFilter, QueueOrderFilter, ReviewStateFilter
+from .filters import DEFAULT_ORDER, QUEUE_ORDERS, DecadeFilter, QueueOrderFilter, ReviewStateFilter, VerdictFilter
 
 
 class QueueChangeList(ChangeList):
@@ -53,7 +55,7 @@ class CoinAdmin(ReviewDeskMixin, admin.ModelAdmin):
         "state",
     )
     list_display_links = ("coin_label", "thumbnails")
-    list_filter = (ReviewStateFilter, QueueOrderFilter, "source", DecadeFilter)
+    list_filter = (ReviewStateFilter, QueueOrderFilter, VerdictFilter, "source", DecadeFilter)
     list_select_related = ("owner", "claimed_by")
     search_fields = ("id", "owner__username")  # shows the search box; get_search_results() does the work
     search_help_text = "A coin id (42 or #42) or the owner's username."
@@ -74,6 +76,7 @@ class CoinAdmin(ReviewDeskMixin, admin.ModelAdmin):
         "verified_year",
         "verified_at",
         "excluded_from_training",
+        "not_a_coin",
         "deleted_at",
         "notes",
         "created_at",
@@ -101,7 +104,15 @@ class CoinAdmin(ReviewDeskMixin, admin.ModelAdmin):
     # --- the queue ---------------------------------------------------------------------------------------------------
 
     def get_queryset(self, request):
-        queryset = selectors.coin_review_list()
+        """The review list with the latest prediction's verdict: `pred_rejected` ("not_a_coin", "unreadable", "" or
+        None without a prediction) and `pred_no_year` (1 when the model gave no year: the queue's order puts those
+        after the coins it read, see filters.QUEUE_ORDERS)."""
+        latest = Prediction.objects.filter(coin=OuterRef("pk")).order_by("-created_at", "-id")
+        queryset = (
+            selectors.coin_review_list()
+            .annotate(pred_rejected=Subquery(latest.values("rejected")[:1]))
+            .annotate(pred_no_year=Case(When(pred_rejected__gt="", then=1), default=0, output_field=IntegerField()))
+        )
         return queryset.order_by(*self.get_ordering(request))
 
     def get_ordering(self, request):
@@ -133,11 +144,11 @@ class CoinAdmin(ReviewDeskMixin, admin.ModelAdmin):
     def coin_label(self, coin: Coin) -> str:
         return f"#{coin.pk}"
 
-    @admin.display(description="Photos (front, back)")
+    @admin.display(description="Photos")  # front, back: their alt texts say which
     def thumbnails(self, coin: Coin) -> str:
         return format_html(
-            '<span class="coin-thumbs"><img src="{}" alt="front of coin #{}" loading="lazy" width="64" height="64">'
-            '<img src="{}" alt="back of coin #{}" loading="lazy" width="64" height="64"></span>',
+            '<span class="coin-thumbs"><img src="{}" alt="front of coin #{}" loading="lazy" width="56" height="56">'
+            '<img src="{}" alt="back of coin #{}" loading="lazy" width="56" height="56"></span>',
             image_url(coin, "front", thumb=True),
             coin.pk,
             image_url(coin, "back", thumb=True),
@@ -145,12 +156,16 @@ class CoinAdmin(ReviewDeskMixin, admin.ModelAdmin):
         )
 
     @admin.display(description="Predicted", ordering="pred_year", empty_value="–")
-    def predicted_year(self, coin: Coin) -> int | None:
+    def predicted_year(self, coin: Coin) -> int | str | None:
+        """The model's verdict as it is: its year, or why it gave none (never the year it only guessed)."""
+        if coin.pred_no_year:
+            text = "not a coin" if coin.pred_rejected == "not_a_coin" else "unreadable"
+            return format_html('<span class="coin-rejected">{}</span>', text)
         return coin.pred_year
 
     @admin.display(description="Interval", ordering="interval_width", empty_value="–")
     def interval(self, coin: Coin) -> str | None:
-        if coin.pred_low is None:
+        if coin.pred_low is None or coin.pred_no_year:
             return None
         return format_html(
             '<span class="coin-interval">{}–{}<small>width {}</small></span>',
@@ -161,8 +176,8 @@ class CoinAdmin(ReviewDeskMixin, admin.ModelAdmin):
 
     @admin.display(description="Uncertainty", ordering="pred_uncertainty", empty_value="–")
     def uncertainty(self, coin: Coin) -> str | None:
-        """exp(entropy): how many years the model hesitates between (1 = sure of one year)."""
-        if coin.pred_uncertainty is None:
+        """exp(entropy): how many years the model hesitates between (1 = sure of one year); none without a year."""
+        if coin.pred_uncertainty is None or coin.pred_no_year:
             return None
         return format_html(
             '<span class="coin-uncertainty" title="entropy {} nats: the model hesitates between about {} years">'
@@ -184,7 +199,9 @@ class CoinAdmin(ReviewDeskMixin, admin.ModelAdmin):
 
     @admin.display(description="State")
     def state(self, coin: Coin) -> str:
-        if coin.excluded_from_training:
+        if coin.not_a_coin:
+            text = "not a coin"
+        elif coin.excluded_from_training:
             text = "excluded"
         elif coin.verified_year is not None:
             text = f"verified {coin.verified_year}"
@@ -222,6 +239,8 @@ class CoinAdmin(ReviewDeskMixin, admin.ModelAdmin):
         prediction = coin.latest_prediction
         if prediction is None:
             return "none yet"
+        if prediction.rejected:
+            return f"no year: {prediction.get_rejected_display()} ({prediction.rejection_message}), {prediction.model_version}"
         return (
             f"{prediction.year} (interval {prediction.interval_low}–{prediction.interval_high}), "
             f"{prediction.model_version}"

@@ -17,10 +17,12 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.http import urlencode
 
-from .. import review, selectors
-from ..models import Coin, Correction
+from .. import decisions, review, selectors
+from ..models import Correction
 from ..roles import can_review
+from . import desk_presenters as present
 from .base import image_url
+from .desk_presenters import decision_message
 from .forms import CoinReviewForm
 
 
@@ -51,32 +53,37 @@ class ReviewDeskMixin:
         if not can_review(request.user):
             raise PermissionDenied
         coin = selectors.coin_get_for_review(coin_id=coin_id)
+        rejected = decisions.model_rejection(coin)
         status = 200
         if request.method == "POST":
-            form = CoinReviewForm(request.POST, confirm_year=coin.display_year)
+            form = CoinReviewForm(request.POST, confirm_year=coin.display_year, rejected=rejected)
             if form.is_valid():
                 candidates = self._queue_candidates(request, after_id=coin.pk)  # the queue as it was, after this coin
-                old_year = coin.display_year
+                data = form.cleaned_data
                 try:
-                    correction = review.coin_review_decide(
+                    result = review.coin_review_decide(
                         coin=coin,
                         curator=request.user,
-                        year=form.cleaned_data["year"],
-                        exclude=form.cleaned_data["exclude"],
+                        decision=data["decision"],
+                        year=data["year"],
+                        override=data["override"],
+                        same_photos=data["same_photos"],
                     )
                 except ValidationError as error:
-                    form.add_error(None, error)
+                    form.add_error(None, _for_form(error, form))
                 else:
-                    self.message_user(request, _decision_message(coin, correction, old_year), messages.SUCCESS)
+                    level = messages.WARNING if result.skipped else messages.SUCCESS
+                    self.message_user(request, decision_message(result), level)
                     next_id = review.coin_claim_next(candidates=candidates, curator=request.user)
                     return self._redirect_to_coin(request, next_id)
             status = 400
         else:
-            form = CoinReviewForm(confirm_year=coin.display_year)
+            form = CoinReviewForm(confirm_year=coin.display_year, rejected=rejected)
         held = review.coin_claim(coin_id=coin.pk, curator=request.user)
         if not held:
             coin.refresh_from_db(fields=["claimed_by", "claimed_until"])
         queue = self._queue(request)
+        same_photos = present.same_photos(coin, url=lambda other: self._coin_url(request, other.pk))
         predictions = sorted(coin.predictions.all(), key=lambda p: (p.created_at, p.pk), reverse=True)
         context = {
             **self.admin_site.each_context(request),
@@ -88,6 +95,9 @@ class ReviewDeskMixin:
             "claim_minutes": review.claim_seconds() // 60,
             "prediction": predictions[0] if predictions else None,
             "earlier_predictions": predictions[1:],
+            "rejected": rejected,
+            "same_photos": same_photos,
+            "same_photos_open": [entry for entry in same_photos if entry.awaiting],
             "corrections": sorted(coin.corrections.all(), key=lambda c: c.pk, reverse=True),
             "form": form,
             "confirm_year": coin.display_year,
@@ -124,7 +134,9 @@ class ReviewDeskMixin:
                 return HttpResponseRedirect(self._coin_url(request, int(back)))
             return HttpResponseRedirect(self._changelist_url(request))
         restored = (
-            "excluded from training"
+            "marked not a coin"
+            if undo.not_a_coin
+            else "excluded from training"
             if undo.excluded
             else (f"verified {undo.new_year}" if undo.new_year is not None else "back in the queue")
         )
@@ -185,10 +197,11 @@ class ReviewDeskMixin:
         return HttpResponseRedirect(self._coin_url(request, coin_id))
 
 
-def _decision_message(coin: Coin, correction: Correction, old_year: int | None) -> str:
-    if correction.excluded:
-        kept = f" (year {correction.new_year})" if correction.new_year is not None else ""
-        return f"Coin #{coin.pk}: photos marked unusable, excluded from training{kept}."
-    if correction.new_year == old_year:
-        return f"Coin #{coin.pk}: confirmed {correction.new_year}."
-    return f"Coin #{coin.pk}: corrected {old_year} → {correction.new_year}."
+def _for_form(error: ValidationError, form: CoinReviewForm) -> ValidationError:
+    """A service's error keyed by a field the form has lands on that field; any other key on the whole form."""
+    if not hasattr(error, "error_dict"):
+        return error
+    return ValidationError(
+        {key: value for key, value in error.error_dict.items() if key in form.fields}
+        or [message for messages_ in error.error_dict.values() for message in messages_]
+    )

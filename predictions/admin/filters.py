@@ -10,9 +10,11 @@ from django.db.models import F
 from .. import selectors
 
 QUEUE_ORDERS = {
-    # Where a label helps most first: the coins the model is least sure of (selectors.coin_review_list's
-    # pred_uncertainty); among equals, the oldest.
-    "uncertain": (F("pred_uncertainty").desc(nulls_last=True), "created_at", "id"),
+    # Where a label helps most first: the coins the model read but is least sure of (selectors.coin_review_list's
+    # pred_uncertainty); among equals, the oldest. The coins it rejected (not a coin, date unreadable) come after all
+    # of those, oldest first: their year distribution's entropy measures nothing (a cat has no date to hesitate
+    # over), so by entropy they crowded the top; a curator clears them in a batch with the verdict filter (N each).
+    "uncertain": (F("pred_no_year").asc(), F("pred_uncertainty").desc(nulls_last=True), "created_at", "id"),
     "oldest": ("created_at", "id"),
     "newest": ("-created_at", "-id"),
 }
@@ -49,6 +51,7 @@ class ReviewStateFilter(DefaultChoiceFilter):
             ("awaiting", "Awaiting review"),
             ("verified", "Verified"),
             ("excluded", "Excluded from training"),
+            ("not_a_coin", "Marked not a coin"),
             ("deleted", "Deleted by the collector"),
             ("all", "All coins"),
         ]
@@ -61,6 +64,8 @@ class ReviewStateFilter(DefaultChoiceFilter):
                 return queryset.filter(verified_year__isnull=False)
             case "excluded":
                 return queryset.filter(excluded_from_training=True)
+            case "not_a_coin":
+                return queryset.filter(not_a_coin=True)
             case "deleted":
                 return queryset.filter(deleted_at__isnull=False)
             case "all":
@@ -103,4 +108,24 @@ class DecadeFilter(admin.SimpleListFilter):
             decade = int(self.value())
         except ValueError as error:
             raise IncorrectLookupParameters(f"Not a decade: {self.value()!r}.") from error
-        return queryset.filter(pred_year__gte=decade, pred_year__lt=decade + 10)
+        return queryset.filter(pred_year__gte=decade, pred_year__lt=decade + 10, pred_no_year=0)
+
+
+class VerdictFilter(admin.SimpleListFilter):
+    """The model's verdict on the latest prediction: a year, or none (not a coin, date unreadable)."""
+
+    title = "model's verdict"
+    parameter_name = "verdict"
+
+    def lookups(self, request, model_admin):
+        return [("year", "A year"), ("not_a_coin", "Not a coin"), ("unreadable", "Date unreadable")]
+
+    def queryset(self, request, queryset):
+        match self.value():
+            case None:
+                return queryset
+            case "year":
+                return queryset.filter(pred_no_year=0)
+            case "not_a_coin" | "unreadable":
+                return queryset.filter(pred_rejected=self.value())
+        raise IncorrectLookupParameters(f"Unknown verdict {self.value()!r}.")

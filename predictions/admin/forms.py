@@ -5,11 +5,15 @@ from __future__ import annotations
 from django import forms
 from django.core.exceptions import ValidationError
 
-from ..models import YEAR_MAX, YEAR_MIN
+from ..models import YEAR_MAX, YEAR_MIN, Correction
 
 
 class CoinReviewForm(forms.Form):
-    """One field for the whole decision: empty confirms `confirm_year`, four digits correct it.
+    """One form for the whole decision: an empty year confirms `confirm_year`, four digits correct it, "not a coin"
+    and "unusable photo" are decisions of their own (checkboxes the N and U keys toggle, or their buttons).
+
+    A coin the model rejected has no year to confirm; a typed year for it needs the override checkbox (the service,
+    predictions.decisions.coin_decide, refuses it otherwise, and the error lands on that checkbox).
 
     The year field has no autofocus: the page's hotkeys (static/admin-review/review.js) work while the focus is on
     the page, and a digit typed there moves into the field; inside the field only digits, Enter and Escape count."""
@@ -28,11 +32,15 @@ class CoinReviewForm(forms.Form):
             }
         ),
     )
+    not_a_coin = forms.BooleanField(required=False, label="Not a coin: a negative for the coin detector, never a year")
     exclude = forms.BooleanField(required=False, label="Unusable photo: exclude from training")
+    override = forms.BooleanField(required=False, label="Give it a year anyway (the model said no coin / unreadable)")
+    same_photos = forms.BooleanField(required=False, label="Apply to the coins with the same photos")
 
-    def __init__(self, *args, confirm_year: int | None, **kwargs):
+    def __init__(self, *args, confirm_year: int | None, rejected: str = "", **kwargs):
         super().__init__(*args, **kwargs)
         self.confirm_year = confirm_year
+        self.rejected = rejected
         self.fields["year"].widget.attrs["placeholder"] = str(confirm_year) if confirm_year else "year"
 
     def clean_year(self) -> int | None:
@@ -48,9 +56,26 @@ class CoinReviewForm(forms.Form):
 
     def clean(self):
         cleaned = super().clean()
-        if "year" in cleaned and cleaned["year"] is None and not cleaned.get("exclude"):
-            if self.confirm_year is None:
-                self.add_error("year", "This coin has no predicted year to confirm: type the year.")
+        if "year" not in cleaned:
+            return cleaned
+        year = cleaned["year"]
+        if cleaned.get("not_a_coin") and cleaned.get("exclude"):
+            raise ValidationError("Choose one: not a coin, or unusable photo.")
+        if cleaned.get("not_a_coin"):
+            if year is not None:
+                self.add_error("year", "A photo that shows no coin has no year: clear the year, or untick not a coin.")
+            cleaned["decision"] = Correction.Decision.NOT_A_COIN
+        elif cleaned.get("exclude"):
+            cleaned["decision"] = Correction.Decision.UNUSABLE
+        elif year is None and self.confirm_year is None:
+            if self.rejected:
+                self.add_error(
+                    "year",
+                    "The model found no year here: mark it not a coin (N), or type its year and tick the override.",
+                )
             else:
-                cleaned["year"] = self.confirm_year
+                self.add_error("year", "This coin has no predicted year to confirm: type the year.")
+        else:
+            cleaned["year"] = self.confirm_year if year is None else year
+            cleaned["decision"] = Correction.Decision.CORRECT  # the service records a confirmation when it is one
         return cleaned

@@ -3,7 +3,8 @@
  * Hotkeys act only while the focus is on the page, never inside a text field (input, textarea, select,
  * contenteditable): there, only the field's own keys count, so a "b" typed into the year field is refused, it does not
  * open the zoom. On the page: Enter confirms the predicted year (the server reads an empty field as "confirm"); a
- * digit moves into the year field (then Enter corrects); U toggles "unusable photo"; F / B zoom the front / back;
+ * digit moves into the year field (then Enter corrects); N toggles "not a coin", U "unusable photo" (one unticks the
+ * other); F / B zoom the front / back;
  * Z undoes your last decision; Escape skips to the next coin (or closes the zoomed photo first). In a field, Escape
  * leaves it (and does nothing else), so the hotkeys work again.
  */
@@ -15,6 +16,7 @@
     if (!form) return;
     const year = form.querySelector("input[name=year]");
     const exclude = form.querySelector("input[name=exclude][type=checkbox]");
+    const notCoin = form.querySelector("input[name=not_a_coin][type=checkbox]");
     const save = document.getElementById("review-save");
     const skip = document.getElementById("review-skip");
     const lightbox = document.getElementById("review-lightbox");
@@ -28,7 +30,9 @@
 
     function updateSaveLabel() {
       const typed = year.value.trim();
-      if (exclude && exclude.checked) {
+      if (notCoin && notCoin.checked) {
+        save.textContent = "Mark not a coin";
+      } else if (exclude && exclude.checked) {
         save.textContent = typed ? "Exclude (year " + typed + ")" : "Exclude from training";
       } else if (typed) {
         save.textContent = "Correct to " + typed;
@@ -91,6 +95,12 @@
       updateSaveLabel();
     }
 
+    function toggle(box, other) {
+      box.checked = !box.checked;
+      if (box.checked && other) other.checked = false;
+      updateSaveLabel();
+    }
+
     function undoLast() {
       const undo = document.querySelector(".review-undo-form");
       if (undo && !submitting) {
@@ -138,8 +148,10 @@
         openZoom(lower === "f" ? "front" : "back");
       } else if (lower === "u" && exclude) {
         event.preventDefault();
-        exclude.checked = !exclude.checked;
-        updateSaveLabel();
+        toggle(exclude, notCoin);
+      } else if (lower === "n" && notCoin) {
+        event.preventDefault();
+        toggle(notCoin, exclude);
       } else if (lower === "z") {
         event.preventDefault();
         undoLast();
@@ -147,7 +159,14 @@
     });
 
     year.addEventListener("input", updateSaveLabel);
-    if (exclude) exclude.addEventListener("change", updateSaveLabel);
+    if (exclude) exclude.addEventListener("change", function () {
+      if (exclude.checked && notCoin) notCoin.checked = false;
+      updateSaveLabel();
+    });
+    if (notCoin) notCoin.addEventListener("change", function () {
+      if (notCoin.checked && exclude) exclude.checked = false;
+      updateSaveLabel();
+    });
     form.addEventListener("submit", function (event) {
       if (submitting) {
         event.preventDefault(); // a second Enter must not decide the next coin with this coin's form

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,7 @@ from training.ml.config import TrainConfig
 from training.ml.data import CoinPairDataset, kfold_indices, make_loader
 from training.ml.metrics import regression_metrics
 from training.ml.model import CoinDateModel, denormalise_year
-from training.ml.reader_calibration import negative_loader, reader_outputs
+from training.ml.reader_calibration import NegativePair, negative_loader, reader_outputs
 from training.ml.train import OnEpoch, OnModel, ShouldStop, StateDict, predict, train_fold
 
 MIN_CALIBRATION_COINS = 20
@@ -131,17 +132,23 @@ class FoldContext:
     years: np.ndarray
     fresh_loader: DataLoader
     negatives: DataLoader | None
+    curator_negatives: int = 0  # the last this many pairs of `negatives` are curators' non-coins
 
     @classmethod
-    def build(cls, config: TrainConfig, dataset: CoinPairDataset, plan: FoldPlan) -> FoldContext:
+    def build(
+        cls, config: TrainConfig, dataset: CoinPairDataset, plan: FoldPlan, negatives: Sequence[NegativePair] = ()
+    ) -> FoldContext:
+        """``negatives``: (front, back) photos curators marked not a coin, beside the generated non-coin photos
+        (reader head only: the regression head has no coin score)."""
         train_view = dataset if dataset.train else dataset.view(train=True)
         eval_view = dataset.view(train=False)
         fresh = make_loader(
             Subset(eval_view, plan.fresh_index.tolist()), batch_size=2 * config.batch_size, shuffle=False
         )
         years = np.array([s.year for s in dataset.samples], dtype=np.float64)
-        negatives = negative_loader(config) if config.head == "reader" else None
-        return cls(config, plan, train_view, eval_view, years, fresh, negatives)
+        reader = config.head == "reader"
+        loader = negative_loader(config, extra=negatives) if reader else None
+        return cls(config, plan, train_view, eval_view, years, fresh, loader, len(negatives) if reader else 0)
 
 
 def fit_fold(

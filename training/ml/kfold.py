@@ -26,7 +26,7 @@ from training.ml.ensemble import CoinYearEnsemble
 from training.ml.folds import FoldContext, FoldOutput, FoldPlan, fit_fold, fold_plan
 from training.ml.interval import IntervalCalibration, calibrate_interval, interval_halfwidth
 from training.ml.metrics import regression_metrics, summarise_folds
-from training.ml.reader_calibration import calibrate_reader
+from training.ml.reader_calibration import NegativePair, calibrate_reader
 from training.ml.soup import SoupDecision, SoupOutput, decide, make_soup
 from training.ml.train import OnEpoch, OnModel, ShouldStop, StateDict, select_device
 
@@ -198,6 +198,7 @@ def fit(
     on_model: OnModel | None = None,
     device: str | torch.device | None = None,
     dataset: CoinPairDataset | None = None,
+    negatives: Sequence[NegativePair] = (),
 ) -> FitResult:
     """K-fold cross-validated training; the K best fold models are the ensemble that gets registered.
 
@@ -206,7 +207,9 @@ def fit(
     epoch (1-based); should_stop() is checked before and after every epoch and raises TrainingCancelled.
     init_state_dict (one state dict, or one per fold) starts from given weights, for fine-tuning; on_model(fold,
     epoch, model) gets the fold's current model after every epoch (in eval mode, e.g. to check a fine-tune on an
-    evaluation set and stop through should_stop).
+    evaluation set and stop through should_stop). ``negatives``: (front, back) photos curators marked not a coin,
+    read beside the generated non-coin photos when the coin threshold is calibrated (never a year: they are not in
+    ``samples``).
     """
     started = time.perf_counter()
     device = select_device(device)
@@ -218,7 +221,7 @@ def fit(
     elif len(dataset) != len(samples):
         raise ValueError("dataset and samples differ in length")
     dataset.preload(progress=progress)
-    context = FoldContext.build(config, dataset, plan)
+    context = FoldContext.build(config, dataset, plan, negatives)
     outputs = [
         fit_fold(
             context,
@@ -240,6 +243,7 @@ def fit(
         quantization_photos=quantization_sample(context.eval_view, len(samples), config),
         soup=make_soup(context, outputs, device=device),
         seconds=time.perf_counter() - started,
+        curator_negatives=context.curator_negatives,
     )
 
 
@@ -252,6 +256,7 @@ def fit_combine(
     quantization_photos: tuple[np.ndarray, np.ndarray] | None = None,
     soup: SoupOutput | None = None,
     seconds: float = 0.0,
+    curator_negatives: int = 0,
 ) -> FitResult:
     """The run's result from its K fold outputs (in any order): out-of-fold metrics beside the constant baseline,
     the calibrated interval (and the date reader's temperature and coin threshold), the held-out answers.
@@ -284,8 +289,15 @@ def fit_combine(
     if fresh_reads and soup is not None and holdout:
         truth = years[calibration_index]
         served_reads = ([r[0] for r in fresh_reads], [r[1] for r in fresh_reads], negative_reads)
-        ensemble_metrics = calibrate_reader(*served_reads, truth, config)[1]
-        soup_metrics = calibrate_reader([soup.fresh_log_p], [soup.fresh_coin], [soup.negative_coin], truth, config)[1]
+        ensemble_metrics = calibrate_reader(*served_reads, truth, config, curator_negatives=curator_negatives)[1]
+        soup_metrics = calibrate_reader(
+            [soup.fresh_log_p],
+            [soup.fresh_coin],
+            [soup.negative_coin],
+            truth,
+            config,
+            curator_negatives=curator_negatives,
+        )[1]
         decision = decide(soup_metrics, ensemble_metrics)
         if decision.served:
             fresh_reads, negative_reads = [(soup.fresh_log_p, soup.fresh_coin)], [soup.negative_coin]
@@ -303,7 +315,12 @@ def fit_combine(
     if fresh_reads:
         truth = years[calibration_index] if holdout else years[cv_index]
         reader_calibration, reader_metrics, interval_rows = calibrate_reader(
-            [r[0] for r in fresh_reads], [r[1] for r in fresh_reads], negative_reads, truth, config
+            [r[0] for r in fresh_reads],
+            [r[1] for r in fresh_reads],
+            negative_reads,
+            truth,
+            config,
+            curator_negatives=curator_negatives,
         )
         calibration = dataclasses.replace(calibration, **reader_calibration)
     oof_p = None if oof_log_p is None else _softmax(oof_log_p / calibration.temperature)

@@ -1,5 +1,6 @@
 """Calibrating the date reader on coins no fold model trained on: the temperature of its year distribution, the
-coin threshold (against generated non-coin photos), and the interval's coverage and sharpness.
+coin threshold (against generated non-coin photos and the photos curators marked not a coin), and the interval's
+coverage and sharpness.
 
 Kept apart from train.py (the K-fold loop, which calls it once per fit) because it is specific to the reader head.
 """
@@ -7,6 +8,7 @@ Kept apart from train.py (the K-fold loop, which calls it once per fit) because 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,8 +24,20 @@ NEGATIVE_CALIBRATION_SEED = 424242
 UNREADABLE_BELOW = 0.15
 
 
-def negative_loader(config: TrainConfig) -> DataLoader:
-    """Generated non-coin photo pairs (the training kinds, a seed never used in pretraining) for the coin threshold."""
+PhotoSource = Path | bytes
+NegativePair = tuple[PhotoSource, PhotoSource]  # a non-coin's (front, back) photos: file paths or bytes
+
+
+def _photo_bytes(photo: PhotoSource) -> bytes:
+    return photo.read_bytes() if isinstance(photo, Path) else photo
+
+
+def negative_loader(config: TrainConfig, extra: Sequence[NegativePair] = ()) -> DataLoader:
+    """Non-coin photo pairs for the coin threshold: generated ones (the training kinds, a seed never used in
+    pretraining), then ``extra`` (front, back) pairs, the photos curators marked not a coin, as they were uploaded.
+
+    The extra pairs come last, so the last len(extra) scores of reader_outputs() are theirs (calibrate_reader's
+    ``curator_negatives``). They never carry a year: the loader's year and weight columns are dummies."""
     transform = build_transforms(config, train=False)
     photos = torch.stack(
         [
@@ -32,8 +46,13 @@ def negative_loader(config: TrainConfig) -> DataLoader:
         ]
     )
     x = transform.batch(photos)
-    dummy = torch.zeros(len(x))
-    return DataLoader(TensorDataset(x, x.roll(1, 0), dummy, dummy), batch_size=2 * config.batch_size)
+    front, back = x, x.roll(1, 0)
+    if extra:
+        pairs = [(load_uint8(_photo_bytes(f), config), load_uint8(_photo_bytes(b), config)) for f, b in extra]
+        front = torch.cat([front, transform.batch(torch.stack([pair[0] for pair in pairs]))])
+        back = torch.cat([back, transform.batch(torch.stack([pair[1] for pair in pairs]))])
+    dummy = torch.zeros(len(front))
+    return DataLoader(TensorDataset(front, back, dummy, dummy), batch_size=2 * config.batch_size)
 
 
 @torch.inference_mode()
@@ -74,10 +93,13 @@ def calibrate_reader(
     negative_scores: Sequence[np.ndarray],
     truth: np.ndarray,
     config: TrainConfig,
+    *,
+    curator_negatives: int = 0,
 ) -> tuple[dict[str, float], dict[str, float], np.ndarray]:
     """Temperature (NLL of the fold mixture on coins no fold model trained on), coin threshold (at most 1% of those
     coins rejected, never above 0.5) and the interval's coverage and sharpness there; returns (calibration fields,
-    metrics)."""
+    metrics). The last ``curator_negatives`` negative scores are the curators' non-coins (negative_loader's extra):
+    their rejected share is a metric of its own."""
     # a label outside the config's year range counts as its nearest edge (the model cannot answer beyond it)
     index = np.clip(np.round(truth).astype(int) - config.year_min, 0, config.year_max - config.year_min)
     grid = np.exp(np.linspace(np.log(0.3), np.log(5.0), 41))
@@ -103,5 +125,8 @@ def calibrate_reader(
         "not_coin_rejected_share": float(np.mean(negative < coin_threshold)) if len(negative) else float("nan"),
         "unreadable_share": float(np.mean(read < UNREADABLE_BELOW)),
     }
+    if curator_negatives and len(negative) >= curator_negatives:
+        metrics["curator_negatives"] = float(curator_negatives)
+        metrics["curator_not_coin_rejected_share"] = float(np.mean(negative[-curator_negatives:] < coin_threshold))
     fields = {"temperature": temperature, "coin_threshold": coin_threshold, "read_threshold": UNREADABLE_BELOW}
     return fields, metrics, np.stack([truth, year, low, high], 1).astype(np.float64)

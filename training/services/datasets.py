@@ -11,13 +11,17 @@ from django.db import IntegrityError, transaction
 
 from predictions.models import Coin
 from training.ml.data import CoinSample
+from training.ml.reader_calibration import NegativePair
 
 from ..models import DatasetVersion
-from ..selectors import dataset_manifest
+from ..selectors import dataset_manifest, manifest_labels, manifest_negatives
 
 
 def dataset_freeze(*, kind: str = DatasetVersion.Kind.TRAINING) -> DatasetVersion:
-    """Freeze today's labelled data as a DatasetVersion; the same data gives the same (reused) version."""
+    """Freeze today's labelled data as a DatasetVersion; the same data gives the same (reused) version.
+
+    A training dataset also freezes the curators' non-coins (negative rows, no year): `coin_count` and the year
+    range count the labels only."""
     manifest = dataset_manifest(kind=kind)
     content_hash = hashlib.sha256(
         json.dumps({"kind": kind, "rows": manifest}, sort_keys=True, separators=(",", ":")).encode()
@@ -25,14 +29,15 @@ def dataset_freeze(*, kind: str = DatasetVersion.Kind.TRAINING) -> DatasetVersio
     existing = DatasetVersion.objects.filter(content_hash=content_hash).first()
     if existing:
         return existing
-    years = [row["year"] for row in manifest]
+    labels = manifest_labels(manifest)
+    years = [row["year"] for row in labels]
     try:
         with transaction.atomic():
             return DatasetVersion.objects.create(
                 content_hash=content_hash,
                 kind=kind,
                 manifest=manifest,
-                coin_count=len(manifest),
+                coin_count=len(labels),
                 year_min=min(years, default=None),
                 year_max=max(years, default=None),
             )
@@ -54,10 +59,11 @@ def dataset_samples(*, dataset: DatasetVersion | None = None, coins: Iterable[Co
     """CoinSamples (photos, year, weight) of a frozen dataset's rows, or of given labelled coins.
 
     The year and weight come from the frozen manifest, not from today's coin, so a run trains on exactly what it froze.
-    A coin deleted since the freeze is skipped (its photos are gone with it).
+    A coin deleted since the freeze is skipped (its photos are gone with it). Negative rows (curators' non-coins) are
+    never samples: they have no year (dataset_negative_pairs gives their photos).
     """
     if dataset is not None:
-        rows = {row["coin_id"]: row for row in dataset.manifest}
+        rows = {row["coin_id"]: row for row in manifest_labels(dataset.manifest)}
         by_id = Coin.objects.in_bulk(list(rows))
         pairs = [(by_id[coin_id], rows[coin_id]) for coin_id in rows if coin_id in by_id]
     else:
@@ -71,4 +77,21 @@ def dataset_samples(*, dataset: DatasetVersion | None = None, coins: Iterable[Co
             key=str(coin.id),
         )
         for coin, row in pairs
+    ]
+
+
+def dataset_negative_pairs(*, dataset: DatasetVersion | None) -> list[NegativePair]:
+    """The (front, back) photos of a frozen training dataset's negative rows, the coins curators marked not a coin,
+    for the coin threshold's calibration beside the generated non-coin photos (training.ml.reader_calibration).
+
+    What was frozen counts, as for the labels (a curator's later decision changes the next dataset, not this one);
+    a coin whose photos its collector deleted since is left out."""
+    if dataset is None:
+        return []
+    rows = {row["coin_id"]: row for row in manifest_negatives(dataset.manifest)}
+    coins = Coin.objects.filter(pk__in=list(rows)).exclude(front_image="").exclude(back_image="")
+    return [
+        (_coin_photo(coin.front_image), _coin_photo(coin.back_image))
+        for coin in coins.order_by("id")
+        if (coin.front_sha256, coin.back_sha256) == (rows[coin.pk]["front_sha256"], rows[coin.pk]["back_sha256"])
     ]

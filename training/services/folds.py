@@ -39,7 +39,7 @@ from training.ml.train import TrainingCancelled, select_device
 from ..errors import TrainingLeaseLost, error_text
 from ..models import TrainingFold, TrainingRun
 from ..signals import training_fold_queued, training_run_folds_done
-from .datasets import dataset_samples
+from .datasets import dataset_negative_pairs, dataset_samples
 from .lease import _lease_renew, _lease_seconds, _run_finish, next_queued_run_kick, run_guarded
 from .recording import decision_apply, result_record, run_tracker
 
@@ -171,7 +171,8 @@ def training_fold_execute(*, run_id: int, index: int) -> str:
     try:
         samples = dataset_samples(dataset=run.dataset_version)
         dataset = CoinPairDataset(samples, config, train=True).preload()
-        context = FoldContext.build(config, dataset, fold_plan(config, len(samples)))
+        negatives = dataset_negative_pairs(dataset=run.dataset_version)
+        context = FoldContext.build(config, dataset, fold_plan(config, len(samples)), negatives)
         output = fit_fold(
             context, index, device=select_device(), on_epoch=hooks.on_epoch, should_stop=hooks.should_stop
         )
@@ -245,9 +246,10 @@ def _finalise(run_id: int) -> TrainingRun:
     plan = fold_plan(config, len(samples))
     eval_view = CoinPairDataset(samples, config, train=False)
     soup = None
-    if soup_wanted(config, plan):  # the context's loaders (the holdout, generated non-coin photos) only for a soup
+    negatives = dataset_negative_pairs(dataset=run.dataset_version)  # each fold read them after its generated ones
+    if soup_wanted(config, plan):  # the context's loaders (the holdout, non-coin photos) only for a soup
         beat(stage="averaging the fold models")
-        soup = make_soup(FoldContext.build(config, eval_view, plan), outputs, device=select_device())
+        soup = make_soup(FoldContext.build(config, eval_view, plan, negatives), outputs, device=select_device())
     result = fit_combine(
         config,
         plan,
@@ -256,6 +258,7 @@ def _finalise(run_id: int) -> TrainingRun:
         quantization_photos=quantization_sample(eval_view, len(samples), config),
         soup=soup,
         seconds=sum(float(output.metrics.get("seconds", 0.0)) for output in outputs),
+        curator_negatives=len(negatives) if config.head == "reader" else 0,
     )
     production = gateway.tracking().get_alias_version(settings.MLFLOW_MODEL_NAME, PRODUCTION_ALIAS)
     with run_tracker(

@@ -23,7 +23,7 @@ from training.ml.train import TrainingCancelled
 from ..errors import FineTuneRegressed
 from ..models import DatasetVersion, TrainingRun
 from ..signals import training_run_queued
-from .datasets import dataset_freeze, dataset_samples
+from .datasets import dataset_freeze, dataset_negative_pairs, dataset_samples
 from .finetune import _fine_tune_checks, _fine_tune_setup
 from .folds import training_fold_parallel_enabled, training_folds_dispatch
 from .lease import _lease_acquire, _lease_renew, run_guarded
@@ -234,6 +234,7 @@ def _training_run_work(
                 should_stop=hooks.should_stop,
                 init_state_dict=init_states,
                 on_model=hooks.on_model,
+                negatives=dataset_negative_pairs(dataset=training_set),
             )
         except TrainingCancelled:
             if hooks.regressed:

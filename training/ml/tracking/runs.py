@@ -269,7 +269,10 @@ class TrainingTracker:
         year_max = int(getattr(config, "year_max", 2025))
         flat = summary_metrics(fit_result)
         flat.update(flatten_metrics(extra_metrics))
-        flat["dataset_size"] = float(len(manifest))
+        negatives = sum(1 for row in manifest if row.get("negative"))  # curators' non-coins: no year, not a label
+        flat["dataset_size"] = float(len(manifest) - negatives)
+        if negatives:
+            flat["dataset_negatives"] = float(negatives)
         _log_metrics(self.client, run_id, flat)
 
         fold_metrics = [dict(m) for m in (getattr(fit_result, "fold_metrics", None) or [])]
