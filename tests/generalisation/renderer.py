@@ -185,15 +185,19 @@ def _emblem(draw: ImageDraw.ImageDraw, cx: float, cy: float, r: float, rng: np.r
     """A central emblem that is not a number: shield, sun, tower, ship, wings or a ring of stars."""
     kind = int(rng.integers(0, 6))
     if kind == 0:  # shield with a chevron
-        draw.polygon([(cx - r, cy - r), (cx + r, cy - r), (cx + r, cy + 0.2 * r), (cx, cy + r), (cx - r, cy + 0.2 * r)],
-                     fill=fill // 2)
-        draw.line([(cx - r, cy + 0.3 * r), (cx, cy - 0.4 * r), (cx + r, cy + 0.3 * r)], fill=fill,
-                  width=max(2, int(r * 0.18)))
+        draw.polygon(
+            [(cx - r, cy - r), (cx + r, cy - r), (cx + r, cy + 0.2 * r), (cx, cy + r), (cx - r, cy + 0.2 * r)],
+            fill=fill // 2,
+        )
+        draw.line(
+            [(cx - r, cy + 0.3 * r), (cx, cy - 0.4 * r), (cx + r, cy + 0.3 * r)], fill=fill, width=max(2, int(r * 0.18))
+        )
     elif kind == 1:  # sun: disc and rays
         for k in range(16):
             a = 2 * math.pi * k / 16
-            draw.line([(cx, cy), (cx + r * math.cos(a), cy + r * math.sin(a))], fill=fill // 2,
-                      width=max(1, int(r * 0.08)))
+            draw.line(
+                [(cx, cy), (cx + r * math.cos(a), cy + r * math.sin(a))], fill=fill // 2, width=max(1, int(r * 0.08))
+            )
         draw.ellipse([cx - 0.45 * r, cy - 0.45 * r, cx + 0.45 * r, cy + 0.45 * r], fill=fill)
     elif kind == 2:  # tower with crenellations
         draw.rectangle([cx - 0.5 * r, cy - 0.6 * r, cx + 0.5 * r, cy + r], fill=fill)
@@ -202,17 +206,29 @@ def _emblem(draw: ImageDraw.ImageDraw, cx: float, cy: float, r: float, rng: np.r
             draw.rectangle([x, cy - 0.85 * r, x + 0.2 * r, cy - 0.6 * r], fill=fill)
         draw.rectangle([cx - 0.15 * r, cy + 0.4 * r, cx + 0.15 * r, cy + r], fill=fill // 3)
     elif kind == 3:  # ship: hull and two sails
-        draw.polygon([(cx - r, cy + 0.3 * r), (cx + r, cy + 0.3 * r), (cx + 0.7 * r, cy + 0.75 * r),
-                      (cx - 0.7 * r, cy + 0.75 * r)], fill=fill)
-        draw.polygon([(cx - 0.1 * r, cy - r), (cx - 0.1 * r, cy + 0.2 * r), (cx - 0.8 * r, cy + 0.2 * r)], fill=fill // 2)
-        draw.polygon([(cx + 0.1 * r, cy - 0.8 * r), (cx + 0.1 * r, cy + 0.2 * r), (cx + 0.7 * r, cy + 0.2 * r)],
-                     fill=fill // 2)
+        draw.polygon(
+            [
+                (cx - r, cy + 0.3 * r),
+                (cx + r, cy + 0.3 * r),
+                (cx + 0.7 * r, cy + 0.75 * r),
+                (cx - 0.7 * r, cy + 0.75 * r),
+            ],
+            fill=fill,
+        )
+        draw.polygon(
+            [(cx - 0.1 * r, cy - r), (cx - 0.1 * r, cy + 0.2 * r), (cx - 0.8 * r, cy + 0.2 * r)], fill=fill // 2
+        )
+        draw.polygon(
+            [(cx + 0.1 * r, cy - 0.8 * r), (cx + 0.1 * r, cy + 0.2 * r), (cx + 0.7 * r, cy + 0.2 * r)], fill=fill // 2
+        )
     elif kind == 4:  # wings
         for side in (-1, 1):
             for k in range(5):
                 y = cy - 0.5 * r + k * 0.22 * r
-                draw.polygon([(cx, y), (cx + side * r * (1 - 0.12 * k), y - 0.25 * r), (cx + side * r * 0.2, y + 0.2 * r)],
-                             fill=fill - 30 * (k % 2))
+                draw.polygon(
+                    [(cx, y), (cx + side * r * (1 - 0.12 * k), y - 0.25 * r), (cx + side * r * 0.2, y + 0.2 * r)],
+                    fill=fill - 30 * (k % 2),
+                )
         draw.ellipse([cx - 0.18 * r, cy - 0.85 * r, cx + 0.18 * r, cy - 0.45 * r], fill=fill)
         draw.rectangle([cx - 0.15 * r, cy - 0.5 * r, cx + 0.15 * r, cy + 0.6 * r], fill=fill)
     else:  # ring of stars around a dot
@@ -283,19 +299,47 @@ def _design(
     elif layout == "small_offset":
         _emblem(draw, c - 0.1 * inner, c - 0.1 * inner, inner * 0.45, rng, 235)
         sx = rng.choice([-1.0, 1.0])
-        box = _paste_text(img, digits, _font(date_font, inner * rng.uniform(0.1, 0.14)), c + sx * 0.45 * inner,
-                          c + 0.5 * inner, float(rng.uniform(-15, 15)), 245)
-        _paste_text(img, str(rng.choice(_VALUES)), _font(date_font, inner * 0.16), c - sx * 0.45 * inner,
-                    c + 0.5 * inner, 0, 240)
+        box = _paste_text(
+            img,
+            digits,
+            _font(date_font, inner * rng.uniform(0.1, 0.14)),
+            c + sx * 0.45 * inner,
+            c + 0.5 * inner,
+            float(rng.uniform(-15, 15)),
+            245,
+        )
+        _paste_text(
+            img,
+            str(rng.choice(_VALUES)),
+            _font(date_font, inner * 0.16),
+            c - sx * 0.45 * inner,
+            c + 0.5 * inner,
+            0,
+            240,
+        )
         _arc_text(img, _legend(rng), legend_font, c, inner - legend_font.size * 0.7, -math.pi / 2, False)
     elif layout == "rotated":
         _emblem(draw, c, c, inner * 0.3, rng, 220)
         a = rng.uniform(0, 2 * math.pi)
         turn = float(rng.uniform(-180, 180))
-        box = _paste_text(img, digits, _font(date_font, inner * rng.uniform(0.15, 0.22)),
-                          c + 0.55 * inner * math.cos(a), c + 0.55 * inner * math.sin(a), turn, 245)
-        _paste_text(img, str(rng.choice(_VALUES)), _font(fonts[0], inner * 0.18), c - 0.55 * inner * math.cos(a),
-                    c - 0.55 * inner * math.sin(a), turn, 235)
+        box = _paste_text(
+            img,
+            digits,
+            _font(date_font, inner * rng.uniform(0.15, 0.22)),
+            c + 0.55 * inner * math.cos(a),
+            c + 0.55 * inner * math.sin(a),
+            turn,
+            245,
+        )
+        _paste_text(
+            img,
+            str(rng.choice(_VALUES)),
+            _font(fonts[0], inner * 0.18),
+            c - 0.55 * inner * math.cos(a),
+            c - 0.55 * inner * math.sin(a),
+            turn,
+            235,
+        )
     elif layout == "big_horizontal":
         _emblem(draw, c, c - 0.55 * inner, inner * 0.22, rng, 200)
         box = _paste_text(img, digits, _font(date_font, inner * rng.uniform(0.32, 0.4)), c, c + 0.05 * inner, 0, 250)
@@ -426,15 +470,24 @@ def _apply(hm: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return p[:, :2] / p[:, 2:3]
 
 
-def _photo(face: np.ndarray, alpha: np.ndarray, size: int, hm: np.ndarray, bg: np.ndarray,
-           rng: np.random.Generator, light_az: float) -> Image.Image:
+def _photo(
+    face: np.ndarray,
+    alpha: np.ndarray,
+    size: int,
+    hm: np.ndarray,
+    bg: np.ndarray,
+    rng: np.random.Generator,
+    light_az: float,
+) -> Image.Image:
     inv = np.linalg.inv(hm)
     inv /= inv[2, 2]
     coeffs = tuple(inv.ravel()[:8])
     rgba = np.dstack([face, alpha[..., None]])
     layer = Image.fromarray((rgba * 255 + 0.5).astype(np.uint8), "RGBA")
-    warped = np.asarray(layer.transform((size, size), Image.PERSPECTIVE, coeffs, resample=Image.BICUBIC),
-                        dtype=np.float32) / 255.0
+    warped = (
+        np.asarray(layer.transform((size, size), Image.PERSPECTIVE, coeffs, resample=Image.BICUBIC), dtype=np.float32)
+        / 255.0
+    )
     a = warped[..., 3:4]
     shift = int(size * rng.uniform(0.005, 0.03))
     shadow = np.roll(a[..., 0], (int(-shift * math.sin(light_az)), int(-shift * math.cos(light_az))), axis=(0, 1))
@@ -473,19 +526,31 @@ def _paint_over(face: np.ndarray, box: tuple[float, float, float, float], rng: n
 
 
 def render_pair(
-    seed: int, *, size: int | None = None, year: int | None = None, layout: str | None = None,
+    seed: int,
+    *,
+    size: int | None = None,
+    year: int | None = None,
+    layout: str | None = None,
     painted_over: bool = False,
+    max_tilt: float = 40.0,
 ) -> CoinPair:
     """One coin as a front and back photo (RGB, ``size`` px square; drawn in 256-448 when None), deterministic in
-    the arguments. The date is on one side only; ``painted_over`` covers it with paint (ground truth: unreadable)."""
+    the arguments. The date is on one side only; ``painted_over`` covers it with paint (ground truth: unreadable).
+    ``max_tilt`` bounds the camera's tilt (degrees; 40 by default, up to a 0.77:1 ellipse)."""
     rng = np.random.default_rng(np.random.SeedSequence([int(seed) & (2**63 - 1), 0xC01D]))
-    year = int(rng.integers(YEAR_MIN, YEAR_MAX + 1)) if year is None else int(year)
+    # drawn whether given or not, so that the same seed with another year (or layout, size) is the same coin
+    drawn_year, drawn_layout, drawn_size = (
+        int(rng.integers(YEAR_MIN, YEAR_MAX + 1)),
+        rng.choice(LAYOUTS),
+        rng.integers(256, 449),
+    )
+    year = drawn_year if year is None else int(year)
     if not YEAR_MIN <= year <= YEAR_MAX:
         raise ValueError(f"year must be in {YEAR_MIN}-{YEAR_MAX}, got {year}")
-    layout = str(rng.choice(LAYOUTS)) if layout is None else layout
+    layout = str(drawn_layout) if layout is None else layout
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    size = int(rng.integers(256, 449)) if size is None else int(size)
+    size = int(drawn_size) if size is None else int(size)
     metal = str(rng.choice([*METALS, BIMETAL]))
     background = str(rng.choice(BACKGROUNDS))
     fonts = tuple(str(f) for f in rng.choice(FONTS, 2))
@@ -497,27 +562,34 @@ def render_pair(
         D = int(min(max(2 * d, 300), 720))
         h, box = _design("front" if side == 0 else "back", D, rng, year if side == date_side else None, layout, fonts)
         face = _light(h, metal, rng, light)
-        if box is not None and painted_over:
-            _paint_over(face, box, rng)
+        if box is not None and painted_over:  # its own generator: the painted coin is otherwise the same coin
+            _paint_over(face, box, np.random.default_rng(np.random.SeedSequence([int(seed) & (2**63 - 1), 0xBA1])))
         yy, xx = np.mgrid[0:D, 0:D].astype(np.float32)
         alpha = np.clip(D / 2 - np.hypot(xx - D / 2 + 0.5, yy - D / 2 + 0.5), 0, 1)
         turn = math.radians(rng.uniform(-25, 25) if rng.random() < 0.6 else rng.uniform(-180, 180))
-        tilt = math.radians(rng.uniform(0, 40))
+        tilt = math.radians(rng.uniform(0, 1) * max_tilt)
         slack = (size - d) / 2
         centre = (size / 2 + rng.uniform(-0.5, 0.5) * slack, size / 2 + rng.uniform(-0.5, 0.5) * slack)
         hm = _homography(D, d, turn, tilt, rng.uniform(0, math.pi), d * rng.uniform(1.5, 5.0), centre)
         bg = _background(background, size, rng)
         photos.append(_photo(face, alpha, size, hm, bg, rng, light[0]))
-        rim = np.array([(D / 2 + D / 2 * math.cos(t), D / 2 + D / 2 * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 64)])
+        rim = np.array(
+            [(D / 2 + D / 2 * math.cos(t), D / 2 + D / 2 * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 64)]
+        )
         poly = _apply(hm, rim)
         area = 0.5 * abs(np.dot(poly[:, 0], np.roll(poly[:, 1], 1)) - np.dot(poly[:, 1], np.roll(poly[:, 0], 1)))
         discs.append((float(poly[:, 0].mean()), float(poly[:, 1].mean()), float(math.sqrt(area / math.pi))))
         if box is not None:
             corners = _apply(hm, np.array([(box[0], box[1]), (box[2], box[1]), (box[2], box[3]), (box[0], box[3])]))
-            date_box = (float(corners[:, 0].min()), float(corners[:, 1].min()), float(corners[:, 0].max()),
-                        float(corners[:, 1].max()))
-    return CoinPair(photos[0], photos[1], year, layout, date_side, metal, background, date_box,
-                    (discs[0], discs[1]), painted_over)
+            date_box = (
+                float(corners[:, 0].min()),
+                float(corners[:, 1].min()),
+                float(corners[:, 0].max()),
+                float(corners[:, 1].max()),
+            )
+    return CoinPair(
+        photos[0], photos[1], year, layout, date_side, metal, background, date_box, (discs[0], discs[1]), painted_over
+    )
 
 
 def iter_pairs(count: int, seed: int, *, size: int | None = None) -> Iterator[tuple[bytes, bytes, int]]:
