@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -592,11 +593,18 @@ def render_pair(
     )
 
 
-def iter_pairs(count: int, seed: int, *, size: int | None = None) -> Iterator[tuple[bytes, bytes, int]]:
-    """``count`` coins as (front JPEG, back JPEG, year); the i-th coin does not depend on ``count``. JPEG quality
-    70-93, drawn per coin."""
+class RenderedJpegs(NamedTuple):
+    front: bytes
+    back: bytes
+    year: int
+    layout: str
+
+
+def iter_pairs(count: int, seed: int, *, size: int | None = None) -> Iterator[RenderedJpegs]:
+    """``count`` coins as (front JPEG, back JPEG, year, layout); the i-th coin does not depend on ``count``. JPEG
+    quality 70-93, drawn per coin."""
     for i in range(int(count)):
         pair = render_pair(seed * 1_000_003 + i, size=size)
         quality = 70 + (seed * 31 + i * 7) % 24
         front, back = pair.jpegs(quality)
-        yield front, back, pair.year
+        yield RenderedJpegs(front, back, pair.year, pair.layout)

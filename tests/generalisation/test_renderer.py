@@ -88,7 +88,8 @@ def test_iter_pairs_yields_jpegs_whose_ith_coin_does_not_depend_on_count():
     three = list(renderer.iter_pairs(3, seed=9, size=SIZE))
     two = list(renderer.iter_pairs(2, seed=9, size=SIZE))
     assert three[:2] == two
-    for front, back, year in three:
+    for front, back, year, layout in three:
+        assert layout in renderer.LAYOUTS
         assert Image.open(io.BytesIO(front)).format == Image.open(io.BytesIO(back)).format == "JPEG"
         assert renderer.YEAR_MIN <= year <= renderer.YEAR_MAX
 
