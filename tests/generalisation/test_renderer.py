@@ -117,6 +117,7 @@ def test_shares_no_code_with_the_training_generators():
         "dataclasses",
         "functools",
         "pathlib",
+        "typing",
         "numpy",
         "PIL",
     }
