@@ -12,7 +12,7 @@ pyproject.toml forbids every app from importing ``tests``):
   words, stars, dots, other numbers (the value, never a four-digit number that could be a year);
 * relief: a height map lit with a Blinn-Phong model (light azimuth and elevation drawn per coin), cavity dirt,
   toning and scratches; metals: gold, silver, copper, brass, steel, aluminium, bronze, blackened silver, bimetal;
-* photo: a 3-D tilt of the coin plane seen through a pinhole (true perspective, up to 40 degrees), any in-plane
+* photo (camera.py): a 3-D tilt of the coin plane seen through a pinhole (true perspective, up to 40 degrees), any in-plane
   turn, a cast shadow, wood, velvet, graph paper, linen, marble or slate, uneven light, defocus, sensor noise, JPEG.
 
 Everything is deterministic in the seed (same Pillow build). The true year is uniform in 1700-2025, the span of
@@ -32,11 +32,12 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from tests.generalisation import camera
+
 YEAR_MIN, YEAR_MAX = 1700, 2025
 FONT_DIR = Path(__file__).resolve().parent / "fonts"
 FONTS = ("STIXGeneralBol.ttf", "DejaVuSerifCondensed-Bold.ttf", "DejaVuSansMono-Bold.ttf")
 LAYOUTS = ("under_value", "along_rim", "small_offset", "rotated", "big_horizontal", "split")
-BACKGROUNDS = ("wood", "velvet", "graph_paper", "linen", "marble", "slate")
 # base colour (linear-ish RGB in [0, 1]), specular colour, shininess
 METALS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float], float]] = {
     "gold": ((0.83, 0.62, 0.22), (1.0, 0.9, 0.6), 40.0),
@@ -89,37 +90,6 @@ def _jpeg(image: Image.Image, quality: int) -> bytes:
 @lru_cache(maxsize=128)
 def _font(name: str, px: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(str(FONT_DIR / name), max(6, int(px)))
-
-
-# --- small numeric helpers ------------------------------------------------------------------------------------------
-
-
-def _box_blur(a: np.ndarray, r: int) -> np.ndarray:
-    """Separable box blur of radius r (edge-padded); three passes approximate a Gaussian of sigma ~ r."""
-    if r < 1:
-        return a
-    out = a.astype(np.float32)
-    for axis in (0, 1):
-        pad = [(0, 0), (0, 0)]
-        pad[axis] = (r + 1, r)
-        c = np.cumsum(np.pad(out, pad, mode="edge"), axis=axis, dtype=np.float64)
-        hi = np.take(c, np.arange(2 * r + 1, c.shape[axis]), axis=axis)
-        lo = np.take(c, np.arange(0, c.shape[axis] - 2 * r - 1), axis=axis)
-        out = ((hi - lo) / (2 * r + 1)).astype(np.float32)
-    return out
-
-
-def _smooth(a: np.ndarray, r: int) -> np.ndarray:
-    for _ in range(3):
-        a = _box_blur(a, r)
-    return a
-
-
-def _value_noise(rng: np.random.Generator, shape: tuple[int, int], cells: int) -> np.ndarray:
-    """Smooth noise in [0, 1]: a coarse random grid enlarged bicubically."""
-    grid = (rng.random((cells, cells)) * 255).astype(np.uint8)
-    big = Image.fromarray(grid, "L").resize((shape[1], shape[0]), Image.BICUBIC)
-    return np.asarray(big, dtype=np.float32) / 255.0
 
 
 def _star(draw: ImageDraw.ImageDraw, cx: float, cy: float, r: float, points: int, turn: float, fill: int) -> None:
@@ -363,7 +333,7 @@ def _light(h: np.ndarray, metal: str, rng: np.random.Generator, light: tuple[flo
     D = h.shape[0]
     yy, xx = np.mgrid[0:D, 0:D].astype(np.float32)
     rr = np.hypot(xx - D / 2, yy - D / 2) / (D / 2)
-    relief = _smooth(h, max(1, D // 220)) * (D * rng.uniform(0.04, 0.08))
+    relief = camera.smooth(h, max(1, D // 220)) * (D * rng.uniform(0.04, 0.08))
     gy, gx = np.gradient(relief)
     norm = np.sqrt(gx * gx + gy * gy + 1.0)
     nx, ny, nz = -gx / norm, -gy / norm, 1.0 / norm
@@ -383,9 +353,9 @@ def _light(h: np.ndarray, metal: str, rng: np.random.Generator, light: tuple[flo
         base_c, spec_c, shine = METALS[metal]
         base = np.broadcast_to(np.array(base_c, dtype=np.float32) * rng.uniform(0.85, 1.1), (D, D, 3)).copy()
         spec_col = np.array(spec_c, dtype=np.float32)
-    tone = _value_noise(rng, (D, D), 5)
+    tone = camera.value_noise(rng, (D, D), 5)
     base *= (1.0 - rng.uniform(0.0, 0.35) * tone)[..., None]
-    cavity = np.clip(_smooth(h, max(2, D // 60)) - h, 0, 1)
+    cavity = np.clip(camera.smooth(h, max(2, D // 60)) - h, 0, 1)
     base *= (1.0 - rng.uniform(0.5, 2.0) * cavity)[..., None]
     ambient = rng.uniform(0.25, 0.45)
     rgb = base * (ambient + (1 - ambient) * diffuse)[..., None]
@@ -399,112 +369,6 @@ def _light(h: np.ndarray, metal: str, rng: np.random.Generator, light: tuple[flo
         sd.line([(x0, y0), (x0 + ln * math.cos(a), y0 + ln * math.sin(a))], fill=int(rng.integers(60, 160)), width=1)
     rgb *= (1.0 - 0.35 * np.asarray(scratches, dtype=np.float32) / 255.0)[..., None]
     return np.clip(rgb, 0, 1)
-
-
-# --- the photograph --------------------------------------------------------------------------------------------------
-
-
-def _background(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    fine = rng.random((size, size)).astype(np.float32)
-    if kind == "wood":
-        warp = _value_noise(rng, (size, size), 4)
-        a = rng.uniform(0, math.pi)
-        u = xx * math.cos(a) + yy * math.sin(a)
-        rings = 0.5 + 0.5 * np.sin((u * rng.uniform(20, 50) + 6 * warp) * 2 * math.pi / 4)
-        colour = np.array([0.45, 0.28, 0.14]) * rng.uniform(0.6, 1.3)
-        img = colour * (0.7 + 0.3 * rings[..., None]) * (0.92 + 0.08 * fine[..., None])
-    elif kind == "velvet":
-        colour = np.array([[0.05, 0.06, 0.2], [0.25, 0.03, 0.07], [0.03, 0.15, 0.07], [0.04, 0.04, 0.04]])[
-            int(rng.integers(0, 4))
-        ]
-        sheen = _value_noise(rng, (size, size), 3)
-        img = colour * (0.7 + 0.6 * sheen[..., None]) + 0.03 * fine[..., None]
-    elif kind == "graph_paper":
-        paper = np.array([0.93, 0.93, 0.88]) * rng.uniform(0.8, 1.05)
-        step = size / rng.uniform(12, 30)
-        ink = np.array([[0.35, 0.6, 0.8], [0.4, 0.7, 0.45], [0.85, 0.5, 0.45]])[int(rng.integers(0, 3))]
-        gx, gy = (xx * size) % step, (yy * size) % step
-        line = ((gx < 1.2) | (gy < 1.2)).astype(np.float32)
-        major = (((xx * size) % (5 * step) < 2.2) | ((yy * size) % (5 * step) < 2.2)).astype(np.float32)
-        ink_share = np.clip(0.6 * line + 0.4 * major, 0, 1)[..., None]
-        img = paper * (1 - ink_share) + ink * ink_share + 0.02 * fine[..., None]
-    elif kind == "linen":
-        f = rng.uniform(60, 140)
-        weave = 0.5 + 0.25 * (np.sin(xx * f * math.pi) + np.sin(yy * f * math.pi))
-        colour = np.array([0.75, 0.7, 0.6]) * rng.uniform(0.6, 1.1)
-        img = colour * (0.85 + 0.15 * weave[..., None]) * (0.9 + 0.1 * fine[..., None])
-    elif kind == "marble":
-        turb = _value_noise(rng, (size, size), 6) + 0.5 * _value_noise(rng, (size, size), 13)
-        veins = np.abs(np.sin((xx + yy) * rng.uniform(3, 8) * math.pi + 5 * turb)) ** 0.3
-        img = np.array([0.9, 0.9, 0.88]) * (0.6 + 0.4 * veins[..., None]) + 0.02 * fine[..., None]
-    else:  # slate
-        img = np.array([0.22, 0.23, 0.25]) * (0.8 + 0.4 * _value_noise(rng, (size, size), 8)[..., None])
-        img = img + 0.05 * fine[..., None]
-    return np.clip(img, 0, 1).astype(np.float32)
-
-
-def _homography(D: int, d: float, turn: float, tilt: float, axis: float, focal: float, centre: tuple[float, float]):
-    """3x3 map from face pixels (D x D face drawn for a coin d pixels across) to photo pixels: the coin plane turned
-    in-plane, tilted about an axis through its centre, and seen through a pinhole ``focal`` pixels away."""
-    s = d / D
-    rz = np.array([[math.cos(turn), -math.sin(turn), 0], [math.sin(turn), math.cos(turn), 0], [0, 0, 1]])
-    ca, sa = math.cos(axis), math.sin(axis)
-    k = np.array([ca, sa, 0.0])  # Rodrigues: tilt about the in-plane axis k
-    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    rt = np.eye(3) + math.sin(tilt) * kx + (1 - math.cos(tilt)) * kx @ kx
-    r = rt @ rz
-    to_plane = np.array([[s, 0, -s * D / 2], [0, s, -s * D / 2], [0, 0, 1]])
-    ox, oy = centre
-    project = np.array(
-        [
-            [focal * r[0, 0] + ox * r[2, 0], focal * r[0, 1] + ox * r[2, 1], focal * ox],
-            [focal * r[1, 0] + oy * r[2, 0], focal * r[1, 1] + oy * r[2, 1], focal * oy],
-            [r[2, 0], r[2, 1], focal],
-        ]
-    )
-    return project @ to_plane
-
-
-def _apply(hm: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    p = np.c_[pts, np.ones(len(pts))] @ hm.T
-    return p[:, :2] / p[:, 2:3]
-
-
-def _photo(
-    face: np.ndarray,
-    alpha: np.ndarray,
-    size: int,
-    hm: np.ndarray,
-    bg: np.ndarray,
-    rng: np.random.Generator,
-    light_az: float,
-) -> Image.Image:
-    inv = np.linalg.inv(hm)
-    inv /= inv[2, 2]
-    coeffs = tuple(inv.ravel()[:8])
-    rgba = np.dstack([face, alpha[..., None]])
-    layer = Image.fromarray((rgba * 255 + 0.5).astype(np.uint8), "RGBA")
-    warped = (
-        np.asarray(layer.transform((size, size), Image.PERSPECTIVE, coeffs, resample=Image.BICUBIC), dtype=np.float32)
-        / 255.0
-    )
-    a = warped[..., 3:4]
-    shift = int(size * rng.uniform(0.005, 0.03))
-    shadow = np.roll(a[..., 0], (int(-shift * math.sin(light_az)), int(-shift * math.cos(light_az))), axis=(0, 1))
-    shadow = _smooth(shadow, max(1, size // 80)) * rng.uniform(0.3, 0.6)
-    img = bg * (1 - shadow[..., None])
-    img = img * (1 - a) + warped[..., :3] * a
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5
-    g = rng.uniform(0, 2 * math.pi)
-    img *= (1 + rng.uniform(0, 0.35) * (xx * math.cos(g) + yy * math.sin(g)))[..., None]
-    img *= (1 - rng.uniform(0, 0.5) * (xx * xx + yy * yy))[..., None]
-    img *= rng.uniform(0.85, 1.15) * (1 + rng.normal(0, 0.03, 3)).astype(np.float32)
-    blur = int(round(rng.uniform(0, 1.2) * size / 400))
-    if blur:
-        img = np.dstack([_smooth(img[..., ch], blur) for ch in range(3)])
-    img += rng.normal(0, rng.uniform(0.004, 0.02), img.shape).astype(np.float32)
-    return Image.fromarray((np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8), "RGB")
 
 
 def _paint_over(face: np.ndarray, box: tuple[float, float, float, float], rng: np.random.Generator) -> None:
@@ -553,7 +417,7 @@ def render_pair(
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     size = int(drawn_size) if size is None else int(size)
     metal = str(rng.choice([*METALS, BIMETAL]))
-    background = str(rng.choice(BACKGROUNDS))
+    background = str(rng.choice(camera.BACKGROUNDS))
     fonts = tuple(str(f) for f in rng.choice(FONTS, 2))
     date_side = int(rng.integers(0, 2))
     light = (float(rng.uniform(0, 2 * math.pi)), float(rng.uniform(math.radians(25), math.radians(70))))
@@ -571,17 +435,19 @@ def render_pair(
         tilt = math.radians(rng.uniform(0, 1) * max_tilt)
         slack = (size - d) / 2
         centre = (size / 2 + rng.uniform(-0.5, 0.5) * slack, size / 2 + rng.uniform(-0.5, 0.5) * slack)
-        hm = _homography(D, d, turn, tilt, rng.uniform(0, math.pi), d * rng.uniform(1.5, 5.0), centre)
-        bg = _background(background, size, rng)
-        photos.append(_photo(face, alpha, size, hm, bg, rng, light[0]))
+        hm = camera.homography(D, d, turn, tilt, rng.uniform(0, math.pi), d * rng.uniform(1.5, 5.0), centre)
+        bg = camera.background(background, size, rng)
+        photos.append(camera.photograph(face, alpha, size, hm, bg, rng, light[0]))
         rim = np.array(
             [(D / 2 + D / 2 * math.cos(t), D / 2 + D / 2 * math.sin(t)) for t in np.linspace(0, 2 * math.pi, 64)]
         )
-        poly = _apply(hm, rim)
+        poly = camera.apply_homography(hm, rim)
         area = 0.5 * abs(np.dot(poly[:, 0], np.roll(poly[:, 1], 1)) - np.dot(poly[:, 1], np.roll(poly[:, 0], 1)))
         discs.append((float(poly[:, 0].mean()), float(poly[:, 1].mean()), float(math.sqrt(area / math.pi))))
         if box is not None:
-            corners = _apply(hm, np.array([(box[0], box[1]), (box[2], box[1]), (box[2], box[3]), (box[0], box[3])]))
+            corners = camera.apply_homography(
+                hm, np.array([(box[0], box[1]), (box[2], box[1]), (box[2], box[3]), (box[0], box[3])])
+            )
             date_box = (
                 float(corners[:, 0].min()),
                 float(corners[:, 1].min()),

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.generalisation import renderer
+from tests.generalisation import camera, renderer
 from training.ml.config import TrainConfig
 
 SIZE = 256
@@ -100,16 +100,10 @@ def test_rejects_a_year_outside_the_range():
 
 
 def test_shares_no_code_with_the_training_generators():
-    """The renderer imports neither the training generators nor anything of the apps (only numpy and Pillow), and
-    uses only its own committed fonts (never Pillow's bundled font that training.ml.synthetic draws with)."""
-    source = Path(renderer.__file__).read_text(encoding="utf-8")
-    imported = set()
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            imported |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module.split(".")[0])
-    assert imported <= {
+    """The renderer and its camera import neither the training generators nor anything of the apps (only the
+    standard library, numpy, Pillow and each other), and draw only with their own committed fonts (never Pillow's
+    bundled font that training.ml.synthetic draws with)."""
+    allowed = {
         "__future__",
         "io",
         "math",
@@ -121,7 +115,17 @@ def test_shares_no_code_with_the_training_generators():
         "numpy",
         "PIL",
     }
-    assert "load_default" not in source
+    for module in (renderer, camera):
+        source = Path(module.__file__).read_text(encoding="utf-8")
+        imported = set()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module)
+        assert {name.split(".")[0] for name in imported} - {"tests"} <= allowed, module.__name__
+        assert {name for name in imported if name.startswith("tests")} <= {"tests.generalisation"}
+        assert "load_default" not in source
     for name in renderer.FONTS:
         assert (renderer.FONT_DIR / name).is_file()
     assert {p.name for p in renderer.FONT_DIR.glob("LICENSE_*")} == {"LICENSE_STIX", "LICENSE_DEJAVU"}
