@@ -142,7 +142,7 @@ def photograph(
     img *= (1 + rng.uniform(0, 0.35) * (xx * math.cos(g) + yy * math.sin(g)))[..., None]
     img *= (1 - rng.uniform(0, 0.5) * (xx * xx + yy * yy))[..., None]
     img *= rng.uniform(0.85, 1.15) * (1 + rng.normal(0, 0.03, 3)).astype(np.float32)
-    blur = int(round(rng.uniform(0, 1.2) * size / 400))
+    blur = int(rng.random() < 0.3)  # mild defocus on some photos; more made small dates illegible to a person
     if blur:
         img = np.dstack([smooth(img[..., ch], blur) for ch in range(3)])
     img += rng.normal(0, rng.uniform(0.004, 0.02), img.shape).astype(np.float32)

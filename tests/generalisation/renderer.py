@@ -257,11 +257,11 @@ def _design(
     if layout == "under_value":
         _paste_text(img, str(rng.choice(_VALUES)), _font(date_font, inner * 0.5), c, c - 0.12 * inner, 0, 245)
         _paste_text(img, str(rng.choice(_UNITS)), _font(fonts[0], inner * 0.13), c, c + 0.25 * inner, 0, 220)
-        box = _paste_text(img, digits, _font(date_font, inner * rng.uniform(0.17, 0.24)), c, c + 0.52 * inner, 0, 245)
+        box = _paste_text(img, digits, _font(date_font, inner * rng.uniform(0.2, 0.26)), c, c + 0.52 * inner, 0, 245)
         _arc_text(img, _legend(rng), legend_font, c, inner - legend_font.size * 0.7, -math.pi / 2, False)
     elif layout == "along_rim":
         _emblem(draw, c, c - 0.08 * inner, inner * rng.uniform(0.35, 0.5), rng, 235)
-        font = _font(date_font, inner * rng.uniform(0.15, 0.2))
+        font = _font(date_font, inner * rng.uniform(0.18, 0.23))
         box = _arc_text(img, digits, font, c, inner - font.size * 0.7, math.pi / 2, True)
         _arc_text(img, _legend(rng), legend_font, c, inner - legend_font.size * 0.7, -math.pi / 2, False)
         for side_angle in (math.radians(35), math.radians(145)):
@@ -273,7 +273,7 @@ def _design(
         box = _paste_text(
             img,
             digits,
-            _font(date_font, inner * rng.uniform(0.1, 0.14)),
+            _font(date_font, inner * rng.uniform(0.15, 0.2)),
             c + sx * 0.45 * inner,
             c + 0.5 * inner,
             float(rng.uniform(-15, 15)),
@@ -296,7 +296,7 @@ def _design(
         box = _paste_text(
             img,
             digits,
-            _font(date_font, inner * rng.uniform(0.15, 0.22)),
+            _font(date_font, inner * rng.uniform(0.19, 0.25)),
             c + 0.55 * inner * math.cos(a),
             c + 0.55 * inner * math.sin(a),
             turn,
@@ -317,7 +317,7 @@ def _design(
         _paste_text(img, str(rng.choice(_UNITS)), _font(fonts[0], inner * 0.12), c, c + 0.5 * inner, 0, 220)
     else:  # split: "19" and "84" on both sides of an emblem
         _emblem(draw, c, c + 0.05 * inner, inner * 0.3, rng, 235)
-        font = _font(date_font, inner * rng.uniform(0.18, 0.24))
+        font = _font(date_font, inner * rng.uniform(0.21, 0.27))
         b1 = _paste_text(img, digits[:2], font, c - 0.58 * inner, c + 0.1 * inner, 0, 245)
         b2 = _paste_text(img, digits[2:], font, c + 0.58 * inner, c + 0.1 * inner, 0, 245)
         box = (b1[0], min(b1[1], b2[1]), b2[2], max(b1[3], b2[3]))
@@ -333,7 +333,7 @@ def _light(h: np.ndarray, metal: str, rng: np.random.Generator, light: tuple[flo
     D = h.shape[0]
     yy, xx = np.mgrid[0:D, 0:D].astype(np.float32)
     rr = np.hypot(xx - D / 2, yy - D / 2) / (D / 2)
-    relief = camera.smooth(h, max(1, D // 220)) * (D * rng.uniform(0.04, 0.08))
+    relief = camera.smooth(h, max(1, D // 360)) * (D * rng.uniform(0.04, 0.08))
     gy, gx = np.gradient(relief)
     norm = np.sqrt(gx * gx + gy * gy + 1.0)
     nx, ny, nz = -gx / norm, -gy / norm, 1.0 / norm
