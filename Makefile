@@ -114,8 +114,11 @@ bench-folds: venv ## one K-fold run on 1 then 2 training workers (PostgreSQL + R
 pretrain: venv ## retrain the base date reader on generated coins (configs/pretrain.yaml; ~35 min on 2 CPU cores)
 	$(PY) manage.py pretrain
 
-measure-reader: venv ## read 1,000 fresh generated coins with the Production model: exact years, intervals, not-a-coin
-	$(PY) manage.py measure_reader --northern 200
+# Beside the generator's own coins: 300 coins of the tests-only renderer and 300 phone photos of fresh demo coins
+# (tests/generalisation; ~1 s a coin to make on 2 cores); MEASURE_ARGS="--renderer 0 --phone 0" leaves them out.
+MEASURE_ARGS ?= --northern 200 --renderer 300 --phone 300
+measure-reader: venv ## the Production model on 1,000 fresh coins, 300 of the tests-only renderer, 300 phone photos
+	$(PY) manage.py measure_reader $(MEASURE_ARGS)
 
 fuzz: venv ## >= 10,000 schemathesis requests against /api/schema/ (COINSITE_FUZZ_REQUESTS, _SEED); fails on any mismatch
 	COINSITE_VAR_DIR=$(CURDIR)/var/test $(PY) -m pytest tests/predictions/fuzz_api.py -p no:cacheprovider -q -s
