@@ -120,7 +120,9 @@ def run(command: list[str], *, locks: list[Path], log: Path) -> int:
                 last_output[0] = time.monotonic()
 
     if reporter.total:
-        print(f"[pip] {reporter.total} packages in {', '.join(str(p) for p in locks)}; full output in {log}", flush=True)
+        print(
+            f"[pip] {reporter.total} packages in {', '.join(str(p) for p in locks)}; full output in {log}", flush=True
+        )
     threading.Thread(target=beat, name="pip-heartbeat", daemon=True).start()
     with open(log, "w", encoding="utf-8") as log_file:
         process = subprocess.Popen(
