@@ -185,3 +185,57 @@ def test_make_run_serves_before_the_first_model_and_predicts_uploads_when_it_lan
         if server is not None and server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_ctrl_c_during_the_background_training_ends_its_run_failed_so_the_next_start_trains_again(
+    model_name, collector, monkeypatch
+):
+    # given 24 labelled demo coins and the first run queued, as `bootstrap_demo --train-in-background` leaves them
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    from predictions.models import Coin
+    from predictions.services import coin_create
+    from training.management.commands import bootstrap_demo
+    from training.ml import synthetic
+    from training.models import TrainingRun
+    from training.services.runs import training_run_start
+
+    for front, back, year in synthetic.iter_coins(24, seed=5, size=128):
+        coin_create(
+            owner=collector,
+            front=front,
+            back=back,
+            source=Coin.Source.DEMO,
+            verified_year=year,
+            enqueue_prediction=False,
+        )
+    run = training_run_start(overrides=TINY.split(), enqueue=False)
+    # and Ctrl-C arriving after the first epoch (the real signal, to this process, as the terminal sends it)
+    reporter = bootstrap_demo.Command._epoch_reporter
+
+    def reporter_then_ctrl_c(self, **kwargs):
+        report = reporter(self, **kwargs)
+
+        def on_epoch(fold, epoch, metrics):
+            report(fold, epoch, metrics)
+            os.kill(os.getpid(), signal.SIGINT)
+
+        return on_epoch
+
+    monkeypatch.setattr(bootstrap_demo.Command, "_epoch_reporter", reporter_then_ctrl_c)
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        # when the child process's command trains it
+        with pytest.raises(CommandError, match="failed: .*stopped by signal SIGINT"):
+            call_command("bootstrap_demo", "--first-model-run", str(run.pk), stdout=open(os.devnull, "w"))  # noqa: SIM115
+    finally:
+        signal.signal(signal.SIGINT, handlers[0])
+        signal.signal(signal.SIGTERM, handlers[1])
+
+    # then the run ended FAILED (the training lock is free) instead of staying RUNNING for the lease's 15 minutes
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.FAILED and "stopped by signal SIGINT" in run.error
+    assert not TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING).exists()
