@@ -20,8 +20,16 @@ from pathlib import Path
 
 import pytest
 import requests
+from django.core.management import call_command
+from django.core.management.base import CommandError
 
+from predictions.models import Coin
+from predictions.services import coin_create
+from training.management.commands import bootstrap_demo
+from training.ml import synthetic
 from training.ml.synthetic import generate_coin_jpegs
+from training.models import TrainingRun
+from training.services.runs import training_run_start
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = "image_size=128 epochs=1 folds=2 batch_size=8 patience=0 serve_int8=false"
@@ -193,16 +201,6 @@ def test_ctrl_c_during_the_background_training_ends_its_run_failed_so_the_next_s
     model_name, collector, monkeypatch
 ):
     # given 24 labelled demo coins and the first run queued, as `bootstrap_demo --train-in-background` leaves them
-    from django.core.management import call_command
-    from django.core.management.base import CommandError
-
-    from predictions.models import Coin
-    from predictions.services import coin_create
-    from training.management.commands import bootstrap_demo
-    from training.ml import synthetic
-    from training.models import TrainingRun
-    from training.services.runs import training_run_start
-
     for front, back, year in synthetic.iter_coins(24, seed=5, size=128):
         coin_create(
             owner=collector,
