@@ -28,8 +28,11 @@ DIST_PROCESSES := s3 mlflow web inference training beat
 .PHONY: help venv venv-runtime lock run run-distributed test test-fast test-postgres browser-deps bench bench-train bench-folds lint demo clean \
 	pretrain measure-reader collectstatic fuzz
 
-# DJANGO_DEBUG defaults to off (a deployment never shows debug pages); the embedded default's local tools turn it on.
+# manage.py runs local settings unless DJANGO_DEBUG says otherwise (DEBUG on, a dev key); gunicorn, Celery and the
+# Procfile's release step default to production. The embedded default's tools say so explicitly, and `collectstatic`
+# builds whitenoise's manifest as a deployment does (DEBUG off) unless DJANGO_DEBUG is set.
 run demo bench bench-train pretrain measure-reader: export DJANGO_DEBUG := 1
+collectstatic: export DJANGO_DEBUG ?= 0
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -42,18 +45,23 @@ LOCK_TOOLS := .venv-lock
 PIP_COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_TOOLS)/bin/pip-compile --quiet --generate-hashes --allow-unsafe \
 	--strip-extras --no-emit-index-url --no-emit-find-links $(LOCK_ARGS)
 
+# pip's progress through scripts/pip_progress.py: one line per package ("collecting 12/207: torch ..."), a word
+# whenever pip is silent for 20 s, no "Location ... is ignored" noise; pip's whole output in $(VENV)/pip-install.log.
+PIP_PROGRESS := $(PYTHON) scripts/pip_progress.py --log $(VENV)/pip-install.log --
+
 $(STAMP): $(DEV_LOCK) $(RUNTIME_LOCK)
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --require-hashes -r $(DEV_LOCK)
+	@test -x $(PY) || (echo "Creating the virtualenv in $(VENV) ..." && $(PYTHON) -m venv $(VENV))
+	@echo "Installing $(DEV_LOCK) into $(VENV) (a fresh clone: about 10 minutes; pip's hash-checking mode)"
+	@$(PIP_PROGRESS) $(PY) -m pip install --upgrade pip
+	@$(PIP_PROGRESS) $(PY) -m pip install --require-hashes -r $(DEV_LOCK)
 	@touch $(STAMP)
 
 venv: $(STAMP) ## create or reuse the virtualenv and install requirements/dev.txt (runtime + tests, lint, demo tools)
 
 venv-runtime: ## a deployment's virtualenv: requirements/runtime.txt only, no test, lint or demo tool
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --require-hashes -r $(RUNTIME_LOCK)
+	@$(PIP_PROGRESS) $(PY) -m pip install --upgrade pip
+	@$(PIP_PROGRESS) $(PY) -m pip install --require-hashes -r $(RUNTIME_LOCK)
 
 lock: ## re-compile requirements/*.in into the hashed locks, keeping pins (LOCK_ARGS=--upgrade-package=NAME to move one)
 	@test -x $(LOCK_TOOLS)/bin/pip-compile || ($(PYTHON) -m venv $(LOCK_TOOLS) \
@@ -65,7 +73,11 @@ demo: venv ## migrate, create demo users, demo coins and the first trained model
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py bootstrap_demo
 
-run: demo ## set everything up and serve http://127.0.0.1:8000 on the embedded default
+# The first model trains in a child process of bootstrap_demo while the site is served (lines "[first model] ..."
+# in this terminal, and a banner on every page); Ctrl-C stops both, and the next `make run` trains again.
+run: venv ## set everything up and serve http://127.0.0.1:8000 on the embedded default (the first model trains meanwhile)
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py bootstrap_demo --train-in-background
 	@echo "Serving coinsite on http://127.0.0.1:8000 (Ctrl-C stops)"
 	COINSITE_HOUSEKEEPING_SECONDS=300 COINSITE_WARM_UP_MODEL=1 $(PY) manage.py runserver 127.0.0.1:8000 --noreload
 

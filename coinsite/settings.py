@@ -84,6 +84,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "predictions.context_processors.active_model",
+                "training.context_processors.first_model",
                 "coinsite.csp.csp_nonce",
             ],
         },

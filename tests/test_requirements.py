@@ -93,6 +93,7 @@ def test_makefile_installs_from_the_locks_in_hash_checking_mode():
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
 
     assert re.search(r"^\$\(STAMP\): \$\(DEV_LOCK\) \$\(RUNTIME_LOCK\)$", makefile, re.M)
-    assert "pip install --quiet --require-hashes -r $(DEV_LOCK)" in makefile
-    assert "pip install --quiet --require-hashes -r $(RUNTIME_LOCK)" in makefile
+    # through scripts/pip_progress.py, which passes pip's arguments untouched (tests/scripts/test_pip_progress.py)
+    assert "@$(PIP_PROGRESS) $(PY) -m pip install --require-hashes -r $(DEV_LOCK)" in makefile
+    assert "@$(PIP_PROGRESS) $(PY) -m pip install --require-hashes -r $(RUNTIME_LOCK)" in makefile
     assert [line for line in makefile.splitlines() if "pip install" in line and "-r " in line and "LOCK)" not in line] == []

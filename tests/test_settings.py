@@ -1,5 +1,6 @@
-"""The settings module reads everything from the environment; production settings pass `check --deploy`; every
-response carries a Content-Security-Policy."""
+"""The settings module reads everything from the environment; production settings pass `check --deploy`; manage.py
+runs local settings by default while the WSGI entry, Celery and the Procfiles run production ones; every response
+carries a Content-Security-Policy."""
 
 import os
 import secrets
@@ -7,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from django.urls import reverse
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,22 +106,31 @@ def test_django_start_up_creates_the_var_and_static_directories(tmp_path):
     assert (var / "staticfiles").is_dir()
 
 
+def run_python(code: str, *, env_extra: dict[str, str]) -> subprocess.CompletedProcess:
+    """`python -c code` with the environment run_manage gives (no DJANGO_*, no pytest flag)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "DATABASE_URL", "CELERY_")) and k != "PYTEST_VERSION"
+    }
+    env.update(env_extra)
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+
+
+SHOW = "from django.conf import settings as s; print(s.DEBUG, s.SECURE_SSL_REDIRECT, s.SESSION_COOKIE_SECURE)"
+
+
 def test_debug_is_off_and_https_on_unless_asked_for(tmp_path):
-    # given no DJANGO_DEBUG, only a secret key (as a deployment that forgets DEBUG)
-    code = "from django.conf import settings as s; print(s.DEBUG, s.SECURE_SSL_REDIRECT, s.SESSION_COOKIE_SECURE)"
-    production = run_manage(
-        "shell",
-        "-c",
-        code,
-        env_extra={"DJANGO_SECRET_KEY": secrets.token_urlsafe(50), "COINSITE_VAR_DIR": str(tmp_path)},
+    # given no DJANGO_DEBUG, only a secret key (as a deployment that forgets DEBUG), through the WSGI entry
+    code = "import coinsite.wsgi; " + SHOW
+    production = run_python(
+        code, env_extra={"DJANGO_SECRET_KEY": secrets.token_urlsafe(50), "COINSITE_VAR_DIR": str(tmp_path)}
     )
     # then debug pages are off and the site is HTTPS only
     assert production.stdout.split()[-3:] == ["False", "True", "True"], production.stderr
 
     # and a plain-http deployment on localhost (make run-distributed) turns HTTPS off with one switch
-    plain_http = run_manage(
-        "shell",
-        "-c",
+    plain_http = run_python(
         code,
         env_extra={
             "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
@@ -128,6 +139,62 @@ def test_debug_is_off_and_https_on_unless_asked_for(tmp_path):
         },
     )
     assert plain_http.stdout.split()[-3:] == ["False", "False", "False"], plain_http.stderr
+
+
+def test_manage_py_runs_local_settings_by_default(tmp_path):
+    # given no variable at all (a developer's `python manage.py ...` outside make)
+    code = "from django.conf import settings as s; print(s.DEBUG, s.SECRET_KEY == 'dev-only-insecure-key')"
+    local = run_manage("shell", "-c", code, env_extra={"COINSITE_VAR_DIR": str(tmp_path)})
+
+    # then DEBUG is on with the dev key, and the README's drf_create_token starts without a traceback
+    assert local.returncode == 0 and local.stdout.split()[-2:] == ["True", "True"], local.stderr
+    token = run_manage("drf_create_token", "--help", env_extra={"COINSITE_VAR_DIR": str(tmp_path)})
+    assert token.returncode == 0 and "Traceback" not in token.stderr, token.stderr
+    # and an explicit DJANGO_DEBUG=0 still gets production settings through manage.py
+    assert "DJANGO_SECRET_KEY" in run_manage("check", env_extra={"DJANGO_DEBUG": "0"}).stderr
+
+
+@pytest.mark.parametrize("entry", ["coinsite.wsgi", "coinsite.celery"])
+def test_the_wsgi_entry_and_celery_default_to_production_settings(entry, tmp_path):
+    # given no DJANGO_DEBUG and no secret key: gunicorn (Procfile web) and Celery (workers, beat) start that way
+    result = run_python(f"import {entry}; " + SHOW, env_extra={"COINSITE_VAR_DIR": str(tmp_path)})
+
+    # then they refuse to start without the production secret (they never fall back to the dev key)
+    assert result.returncode != 0 and "DJANGO_SECRET_KEY" in result.stderr
+    with_key = run_python(
+        f"import {entry}; " + SHOW,
+        env_extra={"COINSITE_VAR_DIR": str(tmp_path), "DJANGO_SECRET_KEY": secrets.token_urlsafe(50)},
+    )
+    assert with_key.stdout.split()[-3:] == ["False", "True", "True"], with_key.stderr
+
+
+def procfile_entries(name: str) -> dict[str, str]:
+    lines = (ROOT / name).read_text(encoding="utf-8").splitlines()
+    return {key.strip(): command.strip() for key, _, command in (line.partition(":") for line in lines if line)}
+
+
+@pytest.mark.parametrize("name", ["Procfile", "Procfile.dev"])
+def test_every_procfile_process_that_runs_manage_py_defaults_to_production(name):
+    for process, command in procfile_entries(name).items():
+        if "manage.py" in command:
+            assert command.startswith("export DJANGO_DEBUG=${DJANGO_DEBUG:-0} && "), (name, process)
+        else:  # gunicorn, celery, mlflow, rclone: none goes through manage.py's local default
+            assert "gunicorn coinsite.wsgi" in command or "celery -A coinsite" in command or process in {"s3", "mlflow"}
+
+
+@pytest.mark.slow
+def test_the_procfile_release_step_prepares_production_static_files(tmp_path):
+    # given the release step as a platform runs it: no DJANGO_DEBUG, a secret key
+    command = procfile_entries("Procfile")["release"].replace(".venv/bin/", f"{Path(sys.executable).parent}/")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "CELERY_"))}
+    env.pop("PYTEST_VERSION", None)
+    env.update({"DJANGO_SECRET_KEY": secrets.token_urlsafe(50), "COINSITE_VAR_DIR": str(tmp_path)})
+
+    result = subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+    # then collectstatic ran with production settings: whitenoise's manifest exists (DEBUG would skip it)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "staticfiles" / "staticfiles.json").is_file()
 
 
 def test_the_test_suite_runs_production_defaults_over_plain_http():
