@@ -43,6 +43,15 @@ class TrainingRun(models.Model):
         REJECTED = "rejected", "Rejected"
         PROMOTED = "promoted", "Promoted"
 
+    class Origin(models.TextChoices):
+        """Who or what started a run: the list's "by" column says it as it was, not guessed from requested_by."""
+
+        UNRECORDED = "", "not recorded"  # runs queued before the origin was kept
+        SCHEDULE = "schedule", "schedule"  # beat's retrain_if_enough_labels_task
+        OWNER = "owner", "model owner"  # Start training in the admin (requested_by names who)
+        COMMAND = "command", "command"  # manage.py train / retrain, scripts
+        BOOTSTRAP = "bootstrap", "first-run set-up"  # `make run`'s bootstrap_demo: the first model
+
     config = models.JSONField(default=dict)
     dataset_version = models.ForeignKey(
         DatasetVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="training_runs"
@@ -62,6 +71,7 @@ class TrainingRun(models.Model):
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="training_runs"
     )
+    origin = models.CharField(max_length=12, choices=Origin.choices, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -11,7 +11,7 @@ from typing import Any
 from django.db.models import Model
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from predictions.admin.base import image_url
@@ -434,3 +434,11 @@ def promotion_timeline(moves: list[Promotion]) -> list[dict[str, Any]]:
             }
         )
     return periods
+
+
+def inline_code(text: str) -> str:
+    """Plain text whose `backticked` parts (commands, settings) show as <code>; everything else escaped."""
+    parts = str(text).split("`")
+    return format_html_join(
+        "", "{}", ((format_html("<code>{}</code>", part) if index % 2 else part,) for index, part in enumerate(parts))
+    )

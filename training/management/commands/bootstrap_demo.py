@@ -154,12 +154,12 @@ class Command(BaseCommand):
         if not settings.CELERY_TASK_ALWAYS_EAGER:
             # Distributed: the training worker trains; the web server starts now and uploads wait (pending) until
             # the first version becomes Production, which queues their predictions.
-            run = training_run_start(overrides=overrides, enqueue=True)
+            run = training_run_start(overrides=overrides, enqueue=True, origin=TrainingRun.Origin.BOOTSTRAP)
             self.stdout.write(f"Queued training run #{run.pk} on the `training` worker; the site starts meanwhile.")
             return
         self._threads_for_a_busy_machine()
         started = time.monotonic()
-        run = training_run_start(overrides=overrides, enqueue=False)
+        run = training_run_start(overrides=overrides, enqueue=False, origin=TrainingRun.Origin.BOOTSTRAP)
         try:
             run = training_run_execute(run_id=run.id, progress=True, fold_parallel=False)
         except TrainingBusy as busy:
