@@ -3,6 +3,7 @@ its figures are, and asks for a refresh (once) when they are older than MONITORI
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -12,15 +13,18 @@ from django.urls import reverse
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
+from predictions.sweeps import SweepResult
 from registry.models import Promotion
-from tests.factories import ModelVersionFactory
+from tests.factories import ModelVersionFactory, UserFactory
 from tests.training.test_monitoring import MONITORING, coin_with, predict, verify
 from training.models import CoinPhotoStats, MonitoringSnapshot
 from training.services.monitoring import monitoring_report
 from training.services.monitoring_snapshot import (
     monitoring_figures_get,
     monitoring_refresh_request,
+    monitoring_refresh_wait,
     monitoring_snapshot_refresh,
+    monitoring_snapshots_refresh,
     report_from_json,
     report_to_json,
 )
@@ -123,3 +127,52 @@ def test_beat_refreshes_the_default_window_and_every_window_viewed(served, setti
 
     assert all(row.computed_at and row.report for row in MonitoringSnapshot.objects.all())
     assert monitoring_figures_get(weeks=26).report.get(2).overall.mae == 2.0
+
+
+def test_without_a_broker_the_page_returns_at_once_and_a_thread_computes_the_figures(
+    transactional_db, client, collector, settings
+):
+    # given the embedded default (Celery eager) and predictions nobody computed figures for; no open transaction
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    settings.MLFLOW_MODEL_NAME = "coin-year"
+    owner = UserFactory(username="owner-thread", roles=["model_owner"], is_staff=True)
+    version = ModelVersionFactory(version=1, is_production=True)
+    for seed in range(3):
+        coin = coin_with(140, seed=900 + seed, owner=collector)
+        predict(coin, version, year=1900, at=timezone.now() - timedelta(days=1))
+        verify(coin, 1901, timezone.now())
+    client.force_login(owner)
+
+    # when the owner opens the page, then it answers without the figures and says they are being computed
+    first = client.get(reverse(MONITORING)).content.decode()
+    assert "are being computed in the background" in first
+
+    # and once this process's thread is done, the page shows them
+    assert monitoring_refresh_wait(weeks=12, timeout=60)
+    second = client.get(reverse(MONITORING)).content.decode()
+    assert 'data-mt-live-mae="v1"><strong>1.00</strong>' in second and "Figures computed" in second
+    assert CoinPhotoStats.objects.count() == 3
+
+
+def test_the_embedded_timer_refreshes_the_monitoring_figures_after_its_sweeps(settings, monkeypatch):
+    from predictions import housekeeping
+
+    # given the timer of `make run` (no beat), whose sweeps find nothing to do
+    ticks: list[str] = []
+    monkeypatch.setattr("predictions.sweeps.housekeeping_run", lambda: ticks.append("sweeps") or SweepResult(0, 0, 0))
+    monkeypatch.setattr(housekeeping, "FIRST_RUN_AFTER_SECONDS", 0.01)
+    monkeypatch.setattr(housekeeping, "_started", type(housekeeping._started)())
+    monkeypatch.setattr(housekeeping, "_jobs", list(housekeeping._jobs))
+    assert monitoring_snapshots_refresh in housekeeping._jobs  # registered by the training app
+    housekeeping._jobs[housekeeping._jobs.index(monitoring_snapshots_refresh)] = lambda: ticks.append("monitoring")
+    settings.COINSITE_HOUSEKEEPING_SECONDS = 60
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+
+    thread = housekeeping.timer_start_if_enabled()
+    deadline = time.monotonic() + 10
+    while len(ticks) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    housekeeping.timer_stop()
+    thread.join(timeout=5)
+
+    assert ticks == ["sweeps", "monitoring"]
