@@ -43,7 +43,7 @@ from .photo_stats import SMD_LARGE, SMD_NOTABLE, FeatureDrift, coins_photo_stats
 WEEKS = 12  # MONITORING_WEEKS: how far back the page looks
 SAMPLE_PER_WEEK = 200  # MONITORING_SAMPLE_PER_WEEK: photos measured per version and week for the drift figure
 TRAINING_SAMPLE = 400  # MONITORING_TRAINING_SAMPLE: training coins measured per version
-STATS_SECONDS = 3.0  # MONITORING_STATS_SECONDS: time one page load may spend measuring photos not measured yet
+STATS_SECONDS = 3.0  # MONITORING_STATS_SECONDS: time one report may spend measuring photos (a refresh: its own)
 MAX_VERSIONS = 8  # MONITORING_VERSIONS: newest versions shown
 
 
