@@ -65,5 +65,7 @@ def _loop(interval: float) -> None:
             try:
                 job()
             except Exception:
-                logger.exception("housekeeping job %s failed; retrying in %d s", getattr(job, "__name__", job), interval)
+                logger.exception(
+                    "housekeeping job %s failed; retrying in %d s", getattr(job, "__name__", job), interval
+                )
         close_old_connections()

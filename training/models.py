@@ -222,7 +222,9 @@ class MonitoringSnapshot(models.Model):
         default=dict, blank=True, encoder=DjangoJSONEncoder, help_text="training.services.monitoring.MonitoringReport"
     )
     figures = models.JSONField(default=list, blank=True, help_text="[{title, uri (a PNG data: URL), alt}, ...]")
-    digest = models.CharField(max_length=64, blank=True, help_text="What the figures show: redrawn only when it changes.")
+    digest = models.CharField(
+        max_length=64, blank=True, help_text="What the figures show: redrawn only when it changes."
+    )
     computed_at = models.DateTimeField(null=True, blank=True, help_text="When the figures were computed.")
     compute_seconds = models.FloatField(null=True, blank=True, help_text="How long computing them took.")
     requested_at = models.DateTimeField(

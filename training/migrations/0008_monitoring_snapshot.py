@@ -38,7 +38,10 @@ class Migration(migrations.Migration):
             name="MonitoringSnapshot",
             fields=[
                 ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("weeks", models.PositiveSmallIntegerField(help_text="The window: the last `weeks` weeks.", unique=True)),
+                (
+                    "weeks",
+                    models.PositiveSmallIntegerField(help_text="The window: the last `weeks` weeks.", unique=True),
+                ),
                 (
                     "name",
                     models.CharField(blank=True, help_text="The registered model the figures are of.", max_length=200),
@@ -73,7 +76,9 @@ class Migration(migrations.Migration):
                 (
                     "requested_at",
                     models.DateTimeField(
-                        blank=True, help_text="A refresh asked for and not finished yet (none: none pending).", null=True
+                        blank=True,
+                        help_text="A refresh asked for and not finished yet (none: none pending).",
+                        null=True,
                     ),
                 ),
             ],

@@ -163,7 +163,9 @@ def model_versions_compare(*, base: int, other: int, evaluation: DatasetVersion,
         word = "lower" if delta < 0 else ("higher" if delta > 0 else "the same")
         reason = (
             f"v{other} MAE {mae_b:.2f} vs v{base} {mae_a:.2f} on the same {len(samples)} held-out coins: "
-            f"{abs(delta):.2f} years {word}" if delta else f"v{other} and v{base} both MAE {mae_a:.2f}"
+            f"{abs(delta):.2f} years {word}"
+            if delta
+            else f"v{other} and v{base} both MAE {mae_a:.2f}"
         )
     years = {sample.key: sample.year for sample in samples}
     pred_a, pred_b = evaluated["a"]["predictions"], evaluated["b"]["predictions"]

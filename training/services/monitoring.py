@@ -207,7 +207,9 @@ def monitoring_report(
     drift_inputs = _drift_inputs(versions, since=since)
     stats, pending = coins_photo_stats(
         coin_ids=_measure_order(drift_inputs),
-        budget_seconds=_setting("MONITORING_STATS_SECONDS", STATS_SECONDS) if budget_seconds is None else budget_seconds,
+        budget_seconds=_setting("MONITORING_STATS_SECONDS", STATS_SECONDS)
+        if budget_seconds is None
+        else budget_seconds,
     )
     monitored = tuple(
         _version_monitoring(

@@ -143,5 +143,3 @@ def monitoring_figures_draw(report: MonitoringReport) -> list[FigureImage]:
             "Weekly rejection rate, input drift and mean brightness of the photos each version served",
         ),
     ]
-
-

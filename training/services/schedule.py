@@ -74,7 +74,9 @@ def scheduler_status(*, now: datetime | None = None) -> SchedulerStatus:
             ),
             last_run_at=last_run_at,
         )
-    intervals = [task.interval.schedule.run_every.total_seconds() for task in tasks.select_related("interval") if task.interval]
+    intervals = [
+        task.interval.schedule.run_every.total_seconds() for task in tasks.select_related("interval") if task.interval
+    ]
     window = timedelta(seconds=2 * min(intervals, default=24 * 3600) + 600)
     if last_run_at is None or now - last_run_at > window:
         since = f"since {last_run_at:%Y-%m-%d %H:%M}" if last_run_at else "yet"

@@ -44,9 +44,7 @@ class CompareVersionsView(AdminPageView):
             a, b = form.cleaned_data["a"], form.cleaned_data["b"]
             try:
                 pair = VersionPair.from_dict(
-                    model_versions_compare(
-                        base=a.version, other=b.version, evaluation=form.cleaned_data["evaluation"]
-                    )
+                    model_versions_compare(base=a.version, other=b.version, evaluation=form.cleaned_data["evaluation"])
                 )
             except Exception as exc:  # noqa: BLE001 - a version MLflow cannot load: the page says why
                 logger.exception("comparing v%s and v%s failed", a.version, b.version)
