@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from django.conf import settings
 from django.db import close_old_connections
@@ -19,6 +20,15 @@ logger = logging.getLogger(__name__)
 FIRST_RUN_AFTER_SECONDS = 10.0
 _started = threading.Event()
 _stop = threading.Event()
+# Work of the apps above this one that beat would schedule too (training: the monitoring figures), run after the
+# sweeps on every tick; registered from their AppConfig.ready(), since this layer may not import them.
+_jobs: list[Callable[[], object]] = []
+
+
+def timer_job_add(job: Callable[[], object]) -> None:
+    """Run `job` on every tick of the timer, after the sweeps (once per job, however often it is added)."""
+    if job not in _jobs:
+        _jobs.append(job)
 
 
 def timer_stop() -> None:
@@ -51,5 +61,11 @@ def _loop(interval: float) -> None:
                 logger.info("housekeeping: %s", result)
         except Exception:  # a locked database, a full disk: log it and try again next time
             logger.exception("housekeeping sweep failed; retrying in %d s", interval)
-        finally:
-            close_old_connections()
+        for job in list(_jobs):
+            try:
+                job()
+            except Exception:
+                logger.exception(
+                    "housekeeping job %s failed; retrying in %d s", getattr(job, "__name__", job), interval
+                )
+        close_old_connections()

@@ -5,15 +5,28 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.dispatch import receiver
 
 from registry.models import Promotion
 from registry.signals import promotion_recorded
 
 from .models import TrainingRun
-from .services import background
-from .signals import coins_rescore_requested, training_fold_queued, training_run_folds_done, training_run_queued
-from .tasks import coins_rescore_task, training_fold_execute_task, training_run_execute_task, training_run_finalise_task
+from .services import background, monitoring_snapshot
+from .signals import (
+    coins_rescore_requested,
+    monitoring_refresh_requested,
+    training_fold_queued,
+    training_run_folds_done,
+    training_run_queued,
+)
+from .tasks import (
+    coins_rescore_task,
+    monitoring_refresh_task,
+    training_fold_execute_task,
+    training_run_execute_task,
+    training_run_finalise_task,
+)
 
 
 @receiver(promotion_recorded, dispatch_uid="training_run_verdict_promoted")
@@ -52,3 +65,13 @@ def training_fold_execute_enqueue(sender: Any, *, run_id: int, fold: int, **kwar
 def training_run_finalise_enqueue(sender: Any, *, run_id: int, **kwargs: Any) -> None:
     """Every fold is done: the finaliser (idempotent) combines them, registers, compares and decides."""
     training_run_finalise_task.delay(run_id)
+
+
+@receiver(monitoring_refresh_requested, dispatch_uid="training_monitoring_refresh_enqueue")
+def monitoring_refresh_enqueue(sender: Any, *, weeks: int, **kwargs: Any) -> None:
+    """The monitoring figures of a window are old: a task on the `inference` queue (its threads answer within
+    seconds; the `training` worker may be busy with a run for an hour). Without a broker the task would run inside
+    the page's request: a thread of this process refreshes them instead."""
+    if settings.CELERY_TASK_ALWAYS_EAGER and monitoring_snapshot.monitoring_refresh_in_background(weeks=weeks):
+        return
+    monitoring_refresh_task.apply_async(args=[[weeks]], queue="inference")

@@ -13,7 +13,8 @@ Writers, and the keys they produce:
   "baseline", "mae_by_decade" ...).
 - `ModelVersion.metrics`: the MLflow run's flat metrics (registry.services `model_version_mirror`, from
   `training.ml.tracking.version_info`), or after a training run its numeric top-level keys plus "folds".
-- `TrainingRun.comparison`: training.services.comparison `model_version_compare`.
+- `TrainingRun.comparison`: training.services.comparison `model_version_compare`; the same keys plus "movers" from
+  `model_versions_compare` (any two versions, not stored: the compare page's).
 - `TrainingRun.progress`: training.services.runs `_RunHooks` (fold, folds, epoch, epochs, stage, val_mae).
 """
 
@@ -217,6 +218,52 @@ class Comparison:
             reason=str(data.get("reason") or ""),
             verdict=str(data.get("verdict") or ""),
         )
+
+
+@dataclass(frozen=True)
+class Mover:
+    """One evaluation coin whose predicted year differs between the two versions of a VersionPair."""
+
+    coin_id: int
+    year: int  # the frozen (verified) year
+    base: float  # version A's answer
+    other: float  # version B's answer
+    move: float  # other - base
+
+
+@dataclass(frozen=True)
+class VersionPair:
+    """Any two versions on the same evaluation coins (`model_versions_compare`): the Comparison (its `production`
+    side is version A, `candidate` version B) and the coins whose answer moved most."""
+
+    comparison: Comparison
+    movers: tuple[Mover, ...] = ()
+
+    @property
+    def base(self) -> int | None:
+        return self.comparison.production.version if self.comparison.production else None
+
+    @property
+    def other(self) -> int | None:
+        return self.comparison.candidate.version if self.comparison.candidate else None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> VersionPair | None:
+        comparison = Comparison.from_dict(data)
+        if comparison is None:
+            return None
+        movers = tuple(
+            Mover(
+                coin_id=int(row["coin_id"]),
+                year=int(row["year"]),
+                base=float(row["base"]),
+                other=float(row["other"]),
+                move=float(row["move"]),
+            )
+            for row in data.get("movers") or ()
+            if isinstance(row, Mapping)
+        )
+        return cls(comparison=comparison, movers=movers)
 
 
 @dataclass(frozen=True)

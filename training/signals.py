@@ -9,6 +9,7 @@ what the broker, the routes and the beat schedule know.
 - coins_rescore_requested: `coin_ids`, coins to predict again with the current Production.
 - training_fold_queued: `run_id`, `fold`, one fold of a fold-parallel run for a training worker.
 - training_run_folds_done: `run_id`, every fold of a fold-parallel run is done: finalise it.
+- monitoring_refresh_requested: `weeks`, the monitoring page's figures of that window are old: compute them again.
 """
 
 from __future__ import annotations
@@ -19,3 +20,4 @@ training_run_queued = Signal()
 coins_rescore_requested = Signal()
 training_fold_queued = Signal()
 training_run_folds_done = Signal()
+monitoring_refresh_requested = Signal()

@@ -10,7 +10,7 @@ import logging
 from celery import shared_task
 
 from .errors import TrainingBusy
-from .services import datasets, folds, lease, rescore, runs, schedule
+from .services import datasets, folds, lease, monitoring_snapshot, rescore, runs, schedule
 
 logger = logging.getLogger(__name__)
 
@@ -69,3 +69,10 @@ def retrain_if_enough_labels_task() -> int | None:
 def coins_rescore_task(coin_ids: list[int]) -> int:
     """Re-predict coins with the current Production version (after a promotion)."""
     return rescore.coins_rescore_now(coin_ids=coin_ids)
+
+
+@shared_task(name="training.tasks.monitoring_refresh_task")
+def monitoring_refresh_task(weeks: list[int] | None = None) -> list[int]:
+    """Compute the monitoring page's figures again (beat every 5 minutes: the default window and every window a page
+    asked for; a page: its own window). Idempotent: a second run stores the same figures."""
+    return monitoring_snapshot.monitoring_snapshots_refresh(weeks=weeks)

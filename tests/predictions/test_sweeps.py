@@ -68,6 +68,7 @@ def test_embedded_timer_runs_the_sweeps_only_when_enabled_and_without_a_broker(s
     monkeypatch.setattr("predictions.sweeps.housekeeping_run", lambda: runs.append("run") or sweeps.SweepResult(0, 0, 0))
     monkeypatch.setattr(housekeeping, "FIRST_RUN_AFTER_SECONDS", 0.01)
     monkeypatch.setattr(housekeeping, "_started", type(housekeeping._started)())
+    monkeypatch.setattr(housekeeping, "_jobs", [])  # the other apps' jobs (training's monitoring refresh) apart
 
     settings.COINSITE_HOUSEKEEPING_SECONDS = 0
     assert housekeeping.timer_start_if_enabled() is None  # off by default (tests, tools)

@@ -149,6 +149,7 @@ def test_bootstrap_demo_sets_everything_up_once(model_name, settings, tmp_path, 
     assert Coin.objects.filter(source=Coin.Source.DEMO, owner=users["collector"]).count() == 24
     assert tracking.get_alias_version(model_name, "production") is not None
     assert "training the first one" in output and "roughly" in output
+    assert list(TrainingRun.objects.values_list("origin", flat=True)) == ["bootstrap"]  # not "schedule"
     runs, coins, promotions = TrainingRun.objects.count(), Coin.objects.count(), Promotion.objects.count()
 
     again = run_command("bootstrap_demo")

@@ -148,6 +148,7 @@ def test_monitoring_page_shows_each_versions_live_mae_from_coins_verified_after_
 def test_darker_photos_served_in_a_recent_week_show_as_input_drift(owner_client, collector, settings):
     settings.MLFLOW_MODEL_NAME = "coin-year"
     settings.MONITORING_STATS_SECONDS = 60  # all 100 coins measured on the first visit, however busy the machine
+    settings.MONITORING_REFRESH_STATS_SECONDS = 60
     rng = np.random.default_rng(5)
     training = [coin_with(rng.normal(150, 20), seed=100 + i, owner=collector) for i in range(40)]
     dataset = DatasetVersion.objects.create(
@@ -242,7 +243,8 @@ def test_model_version_pages_link_to_the_monitoring_page(owner_client):
 
 def test_a_first_visit_measures_photos_only_within_its_time_budget(owner_client, collector, settings):
     settings.MLFLOW_MODEL_NAME = "coin-year"
-    settings.MONITORING_STATS_SECONDS = 0  # nothing may be measured on this visit
+    settings.MONITORING_STATS_SECONDS = 0  # nothing may be measured by this report ...
+    settings.MONITORING_REFRESH_STATS_SECONDS = 0  # ... nor by the page's background refresh
     version = ModelVersionFactory(version=1, is_production=True)
     for i in range(3):
         predict(coin_with(120, seed=400 + i, owner=collector), version, year=1900, at=timezone.now())

@@ -10,15 +10,17 @@ and act; curators see only the "coins whose year moved" page (their work list af
 labels (verified years the held-out answers of the last training run contradict); collectors and anonymous visitors
 never get past the admin's login / 403.
 
-Where things are: one module per ModelAdmin (model_versions, training_runs, dataset_versions, promotions); the pages
+Where things are: one module per ModelAdmin (model_versions, training_runs, dataset_versions, promotions, periodic_tasks); the pages
 they add in views/ (one AdminPageView each); the list actions and the verbs behind the buttons in actions.py; forms.py;
 presenters.py (numbers, badges, the typed metrics of training.schemas made printable). Reads are training.selectors.
-Importing this package registers the four ModelAdmins.
+Importing this package registers the four ModelAdmins, and
+replaces django-celery-beat's PeriodicTaskAdmin by ScheduleAdmin (periodic_tasks: whether a scheduler runs them).
 """
 
 from .dataset_versions import DatasetVersionAdmin
 from .model_versions import ModelVersionAdmin
+from .periodic_tasks import ScheduleAdmin
 from .promotions import PromotionAdmin
 from .training_runs import TrainingRunAdmin
 
-__all__ = ["DatasetVersionAdmin", "ModelVersionAdmin", "PromotionAdmin", "TrainingRunAdmin"]
+__all__ = ["DatasetVersionAdmin", "ModelVersionAdmin", "PromotionAdmin", "ScheduleAdmin", "TrainingRunAdmin"]

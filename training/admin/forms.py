@@ -1,4 +1,5 @@
-"""The two forms of the training admin's own pages: which coins to re-score, and how to start a training run."""
+"""The forms of the training admin's own pages: which coins to re-score, how to start a training run, which two
+versions to compare."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from django.core.exceptions import ValidationError
 
 from predictions.models import Coin
 from registry.models import ModelVersion
+from training.models import DatasetVersion
 from training.selectors import coins_rescore_candidates
 
 # More ids than this in one range is a typo (an extra digit), not a re-score anyone meant.
@@ -94,3 +96,29 @@ class StartTrainingForm(forms.Form):
             return
         for key, errors in error.error_dict.items():
             self.add_error(self.SERVICE_FIELDS.get(key), errors)
+
+
+class CompareVersionsForm(forms.Form):
+    """Two registered versions (A, the one compared against, and B) and the frozen evaluation set to score them on."""
+
+    a = forms.ModelChoiceField(queryset=ModelVersion.objects.none(), label="Version A", empty_label="(choose)")
+    b = forms.ModelChoiceField(queryset=ModelVersion.objects.none(), label="Version B", empty_label="(choose)")
+    evaluation = forms.ModelChoiceField(
+        queryset=DatasetVersion.objects.none(),
+        label="Evaluation set",
+        empty_label=None,
+        help_text="Frozen held-out coins, newest first: both versions are scored on exactly these.",
+    )
+
+    def __init__(self, *args: Any, name: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        versions = ModelVersion.objects.filter(name=name).order_by("-version")
+        self.fields["a"].queryset = versions
+        self.fields["b"].queryset = versions
+        self.fields["evaluation"].queryset = DatasetVersion.objects.filter(kind=DatasetVersion.Kind.EVALUATION)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("a") is not None and data.get("a") == data.get("b"):
+            raise ValidationError({"b": "Choose another version than A: a version compared with itself shows nothing."})
+        return data

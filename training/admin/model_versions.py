@@ -37,6 +37,7 @@ from .presenters import (
 )
 from .views import (
     ArtifactView,
+    CompareVersionsView,
     MonitoringView,
     MoversView,
     PromoteView,
@@ -225,6 +226,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
                 ("rescore/", RescoreView, "rescore"),
                 ("movers/", MoversView, "movers"),
                 ("monitoring/", MonitoringView, "monitoring"),
+                ("compare/", CompareVersionsView, "compare"),
                 ("<int:pk>/promote/", PromoteView, "promote"),
                 ("<int:pk>/artifact/<path:artifact>", ArtifactView, "artifact"),
             )

@@ -11,14 +11,14 @@ from typing import Any
 from django.db.models import Model
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from predictions.admin.base import image_url
 from predictions.models import Coin
 from registry.models import ModelVersion, Promotion
 from training.models import TrainingRun
-from training.schemas import Comparison, RunMetrics, RunProgress
+from training.schemas import Comparison, RunMetrics, RunProgress, VersionPair
 from training.services.label_check import SuspectLabel
 
 DASH = "—"
@@ -191,6 +191,11 @@ class ComparisonView:
     margin: float | None = None
     note: str = ""
     decade_max: float | None = None
+    # how the two sides are named: a run's candidate against Production, or on the compare page versions B and A
+    candidate_label: str = "candidate"
+    production_label: str = "Production"
+    heading: str = "Against Production"
+    show_verdict: bool = True  # two versions compared by hand have no verdict
 
 
 def _comparison_rows(comparison: Comparison) -> list[dict]:
@@ -249,12 +254,17 @@ def _decade_rows(comparison: Comparison) -> list[dict]:
     return result
 
 
-def comparison_view(comparison: Comparison | None, *, verdict: str = "") -> ComparisonView | None:
-    """Candidate against Production on the same evaluation set, or None when the run stored no comparison."""
+def comparison_view(
+    comparison: Comparison | None, *, verdict: str = "", labels: tuple[str, str, str] | None = None
+) -> ComparisonView | None:
+    """Candidate against Production on the same evaluation set, or None when the run stored no comparison.
+    `labels`: (candidate, production, heading) where the two sides are other versions (the compare page)."""
     if comparison is None:
         return None
     corrected = comparison.corrected
+    named = dict(zip(("candidate_label", "production_label", "heading"), labels, strict=True)) if labels else {}
     view = ComparisonView(
+        **named,
         verdict=comparison.verdict or verdict or "",
         production_version=comparison.production.version if comparison.production else None,
         evaluation_count=comparison.evaluation_count,
@@ -434,3 +444,35 @@ def promotion_timeline(moves: list[Promotion]) -> list[dict[str, Any]]:
             }
         )
     return periods
+
+
+def inline_code(text: str) -> str:
+    """Plain text whose `backticked` parts (commands, settings) show as <code>; everything else escaped."""
+    parts = str(text).split("`")
+    return format_html_join(
+        "", "{}", ((format_html("<code>{}</code>", part) if index % 2 else part,) for index, part in enumerate(parts))
+    )
+
+
+def version_pair_view(pair: VersionPair) -> dict[str, Any]:
+    """Two versions compared (training.services.comparison.model_versions_compare) for the compare page: the same
+    comparison table and decade columns as a run's, named "vB" and "vA", and the movers with each one's error."""
+    a, b = f"v{pair.base}", f"v{pair.other}"
+    view = comparison_view(pair.comparison, labels=(b, a, f"{b} against {a}"))
+    if view is not None:
+        view.show_verdict = False
+    movers = [
+        {
+            "coin_id": mover.coin_id,
+            "url": admin_url_or_none(Coin, "change", mover.coin_id),
+            "year": mover.year,
+            "base": f"{mover.base:.0f}",  # years: no thousands separator
+            "other": f"{mover.other:.0f}",
+            "move": f"{mover.move:+.0f}",
+            "base_error": fmt_number(abs(mover.base - mover.year), 0),
+            "other_error": fmt_number(abs(mover.other - mover.year), 0),
+            "better": abs(mover.other - mover.year) < abs(mover.base - mover.year),
+        }
+        for mover in pair.movers
+    ]
+    return {"comparison": view, "movers": movers, "a": a, "b": b}

@@ -149,9 +149,12 @@ class TrainingRunAdmin(ReadOnlyAdmin):
             return verdict_badge(obj.verdict)
         return format_html("{} {}", self.model_version_link(obj), verdict_badge(obj.verdict))
 
-    @admin.display(description="by", ordering="requested_by")
+    @admin.display(description="by", ordering="origin")
     def requested_display(self, obj: TrainingRun) -> str:
-        return obj.requested_by.get_username() if obj.requested_by else "schedule"
+        """What started the run, as recorded (TrainingRun.origin): the owner's name for Start training."""
+        if obj.requested_by is not None:
+            return obj.requested_by.get_username()
+        return obj.get_origin_display()
 
     @admin.display(description="created", ordering="created_at")
     def created_by(self, obj: TrainingRun) -> str:

@@ -10,8 +10,9 @@ Each coin is measured once and kept (training.models.CoinPhotoStats): the stored
 else the photo, decoded through the serving path's bounded decode (training.ml.decoding) straight to a 64 px centred
 square. Measured on the 2-core development machine (both sides of a coin, photos of noise, JPEG's worst case):
 2.6 ms from 320 px thumbnails, 5.4 ms from 600 px photos, 0.14 s from 12 MP photos that have no thumbnail (coins
-stored before thumbnails existed). A page that finds a week of new coins spends about a second; a time budget
-(MONITORING_STATS_SECONDS) keeps a first visit to a long history bounded, and the rest is measured on the next visits.
+stored before thumbnails existed). The page never measures: a background refresh does
+(training.services.monitoring_snapshot), within a time budget (MONITORING_REFRESH_STATS_SECONDS) that keeps a first
+refresh of a long history bounded; the rest is measured by the next refreshes.
 """
 
 from __future__ import annotations

@@ -50,10 +50,13 @@ def training_run_start(
     fine_tune: bool = False,
     config_path: str | None = None,
     enqueue: bool = True,
+    origin: str | None = None,
 ) -> TrainingRun:
     """Queue a training run with a validated config; the worker picks it up after commit (queue `training`).
 
     `requested_by=None` is the system (scheduler, shell commands); a person needs the model-owner permission.
+    `origin` (TrainingRun.Origin) records what started it: by default a model owner when `requested_by` names one,
+    else a command; the scheduler and the first-run set-up say so.
     `enqueue=False` is for the shell commands, which execute the run themselves in-process.
     """
     if requested_by is not None and not can_train(requested_by):
@@ -68,6 +71,7 @@ def training_run_start(
             config=config.to_dict(),
             fine_tune=fine_tune,
             requested_by=requested_by if getattr(requested_by, "pk", None) else None,
+            origin=origin or (TrainingRun.Origin.OWNER if requested_by is not None else TrainingRun.Origin.COMMAND),
         )
         run.full_clean()
         run.save()

@@ -265,7 +265,7 @@ class Command(BaseCommand):
             f"at this machine's load ({load:.1f} on {cpus} cores: x{slowdown:.1f} an idle machine's time); "
             "the estimate is measured again after every epoch ..."
         )
-        return run or training_run_start(overrides=overrides, enqueue=enqueue)
+        return run or training_run_start(overrides=overrides, enqueue=enqueue, origin=TrainingRun.Origin.BOOTSTRAP)
 
     def _first_model_train(self, run_id: int) -> None:
         """Execute the queued first run in this process and say how it ended."""
