@@ -24,7 +24,9 @@ LEASE_SECONDS = 60
 @pytest.fixture
 def finished_folds_run():
     """A RUNNING fold-parallel run whose two folds are done, their outputs stored, waiting for its finaliser."""
-    run = TrainingRun.objects.create(config={"folds": 2}, status=TrainingRun.Status.RUNNING, heartbeat_at=timezone.now())
+    run = TrainingRun.objects.create(
+        config={"folds": 2}, status=TrainingRun.Status.RUNNING, heartbeat_at=timezone.now()
+    )
     for index in range(2):
         TrainingFold.objects.create(run=run, index=index, status=TrainingFold.Status.DONE, output=b"weights")
     return run
@@ -128,7 +130,9 @@ def test_the_reaper_never_requeues_a_fold_that_changed_hands_after_it_looked(
     )
 
 
-def test_the_reaper_requeues_a_fold_nobody_touched(silent_fold, after_the_reaper_read, django_capture_on_commit_callbacks):
+def test_the_reaper_requeues_a_fold_nobody_touched(
+    silent_fold, after_the_reaper_read, django_capture_on_commit_callbacks
+):
     # given the same silent fold, and nothing happening to it while the reaper works (the guard lets it through)
     after_the_reaper_read(lambda: None)
 
