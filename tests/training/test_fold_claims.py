@@ -7,9 +7,12 @@ own, in the fast tier, so that removing one fails a test named after it.
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.db.models.signals import post_init
 from django.utils import timezone
 
@@ -141,3 +144,49 @@ def test_the_reaper_requeues_a_fold_nobody_touched(
 
     assert requeued == [(silent_fold.run_id, 0)] and len(queued) == 1
     assert TrainingFold.objects.get(pk=silent_fold.pk).status == TrainingFold.Status.QUEUED
+
+
+def at_once(*actions) -> list:
+    """Run the actions in threads released together, each on its own database connection; returns their results."""
+    barrier = threading.Barrier(len(actions))
+    outcomes: list = [None] * len(actions)
+
+    def run(index, action):
+        try:
+            barrier.wait(timeout=30)
+            outcomes[index] = action()
+        except BaseException as error:  # noqa: BLE001 - reported to the test
+            outcomes[index] = error
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(index, action)) for index, action in enumerate(actions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return outcomes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_finalisers_racing_for_one_run_combine_it_once_on_postgresql(postgres_row_locks, monkeypatch):
+    # given three runs whose folds are all done, and the finaliser's work replaced by a slow recorder
+    calls: list[int] = []
+
+    def record(run_id: int) -> TrainingRun:
+        calls.append(run_id)
+        time.sleep(0.2)  # the first claim is still "combining" while the others arrive
+        return TrainingRun.objects.get(pk=run_id)
+
+    monkeypatch.setattr(folds, "_finalise", record)
+    for _round in range(3):
+        run = TrainingRun.objects.create(config={"folds": 2}, status=TrainingRun.Status.RUNNING)
+        for index in range(2):
+            TrainingFold.objects.create(run=run, index=index, status=TrainingFold.Status.DONE, output=b"weights")
+
+        # when four workers finalise it at the same moment (four "last folds", redelivered tasks)
+        outcomes = at_once(*[lambda run_id=run.pk: folds.training_run_finalise(run_id=run_id) for _ in range(4)])
+
+        # then exactly one of them combined it
+        assert all(isinstance(outcome, TrainingRun) for outcome in outcomes), outcomes
+        assert calls.count(run.pk) == 1, calls
