@@ -3,8 +3,8 @@
 Each registered version carries its calibration, fitted on coins held out from its folds (for the seed's regression
 head: the interval's halfwidth). A stored-output comparison only says that today's code answers as yesterday's did;
 this asks the question the calibration is for, through the serving path (/api/predict's details, ONNX Runtime): of
-fresh generated coins, how many have their true year inside [low, high]? (The suite's tiny date reader cannot read
-its coins and is calibrated to a temperature that changes its answers too little to test this way.)
+fresh generated coins, how many have their true year inside [low, high]? (The suite's tiny date reader cannot read its coins: its answered intervals
+span most of the year range, measured median 308 years, so they would cover the truth with or without calibration.)
 """
 
 from __future__ import annotations
