@@ -3,8 +3,9 @@
 Each registered version carries its calibration, fitted on coins held out from its folds (for the seed's regression
 head: the interval's halfwidth). A stored-output comparison only says that today's code answers as yesterday's did;
 this asks the question the calibration is for, through the serving path (/api/predict's details, ONNX Runtime): of
-fresh generated coins, how many have their true year inside [low, high]? (The suite's tiny date reader cannot read its coins: its answered intervals
-span most of the year range, measured median 308 years, so they would cover the truth with or without calibration.)
+fresh generated coins, how many have their true year inside [low, high]? (The suite's tiny date reader cannot read
+its coins: its answered intervals span most of the year range, a median 308 years measured, so they would cover the
+truth with or without calibration.)
 """
 
 from __future__ import annotations
