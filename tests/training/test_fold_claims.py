@@ -2,7 +2,8 @@
 run, and the reaper never takes back a fold that another worker claimed (or finished) after the reaper read it.
 
 The slow end-to-end fold tests (tests/training/test_fold_parallel.py) drive whole runs; these pin each guard on its
-own, in the fast tier, so that removing one fails a test named after it.
+own, in the fast tier, so that removing one fails a test named after it; the finalisers' real race (concurrent
+claims on one row) runs in the PostgreSQL pass.
 """
 
 from __future__ import annotations
