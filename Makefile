@@ -113,6 +113,7 @@ lint: venv ## ruff, the layer contracts (pyproject.toml), no import cycle, no un
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(PY) scripts/import_cycles.py
+	DJANGO_DEBUG=1 COINSITE_VAR_DIR=$(CURDIR)/var/test $(PY) manage.py makemigrations --check --dry-run
 
 bench: demo ## /api/predict (gunicorn; SQLite and PostgreSQL) vs in-process vs mlflow models serve (BENCH_ARGS="--repeat 3")
 	$(PY) scripts/bench_serving.py $(BENCH_ARGS)

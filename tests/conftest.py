@@ -204,6 +204,15 @@ def postgres_only(settings):
         pytest.skip(message)
 
 
+@pytest.fixture
+def postgres_row_locks(settings):
+    """Race tests that need real row locks (SELECT ... FOR UPDATE, concurrent UPDATEs): SQLite locks the whole file,
+    so there they would prove nothing. They are not marked integration: the SQLite pass collects them and says, in
+    its skip summary (-ra), where they run; the PostgreSQL pass (make test-postgres) runs them."""
+    if "postgresql" not in settings.DATABASES["default"]["ENGINE"]:
+        pytest.skip("runs in the PostgreSQL pass: needs row locks")
+
+
 # batch_size=2: enough optimiser steps on 16 coins that BatchNorm statistics move and the model tells coins apart.
 # The seed's regression head: these pipeline tests need any real model, fast; the date reader has its own tests.
 TINY_OVERRIDES = [

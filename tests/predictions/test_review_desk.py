@@ -338,9 +338,8 @@ def at_once(*actions) -> list:
     return outcomes
 
 
-@pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
-def test_curators_racing_for_the_queue_never_get_the_same_coin_on_postgresql(postgres_only):
+def test_curators_racing_for_the_queue_never_get_the_same_coin_on_postgresql(postgres_row_locks):
     # given four curators and a queue of coins
     curators = [UserFactory(username=f"racer{i}", roles=["curator"], is_staff=True) for i in range(4)]
     version = ModelVersionFactory(version=3)
