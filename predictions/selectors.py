@@ -151,16 +151,18 @@ def corrections_undoable(*, curator, within_seconds: int, limit: int = 5) -> lis
 
 def prediction_details(prediction: Prediction) -> dict:
     """The API's "details" entry of a stored prediction: the answer with its interval, level, scores and
-    alternatives, or the rejection and what to do about it (what a seed regression version stored has no scores)."""
+    alternatives, or the rejection, what to do about it and the scores behind it (as the registered pyfunc answers
+    them; what a seed regression version stored has no scores)."""
     if prediction.rejected:
-        return {"rejected": prediction.rejected, "message": REJECT_MESSAGES[prediction.rejected]}
-    details = {"year": prediction.year, "low": prediction.interval_low, "high": prediction.interval_high}
-    if prediction.interval_level is not None:
+        details = {"rejected": prediction.rejected, "message": REJECT_MESSAGES[prediction.rejected]}
+    else:
+        details = {"year": prediction.year, "low": prediction.interval_low, "high": prediction.interval_high}
+    if prediction.interval_level is not None and not prediction.rejected:
         details["level"] = prediction.interval_level
     if prediction.coin_score is not None:
         details["coin_score"] = prediction.coin_score
     if prediction.read_score is not None:
         details["read_score"] = prediction.read_score
-    if prediction.alternatives:
+    if prediction.alternatives and not prediction.rejected:
         details["alternatives"] = prediction.alternatives
     return details

@@ -152,6 +152,22 @@ def pip_requirements() -> list[str]:
     return out
 
 
+def model_signature() -> Any:
+    """Two required string columns (the photos' base64) and a ``details`` parameter (boolean, default false).
+
+    Declared, not inferred from predict's type hints: a type-hinted signature makes `mlflow models serve` take only the
+    ``inputs`` body, and the parameter must be in the signature, or MLflow drops ``params={"details": True}`` with a
+    warning ("Unrecognized params ... are ignored") before predict sees it.
+    """
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+    return ModelSignature(
+        inputs=Schema([ColSpec("string", "front_image_base64"), ColSpec("string", "back_image_base64")]),
+        params=ParamSchema([ParamSpec("details", "boolean", False)]),
+    )
+
+
 def default_input_example() -> list[dict[str, str]]:
     """One small synthetic coin as the Model-Serving input example (also gives MLflow a serving example)."""
     front, back = synthetic.generate_coin_jpegs(1900, 7, size=64)
