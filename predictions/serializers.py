@@ -119,7 +119,21 @@ class AlternativeOutputSerializer(serializers.Serializer):
 
 class PredictionOutputSerializer(serializers.ModelSerializer):
     """One prediction as the collector's answer card shows it: the year and interval, the most likely years with
-    their probabilities, or why there is no year and what to do."""
+    their probabilities, or why there is no year and what to do (then year, interval and alternatives are null and
+    empty: what the model stored as its best guess for a non-coin is no year)."""
+
+    year = serializers.IntegerField(allow_null=True, help_text="The minting year; null when `rejected` is set.")
+    interval_low = serializers.IntegerField(
+        allow_null=True, help_text="Lowest year of the interval; null when rejected."
+    )
+    interval_high = serializers.IntegerField(
+        allow_null=True, help_text="Highest year of the interval; null when rejected."
+    )
+    interval_level = serializers.FloatField(
+        allow_null=True,
+        help_text="The share of the model's belief inside the interval (0.95 for the date reader); null when rejected "
+        "or for the seed's regression versions.",
+    )
 
     model_version = serializers.IntegerField(
         source="model_version.version", help_text="The model version that made it."
@@ -147,6 +161,12 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
             "latency_ms",
             "created_at",
         ]
+
+    def to_representation(self, instance: Prediction) -> dict:
+        data = super().to_representation(instance)
+        if instance.rejected:
+            data.update(year=None, interval_low=None, interval_high=None, interval_level=None, alternatives=[])
+        return data
 
 
 @extend_schema_serializer(component_name="Coin")
