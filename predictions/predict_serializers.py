@@ -305,7 +305,11 @@ class PredictDetailSerializer(serializers.Serializer):
     year = serializers.IntegerField(required=False, help_text="The most likely minting year.")
     low = serializers.IntegerField(required=False, help_text="Lowest year of the interval.")
     high = serializers.IntegerField(required=False, help_text="Highest year of the interval.")
-    level = serializers.FloatField(required=False, help_text="The share of the model's belief inside low..high.")
+    level = serializers.FloatField(
+        required=False,
+        help_text="The share of the model's belief inside low..high: the version's interval_level, 0.95 for the date "
+        "reader (configs/default.yaml).",
+    )
     coin_score = serializers.FloatField(required=False, help_text="How sure the model is that both photos show a coin.")
     read_score = serializers.FloatField(required=False, help_text="Probability mass within a year of the answer.")
     alternatives = YearAlternativeSerializer(many=True, required=False, help_text="The most likely years, best first.")
