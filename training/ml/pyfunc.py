@@ -4,7 +4,7 @@
 POST /invocations ``{"inputs": [{"front_image_base64": "...", "back_image_base64": "..."}, ...]}`` with
 ``{"predictions": [1874, ...]}``: one year per input, same order. The same rows may come as ``dataframe_records``,
 ``dataframe_split`` (with ``columns``) or ``instances``: the model's signature (training.ml.tracking.packaging
-.model_signature) is two string columns and a ``details`` parameter, so MLflow's scoring server parses every one
+.model_signature) is two columns and a ``details`` parameter, so MLflow's scoring server parses every one
 of its four bodies into a DataFrame of those columns. A signature taken from a predict type hint would make the
 scoring server refuse every body but ``inputs`` (mlflow 3.17 pyfunc/scoring_server: "Request payload must be a
 dictionary with 'inputs' key when the model contains a valid type hint"), so predict's input is hinted as a
@@ -53,19 +53,18 @@ class CoinPhotos(pydantic.BaseModel):
 
 def input_rows(model_input: Any) -> list[tuple[Any, Any]]:
     """(front, back) base64 texts per input, in order, from what predict gets: the DataFrame MLflow builds from any
-    of the four bodies, a list of dicts or CoinPhotos (a direct call), or a dict of columns."""
+    of the four bodies, or a list of dicts or CoinPhotos (a direct call). Values are checked by the caller: a
+    column-oriented body (``{"inputs": {"front_image_base64": [...], ...}}``) arrives as one row of lists and is
+    refused there, as /api/predict refuses it."""
     if hasattr(model_input, "columns") and hasattr(model_input, "__getitem__"):  # a pandas DataFrame
         missing = [side for side in SIDES if side not in model_input.columns]
         if missing:
             raise MlflowException.invalid_parameter_value(f"inputs: the column {missing[0]} is missing")
         return list(zip(model_input[SIDES[0]].tolist(), model_input[SIDES[1]].tolist(), strict=True))
-    if isinstance(model_input, Mapping):  # columns: {"front_image_base64": [...], "back_image_base64": [...]}
-        columns = [model_input.get(side) for side in SIDES]
-        if not all(isinstance(column, list) for column in columns) or len(columns[0]) != len(columns[1]):
-            raise MlflowException.invalid_parameter_value(
-                "inputs: the columns front_image_base64 and back_image_base64 must be lists of the same length"
-            )
-        return list(zip(*columns, strict=True))
+    if isinstance(model_input, Mapping | str | bytes):
+        raise MlflowException.invalid_parameter_value(
+            "inputs must be a list of objects with front_image_base64 and back_image_base64"
+        )
     rows = []
     for index, item in enumerate(model_input):
         if isinstance(item, dict):

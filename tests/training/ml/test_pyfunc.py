@@ -219,6 +219,22 @@ def test_four_request_bodies_give_identical_answers_in_process_and_through_the_s
     assert detailed == {name: (200, {"predictions": details}) for name in detailed}
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"inputs": {"front_image_base64": ["a"], "back_image_base64": ["b"]}},  # columns: /api/predict refuses them too
+        {"instances": {"front_image_base64": ["a"], "back_image_base64": ["b"]}},
+        {"dataframe_records": [{"front_image_base64": 12345, "back_image_base64": "b"}]},
+        {"dataframe_split": {"data": [["a", "b"]]}},  # no column names
+    ],
+    ids=["inputs-columns", "instances-columns", "number", "split-without-columns"],
+)
+def test_scoring_server_refuses_what_the_api_refuses(served, body):
+    status, answer = invoke(served, body)
+
+    assert status == 400, answer
+
+
 def test_scoring_server_refuses_a_bad_photo_in_any_body_naming_its_row(trained, served):  # noqa: F811
     payload = inputs_of(trained.photos[:2])
     payload[1] = {**payload[1], "back_image_base64": "%%% not base64 %%%"}
