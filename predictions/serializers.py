@@ -16,7 +16,7 @@ from rest_framework import serializers
 
 from training.ml import images
 
-from . import services
+from . import services, verdicts
 from .models import YEAR_MAX, YEAR_MIN, Coin, Prediction
 from .predict_serializers import (  # noqa: F401 - re-exported: the API's serializers are found here
     BODY_FORMATS,
@@ -101,6 +101,12 @@ class CoinFilterSerializer(serializers.Serializer):
     year_min = serializers.IntegerField(required=False, min_value=YEAR_MIN, max_value=YEAR_MAX)
     year_max = serializers.IntegerField(required=False, min_value=YEAR_MIN, max_value=YEAR_MAX)
     status = serializers.ChoiceField(required=False, choices=Coin.Status.choices)
+    verdict = serializers.ChoiceField(
+        required=False,
+        choices=verdicts.FILTER_CHOICES,
+        help_text="What the model found, as \"My coins\" filters it: dated (a year, the curator's or the model's), "
+        "not_a_coin, unreadable, waiting, failed.",
+    )
 
     def to_internal_value(self, data):
         # DRF reads an empty query value of an optional field as no value: `?status=` would list every coin, which

@@ -108,3 +108,19 @@ def test_uploading_a_photo_of_fur_is_not_called_dated(client, collector, reader_
     text = page_text(client.get(response["Location"]))
     assert Coin.objects.get().latest_prediction.rejected == "not_a_coin"
     assert "found no coin in them, so there is no year" in text and "received and dated" not in text
+
+
+def test_api_coins_filter_by_verdict_lists_the_non_coins_apart(collector):
+    dated = PredictionFactory(coin=CoinFactory(owner=collector, status=Coin.Status.PREDICTED)).coin
+    cat = _rejected(collector)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=collector).key}")
+
+    ids = {
+        key: [c["id"] for c in api.get("/api/coins/", {"verdict": key}).json()["results"]]
+        for key in ("dated", "not_a_coin")
+    }
+    refused = api.get("/api/coins/", {"verdict": "predicted"})
+
+    assert ids == {"dated": [dated.id], "not_a_coin": [cat.id]}
+    assert refused.status_code == 400 and refused.json()["field"] == "verdict"
