@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from django.contrib.auth import authenticate
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiRequest, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
@@ -88,11 +89,21 @@ class BaseApi(APIView):
 # --- POST /api/predict ----------------------------------------------------------------------------------------------
 
 
+class _PredictAutoSchema(AutoSchema):
+    """The body is required: each of its four forms is optional on its own (the component's oneOf says one of them
+    must be there), which drf-spectacular would otherwise read as an optional body."""
+
+    def _get_request_for_media_type(self, serializer, direction="request"):
+        schema, _required = super()._get_request_for_media_type(serializer, direction)
+        return schema, True
+
+
 class PredictApi(BaseApi):
     """POST /api/predict: the Model-Serving JSON, answered synchronously; every input is kept as the caller's coin."""
 
     parser_classes = [CheckedJSONParser]
     throttle_scopes = {"POST": "predict"}
+    schema = _PredictAutoSchema()
 
     @extend_schema(
         operation_id="predict",

@@ -143,6 +143,8 @@ class DataframeSplitSerializer(serializers.Serializer):
             "empty": "is empty: send at least one row.",
         },
     )
+    # pandas refuses an index of another length than data; the API ignores the index whatever it holds (a schema
+    # cannot say "as many labels as rows", and the answer follows the order of data anyway).
     index = serializers.ListField(required=False, help_text="Row labels (ignored).")
 
     default_error_messages = {"invalid": "must be an object with `columns` and `data` (and optionally `index`)."}
@@ -165,11 +167,6 @@ class DataframeSplitSerializer(serializers.Serializer):
         columns = attrs["columns"]
         if len(set(columns)) != 2:
             raise serializers.ValidationError({"columns": f"names {columns[0]} twice: name both columns once."})
-        index = attrs.get("index")
-        if index is not None and len(index) != len(attrs["data"]):
-            raise serializers.ValidationError(
-                {"index": f"has {len(index)} labels for {len(attrs['data'])} rows: one per row, or leave it out."}
-            )
         return attrs
 
 

@@ -170,18 +170,6 @@ def good_pair() -> dict[str, str]:
             ("too many inputs",),
         ),
         (
-            "split index of another length",
-            {
-                "dataframe_split": {
-                    "columns": ["front_image_base64", "back_image_base64"],
-                    "data": [["a", "b"]],
-                    "index": [1, 2],
-                }
-            },
-            "dataframe_split.index",
-            ("one per row",),
-        ),
-        (
             "missing back",
             {"inputs": [good_pair(), {"front_image_base64": b64(jpeg_bytes(seed=3))}]},
             "inputs[1].back_image_base64",
