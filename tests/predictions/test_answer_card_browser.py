@@ -196,3 +196,28 @@ def test_a_rejected_photo_reads_as_one_on_the_card_and_my_coins_filters_it(
         assert f"/coins/{dated.id}/" in page.get_attribute(".coin-card a", "href")
         page.screenshot(path=ARTIFACTS / f"my-coins-dated-{name}.png", full_page=True)
     context.close()
+
+
+def test_a_waiting_card_that_turns_out_not_a_coin_updates_to_say_so(
+    browser, live_server, transactional_db, django_db_serialized_rollback
+):
+    base = live_server.url
+    collector = UserFactory(username="gil", roles=["collector"])
+    coin = CoinFactory(owner=collector)  # pending
+    context, page = signed_in_page(browser, base, "gil")
+    page.goto(base + reverse("coin-detail", kwargs={"coin_id": coin.id}))
+    assert page.inner_text("[data-status-badge]") == "Waiting"
+
+    # when the model rejects the photos while the page is open (it polls status.json)
+    PredictionFactory(coin=coin, year=1999, interval_low=1933, interval_high=1999, rejected="not_a_coin")
+    Coin.objects.filter(pk=coin.pk).update(status=Coin.Status.PREDICTED)
+
+    # then the card says what was found, with no year and no "Predicted"
+    page.wait_for_selector("[data-status-badge].badge--not_a_coin")
+    assert page.inner_text("[data-status-badge]") == "Not a coin"
+    assert page.inner_text("[data-heading]").strip().lower() == "no year given"
+    assert page.inner_text("[data-year]").strip() == "Not a coin"
+    assert page.inner_text("[data-model]").startswith("Checked by")
+    card = page.inner_text(".result")
+    assert "1999" not in card and "Predicted" not in card and page.is_visible("[data-retake]")
+    context.close()
