@@ -143,12 +143,40 @@ BODY_TOO_LARGE = error_response(
     ),
 )
 
+_EXAMPLE_COIN = {"front_image_base64": EXAMPLE_JPEG_BASE64, "back_image_base64": EXAMPLE_PNG_BASE64}
 PREDICT_EXAMPLE = OpenApiExample(
     "One coin",
-    value={"inputs": [{"front_image_base64": EXAMPLE_JPEG_BASE64, "back_image_base64": EXAMPLE_PNG_BASE64}]},
+    value={"inputs": [_EXAMPLE_COIN]},
     request_only=True,
     description="A real (tiny) JPEG front and PNG back: send it as it is and the API answers 200.",
 )
+# The same coin in the three other bodies of `mlflow models serve`: the API answers each exactly as `inputs`.
+PREDICT_BODY_EXAMPLES = [
+    OpenApiExample(
+        "One coin as dataframe_records",
+        value={"dataframe_records": [_EXAMPLE_COIN]},
+        request_only=True,
+        description="pandas' records orient: the same rows as `inputs`.",
+    ),
+    OpenApiExample(
+        "One coin as dataframe_split",
+        value={
+            "dataframe_split": {
+                "columns": ["front_image_base64", "back_image_base64"],
+                "data": [[EXAMPLE_JPEG_BASE64, EXAMPLE_PNG_BASE64]],
+            }
+        },
+        request_only=True,
+        description="pandas' split orient: columns matched by name, in any order; an `index` is accepted and ignored.",
+    ),
+    OpenApiExample(
+        "One coin as instances with params",
+        value={"instances": [_EXAMPLE_COIN], "params": {"details": True}},
+        request_only=True,
+        description="TF-serving's row format. `params.details` is the model's MLflow parameter (there it returns the "
+        "details instead of the years); the API answers both lists whatever it says.",
+    ),
+]
 PREDICT_ANSWER_EXAMPLE = OpenApiExample(
     "A coin and a cat",
     value={
@@ -158,12 +186,12 @@ PREDICT_ANSWER_EXAMPLE = OpenApiExample(
                 "year": 1874,
                 "low": 1873,
                 "high": 1876,
-                "level": 0.8,
+                "level": 0.95,
                 "coin_score": 0.99,
                 "read_score": 0.93,
                 "alternatives": [{"year": 1874, "p": 0.81}, {"year": 1879, "p": 0.07}, {"year": 1871, "p": 0.04}],
             },
-            {"rejected": "not_a_coin", "message": "This photo does not look like a coin."},
+            {"rejected": "not_a_coin", "message": "This photo does not look like a coin.", "coin_score": 0.02},
         ],
     },
     response_only=True,

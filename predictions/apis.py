@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from django.contrib.auth import authenticate
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiRequest, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.pagination import PageNumberPagination
@@ -34,6 +35,7 @@ from .api_schema import (
     PAGE_PARAMETER,
     PHOTO_MEDIA_TYPES,
     PREDICT_ANSWER_EXAMPLE,
+    PREDICT_BODY_EXAMPLES,
     PREDICT_EXAMPLE,
     RETRY_AFTER,
     RETRY_AFTER_503,
@@ -87,19 +89,35 @@ class BaseApi(APIView):
 # --- POST /api/predict ----------------------------------------------------------------------------------------------
 
 
+class _PredictAutoSchema(AutoSchema):
+    """The body is required: each of its four forms is optional on its own (the component's oneOf says one of them
+    must be there), which drf-spectacular would otherwise read as an optional body."""
+
+    def _get_request_for_media_type(self, serializer, direction="request"):
+        schema, _required = super()._get_request_for_media_type(serializer, direction)
+        return schema, True
+
+
 class PredictApi(BaseApi):
     """POST /api/predict: the Model-Serving JSON, answered synchronously; every input is kept as the caller's coin."""
 
     parser_classes = [CheckedJSONParser]
     throttle_scopes = {"POST": "predict"}
+    schema = _PredictAutoSchema()
 
     @extend_schema(
         operation_id="predict",
         summary="Predict the minting years of coins",
         description=(
-            "The Model-Serving JSON (the same body `mlflow models serve` accepts for this model). One year per input, "
-            "in the same order, and a parallel `details` list: the interval, its level, the most likely alternatives "
-            "and the coin score; or, with `null` as the year, why the input got none (`not_a_coin`, `unreadable`). "
+            "The Model-Serving JSON, in any of the four bodies `mlflow models serve` accepts for this model: "
+            "`inputs`, `dataframe_records` or `instances` (a list of objects with both photos) or `dataframe_split` "
+            '(`columns` and `data` rows); exactly one of them, and optionally `params` ({"details": true}, the '
+            "model's MLflow parameter: the answer here always has both lists). One year per input, in the same "
+            "order, and a parallel `details` list: the interval `low`..`high` holding `level` of the model's belief "
+            "(0.95 for the date reader, the model's configured `interval_level`), the most likely alternatives and "
+            "the coin score; or, with `null` as the year, why the input got none (`not_a_coin`, `unreadable`) with "
+            "the scores behind it. Errors name the place in the body that was sent (`instances[2].back_image_base64`, "
+            "`dataframe_split.data[2][1]`). "
             "Up to COINSITE_PREDICT_MAX_INPUTS inputs per request (16 by default); every photo a JPEG, PNG, WebP, "
             "HEIC/HEIF, AVIF, BMP or TIFF file of at most COINSITE_MAX_UPLOAD_BYTES (10 MiB) and "
             "COINSITE_MAX_IMAGE_PIXELS (50 MP), in base64 (standard or URL-safe alphabet, padding optional, line "
@@ -115,7 +133,7 @@ class PredictApi(BaseApi):
             ),
             400: error_response(
                 "The body is not the Model-Serving JSON, or a photo is not valid (not base64, empty, not an image, "
-                "truncated); `field` points at the problem.",
+                "truncated); `field` points at the problem where the body put it.",
                 ("Not JSON", "The request body is not valid JSON (Expecting value: line 1 column 1 (char 0)).", None),
                 (
                     "Missing side",
@@ -123,6 +141,17 @@ class PredictApi(BaseApi):
                     "inputs[2].back_image_base64",
                 ),
                 ("Too many inputs", "inputs has too many inputs (40): at most 16 per request.", "inputs"),
+                (
+                    "Two bodies at once",
+                    "The body has both inputs and instances: send the coins under exactly one of inputs, "
+                    "dataframe_records, dataframe_split, instances.",
+                    None,
+                ),
+                (
+                    "Split row not base64",
+                    "dataframe_split.data[0][1]: the image is not valid base64 (Incorrect padding)",
+                    "dataframe_split.data[0][1]",
+                ),
                 (
                     "Not base64",
                     "inputs[0].front_image_base64: the image is not valid base64 (Incorrect padding)",
@@ -165,7 +194,7 @@ class PredictApi(BaseApi):
             ),
         },
         parameters=[COIN_IDS_HEADER, RETRY_AFTER, RETRY_AFTER_503],
-        examples=[PREDICT_EXAMPLE],
+        examples=[PREDICT_EXAMPLE, *PREDICT_BODY_EXAMPLES],
     )
     def post(self, request):
         serializer = PredictInputSerializer(data=request.data)

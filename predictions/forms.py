@@ -7,7 +7,8 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth.forms import UserCreationForm
 
-from .models import YEAR_MAX, YEAR_MIN, Coin
+from . import verdicts
+from .models import YEAR_MAX, YEAR_MIN
 
 SIDE_LABELS = {"front_image": "Front photo", "back_image": "Back photo"}
 ACCEPTED_TYPES = "image/jpeg,image/png,image/webp,image/heic,image/heif,.jpg,.jpeg,.png,.webp,.heic,.heif"
@@ -80,7 +81,7 @@ class CoinFilterForm(forms.Form):
 
     year_min = _year_bound("Year from", placeholder=YEAR_MIN)
     year_max = _year_bound("Year to", placeholder=YEAR_MAX)
-    status = forms.ChoiceField(label="Status", required=False, choices=[("", "Any status"), *Coin.Status.choices])
+    show = forms.ChoiceField(label="Show", required=False, choices=[("", "All"), *verdicts.FILTER_CHOICES])
 
     def clean(self) -> dict:
         cleaned = super().clean()
@@ -98,7 +99,7 @@ class CoinFilterForm(forms.Form):
         return {
             "year_min": self.cleaned_data.get("year_min"),
             "year_max": self.cleaned_data.get("year_max"),
-            "status": self.cleaned_data.get("status") or None,
+            "verdict": self.cleaned_data.get("show") or None,
         }
 
     def error_messages_flat(self) -> list[str]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
-from django.db.models import Exists, F, FloatField, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Case, Exists, F, FloatField, OuterRef, Prefetch, Q, QuerySet, Subquery, When
 from django.db.models.functions import Cast, Coalesce, Ln
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from training.ml.ensemble import REJECT_MESSAGES
 
+from . import verdicts
 from .models import Coin, Correction, Prediction
 
 
@@ -28,16 +29,29 @@ def coins_of(user) -> QuerySet[Coin]:
 
 
 def coin_list_for_user(
-    *, user, year_min: int | None = None, year_max: int | None = None, status: str | None = None
+    *,
+    user,
+    year_min: int | None = None,
+    year_max: int | None = None,
+    status: str | None = None,
+    verdict: str | None = None,
 ) -> QuerySet[Coin]:
-    """A collector's own coins, newest first; nobody sees another collector's coins (or a deleted one) through this."""
+    """A collector's own coins, newest first; nobody sees another collector's coins (or a deleted one) through this.
+    `verdict` is one of verdicts.FILTER_CHOICES (dated, not a coin, unreadable, waiting, failed)."""
     queryset = coins_of(user)
     if status:
         queryset = queryset.filter(status=status)
+    if verdict:
+        queryset = verdicts.verdict_filter(queryset, verdict)
     if year_min is not None or year_max is not None:
-        # Filter on the year the collector sees: the curator's if there is one, else the latest prediction's.
+        # Filter on the year the collector sees: the curator's if there is one, else the latest prediction's unless
+        # it was rejected (a non-coin's best guess is no year).
         latest = Prediction.objects.filter(coin=OuterRef("pk")).order_by("-created_at", "-id")
-        queryset = queryset.annotate(shown_year=Coalesce("verified_year", Subquery(latest.values("year")[:1])))
+        queryset = queryset.annotate(latest_answer=Subquery(latest.values("rejected")[:1])).annotate(
+            shown_year=Coalesce(
+                "verified_year", Case(When(latest_answer="", then=Subquery(latest.values("year")[:1])), default=None)
+            )
+        )
         if year_min is not None:
             queryset = queryset.filter(shown_year__gte=year_min)
         if year_max is not None:
@@ -167,16 +181,18 @@ def corrections_undoable(*, curator, within_seconds: int, limit: int = 5) -> lis
 
 def prediction_details(prediction: Prediction) -> dict:
     """The API's "details" entry of a stored prediction: the answer with its interval, level, scores and
-    alternatives, or the rejection and what to do about it (what a seed regression version stored has no scores)."""
+    alternatives, or the rejection, what to do about it and the scores behind it (as the registered pyfunc answers
+    them; what a seed regression version stored has no scores)."""
     if prediction.rejected:
-        return {"rejected": prediction.rejected, "message": REJECT_MESSAGES[prediction.rejected]}
-    details = {"year": prediction.year, "low": prediction.interval_low, "high": prediction.interval_high}
-    if prediction.interval_level is not None:
+        details = {"rejected": prediction.rejected, "message": REJECT_MESSAGES[prediction.rejected]}
+    else:
+        details = {"year": prediction.year, "low": prediction.interval_low, "high": prediction.interval_high}
+    if prediction.interval_level is not None and not prediction.rejected:
         details["level"] = prediction.interval_level
     if prediction.coin_score is not None:
         details["coin_score"] = prediction.coin_score
     if prediction.read_score is not None:
         details["read_score"] = prediction.read_score
-    if prediction.alternatives:
+    if prediction.alternatives and not prediction.rejected:
         details["alternatives"] = prediction.alternatives
     return details

@@ -7,34 +7,29 @@ return what the services take; they never write. Every problem is reported with 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from django.conf import settings
-from django.core.validators import ProhibitNullCharactersValidator
 from django.template.defaultfilters import filesizeformat
 from django.urls import NoReverseMatch, reverse
 from drf_spectacular.extensions import OpenApiSerializerExtension
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
-from rest_framework.settings import api_settings
-from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 from training.ml import images
 
-from . import services
+from . import services, verdicts
 from .models import YEAR_MAX, YEAR_MIN, Coin, Prediction
+from .predict_serializers import (  # noqa: F401 - re-exported: the API's serializers are found here
+    BODY_FORMATS,
+    DataframeSplitSerializer,
+    PredictDetailSerializer,
+    PredictInputSerializer,
+    PredictItemSerializer,
+    PredictOutputSerializer,
+    PredictParamsSerializer,
+    YearAlternativeSerializer,
+)
 
 NO_NUL = "^[^\\u0000]*$"  # a JSON Schema pattern: text without NUL characters
-FRONT_BASE64 = "front_image_base64"
-BACK_BASE64 = "back_image_base64"
-SIDES_BASE64 = (FRONT_BASE64, BACK_BASE64)
-
-
-def _shown_key(key) -> str:
-    """A client's unexpected key, short enough to name without echoing whatever it holds."""
-    text = str(key)
-    return repr(text if len(text) <= 40 else text[:40] + "…")
 
 
 # --- errors ---------------------------------------------------------------------------------------------------------
@@ -48,189 +43,6 @@ class ErrorSerializer(serializers.Serializer):
     field = serializers.CharField(
         allow_null=True, help_text="The field concerned, e.g. `inputs[2].back_image_base64`; null for the request."
     )
-
-
-# --- POST /api/predict ----------------------------------------------------------------------------------------------
-
-
-@extend_schema_field(OpenApiTypes.BYTE)
-class Base64PhotoField(serializers.CharField):
-    """A photo as base64 text. Only a JSON string is accepted (a number is not a photo)."""
-
-    default_error_messages = {
-        "invalid": "must be a string holding the photo's bytes in base64.",
-        "blank": "is empty (zero bytes): send the photo's bytes in base64.",
-        "required": "is missing: every input needs both a front and a back photo.",
-        "null": "is null: send the photo's bytes in base64.",
-    }
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(trim_whitespace=False, **kwargs)  # base64 of a 10 MB photo: do not copy it to strip it
-        # CharField's NUL and surrogate validators walk the text in Python, one ord() per character: ~0.5 s for a
-        # pair of 12 MP photos (profiled). Base64 decoding rejects any such character anyway, with a clear message.
-        self.validators = [
-            v
-            for v in self.validators
-            if not isinstance(v, ProhibitNullCharactersValidator | ProhibitSurrogateCharactersValidator)
-        ]
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return data
-
-
-@extend_schema_serializer(component_name="PredictInput")
-class PredictItemSerializer(serializers.Serializer):
-    front_image_base64 = Base64PhotoField(
-        help_text="The coin's front (obverse) photo: JPEG, PNG, WebP, HEIC... in base64."
-    )
-    back_image_base64 = Base64PhotoField(help_text="The coin's back (reverse) photo, in base64.")
-
-    default_error_messages = {
-        "invalid": "must be an object with exactly the keys front_image_base64 and back_image_base64.",
-    }
-
-    def to_internal_value(self, data):
-        if isinstance(data, Mapping):
-            unexpected = [key for key in data if key not in SIDES_BASE64]
-            if unexpected:
-                raise serializers.ValidationError(
-                    {
-                        api_settings.NON_FIELD_ERRORS_KEY: [
-                            f"has an unexpected key {_shown_key(unexpected[0])}: an input has exactly the keys "
-                            "front_image_base64 and back_image_base64."
-                        ]
-                    }
-                )
-        return super().to_internal_value(data)
-
-
-@extend_schema_serializer(component_name="Predict")
-class PredictInputSerializer(serializers.Serializer):
-    """The Model-Serving JSON: {"inputs": [{"front_image_base64": .., "back_image_base64": ..}, ...]}.
-
-    After the shape of every input is checked, every photo's base64 is decoded and its header checked; the bytes are
-    kept in `validated_data["pairs"]` (a list of (front, back) services.CheckedPhoto). services.coin_batch_predict()
-    decodes the pixels, which completes the check. A photo problem raises images.ImageError with the field path set
-    (413/415 are not 400s, so it is not a ValidationError).
-    """
-
-    inputs = PredictItemSerializer(
-        many=True,
-        allow_empty=False,
-        help_text="One object per coin; the answer has one prediction per input, in the same order.",
-        error_messages={
-            "required": 'is missing: the body must be {{"inputs": [{{"front_image_base64": ..., "back_image_base64": ...}}]}}.',
-            "null": "is null: it must be a list of inputs.",
-            "not_a_list": "must be a list of inputs, not {input_type}.",
-            "empty": "is empty: send at least one input.",
-        },
-    )
-
-    # DRF formats these messages: literal braces are doubled.
-    default_error_messages = {
-        "invalid": 'The body must be a JSON object: {{"inputs": [{{"front_image_base64": ..., "back_image_base64": ...}}]}}.',
-    }
-
-    @staticmethod
-    def max_inputs() -> int:
-        return settings.COINSITE_PREDICT_MAX_INPUTS
-
-    def to_internal_value(self, data):
-        if isinstance(data, Mapping):
-            unexpected = [key for key in data if key != "inputs"]
-            if unexpected:
-                raise serializers.ValidationError(
-                    {
-                        api_settings.NON_FIELD_ERRORS_KEY: [
-                            f"The body has an unexpected key {_shown_key(unexpected[0])}: it has exactly one key, "
-                            '"inputs".'
-                        ]
-                    }
-                )
-            inputs = data.get("inputs")
-            if isinstance(inputs, list) and len(inputs) > self.max_inputs():
-                # Checked before anything else so an oversized batch costs nothing more.
-                raise serializers.ValidationError(
-                    {"inputs": f"has too many inputs ({len(inputs)}): at most {self.max_inputs()} per request."}
-                )
-        return super().to_internal_value(data)
-
-    def validate(self, attrs):
-        return {
-            "pairs": [
-                tuple(_photo_from_base64(item[side], field=f"inputs[{index}].{side}") for side in SIDES_BASE64)
-                for index, item in enumerate(attrs["inputs"])
-            ]
-        }
-
-
-def _photo_from_base64(text: str, *, field: str) -> services.CheckedPhoto:
-    """Decode one photo's base64 (bounded by the upload limit) and check what needs no pixel decoding; the service
-    decodes it to the model's input, which completes the check, while it stores the photo."""
-    try:
-        data = images.decode_base64(text, max_bytes=settings.COINSITE_MAX_UPLOAD_BYTES)
-    except images.ImageError as error:
-        error.field = field
-        raise
-    return services.photo_check_header(data, field=field)
-
-
-@extend_schema_serializer(component_name="Predictions")
-class YearAlternativeSerializer(serializers.Serializer):
-    year = serializers.IntegerField()
-    p = serializers.FloatField(help_text="The model's probability for this year.")
-
-
-@extend_schema_serializer(component_name="PredictionDetail")
-class PredictDetailSerializer(serializers.Serializer):
-    """Either an answer (year, low, high, level, coin_score, alternatives) or a rejection (rejected, message)."""
-
-    year = serializers.IntegerField(required=False, help_text="The most likely minting year.")
-    low = serializers.IntegerField(required=False, help_text="Lowest year of the interval.")
-    high = serializers.IntegerField(required=False, help_text="Highest year of the interval.")
-    level = serializers.FloatField(required=False, help_text="The share of the model's belief inside low..high.")
-    coin_score = serializers.FloatField(required=False, help_text="How sure the model is that both photos show a coin.")
-    read_score = serializers.FloatField(required=False, help_text="Probability mass within a year of the answer.")
-    alternatives = YearAlternativeSerializer(many=True, required=False, help_text="The most likely years, best first.")
-    rejected = serializers.ChoiceField(
-        choices=["not_a_coin", "unreadable"], required=False, help_text="Why this input got no year."
-    )
-    message = serializers.CharField(required=False, help_text="What to do about it (retake the photo...).")
-
-
-class PredictOutputSerializer(serializers.Serializer):
-    predictions = serializers.ListField(
-        child=serializers.IntegerField(allow_null=True, help_text="The minting year; null when rejected."),
-        help_text="One year per input, in the order of the inputs; null where details says why there is none.",
-    )
-    details = PredictDetailSerializer(many=True, help_text="One entry per input, in the order of the inputs.")
-
-
-class _PredictItemSchema(OpenApiSerializerExtension):
-    """The schema says what the API enforces: no keys beyond the two photos."""
-
-    target_class = PredictItemSerializer
-
-    def map_serializer(self, auto_schema, direction):
-        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
-        schema["additionalProperties"] = False
-        return schema
-
-
-class _PredictInputSchema(OpenApiSerializerExtension):
-    """The schema says what the API enforces: one key, 1 to COINSITE_PREDICT_MAX_INPUTS inputs."""
-
-    target_class = PredictInputSerializer
-
-    def map_serializer(self, auto_schema, direction):
-        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
-        schema["additionalProperties"] = False
-        inputs = schema["properties"]["inputs"]
-        inputs["minItems"] = 1
-        inputs["maxItems"] = PredictInputSerializer.max_inputs()
-        return schema
 
 
 # --- coins ----------------------------------------------------------------------------------------------------------
@@ -289,6 +101,12 @@ class CoinFilterSerializer(serializers.Serializer):
     year_min = serializers.IntegerField(required=False, min_value=YEAR_MIN, max_value=YEAR_MAX)
     year_max = serializers.IntegerField(required=False, min_value=YEAR_MIN, max_value=YEAR_MAX)
     status = serializers.ChoiceField(required=False, choices=Coin.Status.choices)
+    verdict = serializers.ChoiceField(
+        required=False,
+        choices=verdicts.FILTER_CHOICES,
+        help_text="What the model found, as \"My coins\" filters it: dated (a year, the curator's or the model's), "
+        "not_a_coin, unreadable, waiting, failed.",
+    )
 
     def to_internal_value(self, data):
         # DRF reads an empty query value of an optional field as no value: `?status=` would list every coin, which
@@ -307,7 +125,21 @@ class AlternativeOutputSerializer(serializers.Serializer):
 
 class PredictionOutputSerializer(serializers.ModelSerializer):
     """One prediction as the collector's answer card shows it: the year and interval, the most likely years with
-    their probabilities, or why there is no year and what to do."""
+    their probabilities, or why there is no year and what to do (then year, interval and alternatives are null and
+    empty: what the model stored as its best guess for a non-coin is no year)."""
+
+    year = serializers.IntegerField(allow_null=True, help_text="The minting year; null when `rejected` is set.")
+    interval_low = serializers.IntegerField(
+        allow_null=True, help_text="Lowest year of the interval; null when rejected."
+    )
+    interval_high = serializers.IntegerField(
+        allow_null=True, help_text="Highest year of the interval; null when rejected."
+    )
+    interval_level = serializers.FloatField(
+        allow_null=True,
+        help_text="The share of the model's belief inside the interval (0.95 for the date reader); null when rejected "
+        "or for the seed's regression versions.",
+    )
 
     model_version = serializers.IntegerField(
         source="model_version.version", help_text="The model version that made it."
@@ -335,6 +167,12 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
             "latency_ms",
             "created_at",
         ]
+
+    def to_representation(self, instance: Prediction) -> dict:
+        data = super().to_representation(instance)
+        if instance.rejected:
+            data.update(year=None, interval_low=None, interval_high=None, interval_level=None, alternatives=[])
+        return data
 
 
 @extend_schema_serializer(component_name="Coin")

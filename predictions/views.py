@@ -18,7 +18,7 @@ from rest_framework.authtoken.models import Token
 from registry.roles import can_promote
 from training.ml import images
 
-from . import selectors, services
+from . import selectors, services, verdicts
 from .authentication import token_expired, token_issue, token_lifetime, token_revoke
 from .forms import SIDE_LABELS, CoinFilterForm, CoinUploadForm, SignUpForm
 from .models import Coin
@@ -58,9 +58,15 @@ def coin_list(request: HttpRequest) -> HttpResponse:
     page = Paginator(coins, COINS_PER_PAGE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
+    counts = verdicts.verdict_counts(selectors.coins_of(request.user))
     context = {
         "form": form,
         "page": page,
+        "cards": [(coin, verdicts.coin_verdict(coin)) for coin in page.object_list],
+        "counts": counts,
+        # a link per verdict that has coins, with their number (the selected one marked)
+        "tabs": [(key, label, counts[key]) for key, label in verdicts.FILTER_CHOICES if counts[key]],
+        "shown": filters.get("verdict") or "",
         "filtered": any(value not in (None, "") for value in filters.values()),
         "querystring": query.urlencode(),
     }
@@ -106,14 +112,31 @@ def coin_upload(request: HttpRequest) -> HttpResponse:
                 notes=form.cleaned_data["notes"],
             )
             coin.refresh_from_db(fields=["status"])  # in-process (eager) Celery may have predicted it already
-            if coin.status == Coin.Status.PREDICTED:
-                messages.success(request, "Photos received and dated.")
-            else:
-                messages.success(request, "Photos received. The year appears here as soon as the model has looked.")
+            _upload_message(request, verdicts.coin_verdict(coin))
             return _upload_done(coin, wants_json)
     if wants_json:
         return JsonResponse({"errors": {field: list(errors) for field, errors in form.errors.items()}}, status=status)
     return render(request, "predictions/coin_upload.html", {**context, "form": form}, status=status)
+
+
+def _upload_message(request: HttpRequest, verdict: verdicts.Verdict) -> None:
+    """The banner after an upload says what the model found: a year, no coin, no readable date, or not yet."""
+    if verdict == verdicts.DATED:
+        messages.success(request, "Photos received and dated.")
+    elif verdict == verdicts.NOT_A_COIN:
+        messages.warning(
+            request,
+            "Photos received, but the model found no coin in them, so there is no year. How to retake them is below.",
+        )
+    elif verdict == verdicts.UNREADABLE:
+        messages.warning(
+            request,
+            "Photos received, but the model could not read the date, so there is no year. How to retake them is below.",
+        )
+    elif verdict == verdicts.FAILED:
+        messages.error(request, "Photos received, but the model could not read them.")
+    else:
+        messages.success(request, "Photos received. The year appears here as soon as the model has looked.")
 
 
 def _upload_done(coin: Coin, wants_json: bool) -> HttpResponse:
@@ -131,6 +154,7 @@ def coin_detail(request: HttpRequest, coin_id: int) -> HttpResponse:
         "predictions/coin_detail.html",
         {
             "coin": coin,
+            "verdict": verdicts.coin_verdict(coin),
             "prediction": predictions[0] if predictions else None,
             "earlier_predictions": predictions[1:],
             "status_url": reverse("coin-status", kwargs={"coin_id": coin.id}),
@@ -144,13 +168,18 @@ def coin_status(request: HttpRequest, coin_id: int) -> JsonResponse:
     """What the coin page polls while the prediction is pending."""
     coin = selectors.coin_get_for_user(user=request.user, coin_id=coin_id)
     prediction = coin.latest_prediction
+    answered = prediction is not None and not prediction.rejected  # a rejected prediction's best guess is no year
+    verdict = verdicts.coin_verdict(coin)
     response = JsonResponse(
         {
             "status": coin.status,
             "status_detail": coin.status_detail,
-            "year": prediction.year if prediction else None,
-            "low": prediction.interval_low if prediction else None,
-            "high": prediction.interval_high if prediction else None,
+            "verdict": verdict.key,
+            "verdict_label": verdict.label,
+            "heading": verdict.heading,
+            "year": prediction.year if answered else None,
+            "low": prediction.interval_low if answered else None,
+            "high": prediction.interval_high if answered else None,
             "version": prediction.model_version.version if prediction else None,
             "model": str(prediction.model_version) if prediction else None,
             "verified_year": coin.verified_year,

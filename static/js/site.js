@@ -250,21 +250,23 @@
 
     function render(data) {
       panel.setAttribute("data-status", data.status);
-      if (badge) {
-        badge.className = "badge badge--" + data.status;
-        badge.textContent = data.status.charAt(0).toUpperCase() + data.status.slice(1);
+      if (badge) {  /* the verdict: dated, not a coin, date not readable, failed (predictions/verdicts.py) */
+        badge.className = "badge badge--" + data.verdict;
+        badge.textContent = data.verdict_label;
       }
+      var headingEl = panel.querySelector("[data-heading]");
+      if (headingEl) { headingEl.textContent = data.heading; }
       panel.querySelectorAll("[data-state]").forEach(function (el) {
         el.hidden = el.getAttribute("data-state") !== data.status;
       });
       var yearEl = panel.querySelector("[data-year]");
-      if (yearEl && data.year !== null && data.year !== undefined) {
+      if (yearEl && data.year_html) {  /* a year, or why there is none */
         yearEl.innerHTML = data.year_html;  /* rendered (and escaped) by the server's _year.html */
         var notesEl = panel.querySelector("[data-year-notes]");
         if (notesEl) { notesEl.innerHTML = data.notes_html; }
         var modelEl = panel.querySelector("[data-model]");
         modelEl.textContent = "";
-        modelEl.appendChild(document.createTextNode("Predicted by "));
+        modelEl.appendChild(document.createTextNode(data.rejected ? "Checked by " : "Predicted by "));
         var strong = document.createElement("strong");
         strong.textContent = data.model || ("v" + data.version);
         modelEl.appendChild(strong);

@@ -77,7 +77,10 @@ SCHEMA_CHECKS = [
     response_headers_conformance,
     response_schema_conformance,
 ]
-PHOTO_FIELD = re.compile(r"(inputs\[\d+\]\.(front|back)_image_base64|front_image|back_image)")
+PHOTO_FIELD = re.compile(
+    r"((inputs|dataframe_records|instances)\[\d+\]\.(front|back)_image_base64|dataframe_split\.data\[\d+\]\[[01]\]"
+    r"|front_image|back_image)"
+)
 # A photo whose bytes arrived intact but are no image the API reads: these 4xx are the documented answer to a
 # schema-conforming request (JSON Schema cannot say "the bytes of a JPEG").
 PHOTO_CONTENT_WORDS = ("not an image", "could not be decoded", "truncated", "not supported", "pixels", "no pixels")
@@ -190,11 +193,18 @@ def with_real_photos(draw, cases: st.SearchStrategy):
     """A generated case whose photo fields hold real images instead of random bytes (nothing else changes)."""
     case = draw(cases)
     body = case.body
-    if isinstance(body, dict) and isinstance(body.get("inputs"), list):
-        for item in body["inputs"]:
+    rows_key = next((key for key in ("inputs", "dataframe_records", "instances") if key in (body or {})), None)
+    split = body.get("dataframe_split") if isinstance(body, dict) else None
+    if rows_key and isinstance(body[rows_key], list):  # the bodies of `mlflow models serve`: objects per coin
+        for item in body[rows_key]:
             for side in ("front_image_base64", "back_image_base64"):
                 if isinstance(item, dict) and isinstance(item.get(side), str):
                     item[side] = draw(base64_spellings(draw(photos())[0]))
+    elif isinstance(split, dict) and isinstance(split.get("data"), list):  # or rows of two photos
+        for row in split["data"]:
+            for index, value in enumerate(row if isinstance(row, list) else []):
+                if isinstance(value, str):
+                    row[index] = draw(base64_spellings(draw(photos())[0]))
     elif isinstance(body, dict):
         content_types = dict(case.multipart_content_types or {})
         for side in ("front_image", "back_image"):
@@ -212,8 +222,11 @@ def with_real_ids(draw, cases: st.SearchStrategy, owner):
     and its deletion, would go unchecked)."""
     case = draw(cases)
     ids = list(Coin.objects.filter(owner=owner).order_by("-pk").values_list("pk", flat=True)[:50])
+    # A draw whose bounds do not depend on how many coins there are now: DELETE removes coins between a case and
+    # hypothesis' replay of it, and sampled_from(ids) then drew with other bounds (FlakyStrategyDefinition).
+    position = draw(st.integers(min_value=0, max_value=49))
     if ids:
-        case.path_parameters = {**case.path_parameters, "id": draw(st.sampled_from(ids))}
+        case.path_parameters = {**case.path_parameters, "id": ids[position % len(ids)]}
     return case
 
 

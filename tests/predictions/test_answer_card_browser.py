@@ -145,3 +145,79 @@ def test_a_failed_upload_keeps_the_good_photo_and_the_same_pair_opens_the_existi
         "Front photo: “huge.png” is 16000×16000 = 256.0 megapixels; the limit is 50.0 megapixels. Send a smaller photo."
     )
     context.close()
+
+
+def test_a_rejected_photo_reads_as_one_on_the_card_and_my_coins_filters_it(
+    browser, live_server, transactional_db, django_db_serialized_rollback
+):
+    """Issue 21: no "Predicted" badge, no year, no model error for a photo that is not a coin; My coins counts it
+    apart and filters it, at desktop and phone widths."""
+    base = live_server.url
+    collector = UserFactory(username="fern", roles=["collector"])
+    dated = PredictionFactory(
+        coin=CoinFactory(owner=collector, status=Coin.Status.PREDICTED), year=1874, interval_level=0.95
+    ).coin
+    cat = PredictionFactory(
+        coin=CoinFactory(owner=collector, status=Coin.Status.PREDICTED),
+        year=1999,
+        interval_low=1933,
+        interval_high=1999,
+        rejected="not_a_coin",
+    ).coin
+    PredictionFactory(coin=CoinFactory(owner=collector, status=Coin.Status.PREDICTED), year=1950, rejected="unreadable")
+    context, page = signed_in_page(browser, base, "fern")
+
+    for width, name in ((1280, "desktop"), (390, "phone")):
+        page.set_viewport_size({"width": width, "height": 900})
+
+        # the card of the cat: what was found, what to do, no year and no model error
+        page.goto(base + reverse("coin-detail", kwargs={"coin_id": cat.id}))
+        card = page.inner_text(".result")
+        assert page.inner_text("[data-status-badge]") == "Not a coin"
+        assert page.inner_text("[data-heading]").strip().lower() == "no year given"
+        assert page.inner_text("[data-year]").strip() == "Not a coin"
+        assert "does not look like a coin" in card and page.is_visible("[data-retake]")
+        assert "Predicted" not in card and "MAE" not in card and "1999" not in card and "1933" not in card
+        page.screenshot(path=ARTIFACTS / f"card-rejected-{name}.png", full_page=True)
+
+        # My coins: two coins and one upload that is not a coin; the filter shows the non-coin alone
+        page.goto(base + reverse("coin-list"))
+        assert page.inner_text("[data-coin-count]") == "2 coins, and 1 upload that is not a coin"
+        assert page.locator(".badge--predicted").count() == 0
+        page.screenshot(path=ARTIFACTS / f"my-coins-verdicts-{name}.png", full_page=True)
+        page.click("[data-verdict-tabs] [data-show=not_a_coin]")
+        page.wait_for_url(base + reverse("coin-list") + "?show=not_a_coin")
+        assert page.locator(".coin-card").count() == 1
+        assert page.inner_text(".coin-card [data-verdict]") == "Not a coin"
+        page.select_option("#id_show", "dated")
+        page.click(".filters button[type=submit]")
+        page.wait_for_url(re.compile(r".*show=dated.*"))
+        assert page.locator(".coin-card").count() == 1
+        assert f"/coins/{dated.id}/" in page.get_attribute(".coin-card a", "href")
+        page.screenshot(path=ARTIFACTS / f"my-coins-dated-{name}.png", full_page=True)
+    context.close()
+
+
+def test_a_waiting_card_that_turns_out_not_a_coin_updates_to_say_so(
+    browser, live_server, transactional_db, django_db_serialized_rollback
+):
+    base = live_server.url
+    collector = UserFactory(username="gil", roles=["collector"])
+    coin = CoinFactory(owner=collector)  # pending
+    context, page = signed_in_page(browser, base, "gil")
+    page.goto(base + reverse("coin-detail", kwargs={"coin_id": coin.id}))
+    assert page.inner_text("[data-status-badge]") == "Waiting"
+
+    # when the model rejects the photos while the page is open (it polls status.json)
+    PredictionFactory(coin=coin, year=1999, interval_low=1933, interval_high=1999, rejected="not_a_coin")
+    Coin.objects.filter(pk=coin.pk).update(status=Coin.Status.PREDICTED)
+
+    # then the card says what was found, with no year and no "Predicted"
+    page.wait_for_selector("[data-status-badge].badge--not_a_coin")
+    assert page.inner_text("[data-status-badge]") == "Not a coin"
+    assert page.inner_text("[data-heading]").strip().lower() == "no year given"
+    assert page.inner_text("[data-year]").strip() == "Not a coin"
+    assert page.inner_text("[data-model]").startswith("Checked by")
+    card = page.inner_text(".result")
+    assert "1999" not in card and "Predicted" not in card and page.is_visible("[data-retake]")
+    context.close()

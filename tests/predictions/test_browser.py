@@ -78,7 +78,7 @@ def test_collector_signs_up_uploads_and_sees_the_year_and_others_get_404(
     year_text = page.inner_text("[data-year]").strip()
     assert YEAR_IN_WORDS.match(year_text), year_text
     assert "Predicted by" in page.inner_text("[data-model]")
-    assert page.inner_text("[data-status-badge]") == "Predicted"
+    assert page.inner_text("[data-status-badge]") == "Dated"
     assert page.eval_on_selector_all(".photo img", "imgs => imgs.map(i => i.naturalWidth > 0)") == [True, True]
     page.screenshot(path=ARTIFACTS / "browser-coin-page.png", full_page=True)
     coin = Coin.objects.get(pk=coin_id)
@@ -131,7 +131,7 @@ def test_upload_checks_photos_in_the_browser_and_the_coin_waits_while_no_model_i
 
     # good photos are accepted; with no model in production the coin waits, and the page says why
     coin_id = upload(page, base, front, back)
-    assert page.inner_text("[data-status-badge]") == "Pending"
+    assert page.inner_text("[data-status-badge]") == "Waiting"
     assert "Looking at your photos" in page.inner_text("[data-coin-status]")
     assert "No model in production yet" in page.inner_text("footer")
     page.screenshot(path=ARTIFACTS / "browser-coin-pending-phone.png", full_page=True)

@@ -7,17 +7,17 @@ from predictions.forms import CoinFilterForm, CoinUploadForm, SignUpForm
 from tests.factories import jpeg_bytes
 
 
-def test_filter_form_accepts_a_year_range_and_a_status():
-    form = CoinFilterForm({"year_min": "1800", "year_max": "1900", "status": "predicted"})
+def test_filter_form_accepts_a_year_range_and_what_to_show():
+    form = CoinFilterForm({"year_min": "1800", "year_max": "1900", "show": "not_a_coin"})
 
     assert form.is_valid()
-    assert form.selector_kwargs() == {"year_min": 1800, "year_max": 1900, "status": "predicted"}
+    assert form.selector_kwargs() == {"year_min": 1800, "year_max": 1900, "verdict": "not_a_coin"}
 
 
 def test_filter_form_with_nothing_filled_in_filters_nothing():
-    form = CoinFilterForm({"year_min": "", "year_max": "", "status": ""})
+    form = CoinFilterForm({"year_min": "", "year_max": "", "show": ""})
 
-    assert form.selector_kwargs() == {"year_min": None, "year_max": None, "status": None}
+    assert form.selector_kwargs() == {"year_min": None, "year_max": None, "verdict": None}
 
 
 @pytest.mark.parametrize(
@@ -26,7 +26,7 @@ def test_filter_form_with_nothing_filled_in_filters_nothing():
         ({"year_min": "abc"}, "Year from: Enter a whole number."),
         ({"year_max": "1600"}, "Year to: Ensure this value is greater than or equal to 1700."),
         ({"year_min": "99999"}, "Year from: Ensure this value is less than or equal to 2025."),
-        ({"status": "lost"}, "Status: Select a valid choice."),
+        ({"show": "predicted"}, "Show: Select a valid choice."),
         ({"year_min": "1900", "year_max": "1800"}, "“Year from” (1900) is after “Year to” (1800)"),
     ],
 )

@@ -430,6 +430,9 @@ def test_status_json_reports_the_prediction(client, collector):
     assert data == {
         "status": "predicted",
         "status_detail": "",
+        "verdict": "verified",
+        "verdict_label": "Verified",
+        "heading": "Verified year",
         "year": 1874,
         "low": 1869,
         "high": 1879,

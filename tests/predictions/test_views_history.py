@@ -32,7 +32,7 @@ def test_my_coins_lists_only_own_coins_newest_first_with_year_and_status(client,
 
     assert _coin_ids(response) == [newer.id, older.id]
     assert "1874, likely 1869–1879" in text
-    assert "Pending" in text and "Predicted" in text
+    assert "Waiting" in text and "Dated" in text
     assert f"/coins/{older.id}/front/?size=thumb" in response.content.decode()
 
 
@@ -55,9 +55,55 @@ def test_my_coins_filters_by_status(client, collector):
     CoinFactory(owner=collector, status=Coin.Status.PENDING)
     client.force_login(collector)
 
-    response = client.get(reverse("coin-list"), {"status": "failed"})
+    response = client.get(reverse("coin-list"), {"show": "failed"})
 
     assert _coin_ids(response) == [failed.id]
+
+
+def _predicted(owner, **prediction) -> Coin:
+    return PredictionFactory(coin=CoinFactory(owner=owner, status=Coin.Status.PREDICTED), **prediction).coin
+
+
+def test_my_coins_shows_each_verdict_apart_and_does_not_count_non_coins_as_coins(client, collector):
+    # given a dated coin, a verified one, two photos that are not coins, an unreadable date and a coin still waiting
+    dated = _predicted(collector, year=1874)
+    verified = CoinFactory(owner=collector, status=Coin.Status.PREDICTED, verified_year=1901)
+    cats = [_predicted(collector, year=1999, rejected="not_a_coin") for _ in range(2)]
+    blurred = _predicted(collector, year=1950, rejected="unreadable")
+    waiting = CoinFactory(owner=collector)
+    client.force_login(collector)
+
+    # when the collector opens "My coins", then each filter
+    everything = client.get(reverse("coin-list"))
+    shown = {
+        key: _coin_ids(client.get(reverse("coin-list"), {"show": key}))
+        for key in ("dated", "not_a_coin", "unreadable", "waiting")
+    }
+
+    # then the count names the coins and, apart, what is not a coin; every row says what the model found
+    text = _text(everything)
+    assert "4 coins, and 2 uploads that are not a coin" in text
+    assert "All 6" in text and "Dated 2" in text and "Not a coin 2" in text and "Date not readable 1" in text
+    assert "Waiting for the model 1" in text
+    assert shown == {
+        "dated": [verified.id, dated.id],
+        "not_a_coin": [cats[1].id, cats[0].id],
+        "unreadable": [blurred.id],
+        "waiting": [waiting.id],
+    }
+    html = everything.content.decode()
+    assert html.count('data-verdict="not_a_coin"') == 2 and "badge--predicted" not in html
+    assert "1999" not in text and "1950" not in text  # a rejected photo's best guess is no year
+
+
+def test_year_filter_never_finds_a_rejected_photo_by_its_best_guess(client, collector):
+    dated = _predicted(collector, year=1874)
+    _predicted(collector, year=1875, rejected="not_a_coin")
+    client.force_login(collector)
+
+    response = client.get(reverse("coin-list"), {"year_min": 1870, "year_max": 1880})
+
+    assert _coin_ids(response) == [dated.id]
 
 
 @pytest.mark.parametrize(
@@ -65,7 +111,7 @@ def test_my_coins_filters_by_status(client, collector):
     [
         ({"year_min": "abc"}, "Year from: Enter a whole number."),
         ({"year_max": "3000"}, "Year to: Ensure this value is less than or equal to 2025."),
-        ({"status": "lost"}, "Status: Select a valid choice."),
+        ({"show": "lost"}, "Show: Select a valid choice."),
         ({"year_min": "1900", "year_max": "1800"}, "“Year from” (1900) is after “Year to” (1800)"),
     ],
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import subprocess
 import sys
@@ -43,6 +44,34 @@ def inputs_of(photos) -> list[dict[str, str]]:
     return [{"front_image_base64": b64(f), "back_image_base64": b64(b)} for f, b, _ in photos]
 
 
+def four_bodies(inputs: list[dict[str, str]], **extra) -> dict[str, dict]:
+    """The same coins in each of the four bodies `mlflow models serve` accepts (its scoring server's
+    SUPPORTED_FORMATS); `extra` (e.g. params) is added to each."""
+    sides = ["back_image_base64", "front_image_base64"]  # columns in the other order: they are matched by name
+    return {
+        "inputs": {"inputs": inputs, **extra},
+        "dataframe_records": {"dataframe_records": inputs, **extra},
+        "dataframe_split": {
+            "dataframe_split": {"columns": sides, "data": [[item[side] for side in sides] for item in inputs]},
+            **extra,
+        },
+        "instances": {"instances": inputs, **extra},
+    }
+
+
+def invoke(model, body: dict) -> tuple[int, dict]:
+    """What `mlflow models serve` answers to a JSON body, without a server: its own request handler."""
+    from mlflow.pyfunc import scoring_server
+
+    try:
+        answer = scoring_server.invocations(
+            json.dumps(body), "application/json", model, model.metadata.get_input_schema()
+        )
+    except MlflowException as error:
+        return error.get_http_status_code(), {"message": error.message}
+    return answer.status, json.loads(answer.response)
+
+
 def rounded(rows: np.ndarray) -> list[int]:
     return [int(round(float(row[0]))) for row in rows]
 
@@ -63,7 +92,14 @@ def test_pyfunc_returns_one_int_year_per_input_in_order(trained, served):  # noq
     assert years == expected
     assert all(type(year) is int for year in years)
     assert reversed_years == expected[::-1]
-    assert served.predict([]) == []
+
+
+def test_pyfunc_refuses_an_empty_request_as_the_api_does(served):
+    # the signature's two required columns: MLflow refuses a body without rows (/api/predict: "inputs is empty")
+    with pytest.raises(MlflowException) as caught:
+        served.predict([])
+
+    assert caught.value.get_http_status_code() == 400
 
 
 def test_same_photo_gives_the_same_year_in_memory_through_load_predictor_and_the_pyfunc(trained, served, tmp_path):  # noqa: F811
@@ -149,10 +185,72 @@ def test_model_signature_is_the_model_serving_json(served):
     assert "front_image_base64" in text and "back_image_base64" in text
 
 
+def test_model_signature_declares_a_details_parameter_defaulting_to_false(served):
+    params = served.metadata.get_params_schema()
+
+    assert [(p.name, p.dtype.name, p.default) for p in params.params] == [("details", "boolean", False)]
+
+
+def test_details_parameter_returns_the_details_through_the_loaded_pyfunc(trained, served):  # noqa: F811
+    # given the model loaded as any MLflow client loads it (so MLflow checks params against the signature)
+    payload = inputs_of(trained.photos[:3])
+    years = served.predict(payload)
+
+    # when the details are asked for through MLflow's params
+    details = served.predict(payload, params={"details": True})
+
+    # then every input has its details, agreeing with the plain years
+    assert len(details) == 3 and all(isinstance(d, dict) for d in details)
+    assert [d.get("year") for d in details] == years
+    assert all(("rejected" in d) or {"year", "low", "high", "level"} <= set(d) for d in details)
+    assert served.predict(payload, params={"details": False}) == years
+
+
+def test_four_request_bodies_give_identical_answers_in_process_and_through_the_scoring_server(trained, served):  # noqa: F811
+    """Must show 6 (without a server): mlflow's own request handler parses each body as `mlflow models serve` does."""
+    payload = inputs_of(trained.photos[:4])
+    years = served.predict(payload)
+    details = served.predict(payload, params={"details": True})
+
+    plain = {name: invoke(served, body) for name, body in four_bodies(payload).items()}
+    detailed = {name: invoke(served, body) for name, body in four_bodies(payload, params={"details": True}).items()}
+
+    assert plain == {name: (200, {"predictions": years}) for name in plain}
+    assert detailed == {name: (200, {"predictions": details}) for name in detailed}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"inputs": {"front_image_base64": ["a"], "back_image_base64": ["b"]}},  # columns: /api/predict refuses them too
+        {"instances": {"front_image_base64": ["a"], "back_image_base64": ["b"]}},
+        {"dataframe_records": [{"front_image_base64": 12345, "back_image_base64": "b"}]},
+        {"dataframe_split": {"data": [["a", "b"]]}},  # no column names
+    ],
+    ids=["inputs-columns", "instances-columns", "number", "split-without-columns"],
+)
+def test_scoring_server_refuses_what_the_api_refuses(served, body):
+    status, answer = invoke(served, body)
+
+    assert status == 400, answer
+
+
+def test_scoring_server_refuses_a_bad_photo_in_any_body_naming_its_row(trained, served):  # noqa: F811
+    payload = inputs_of(trained.photos[:2])
+    payload[1] = {**payload[1], "back_image_base64": "%%% not base64 %%%"}
+
+    answers = {name: invoke(served, body) for name, body in four_bodies(payload).items()}
+
+    for name, (status, body) in answers.items():
+        assert status == 400, name
+        assert "inputs[1].back_image_base64" in body["message"], name
+
+
 @pytest.mark.slow
-def test_mlflow_models_serve_answers_the_model_serving_json(trained, tmp_path):  # noqa: F811
+def test_mlflow_models_serve_answers_the_model_serving_json(trained, served, tmp_path):  # noqa: F811
     """Must show: `mlflow models serve -m models:/coin-year@production --env-manager local` from another folder
-    (so `training` comes from the model's own code path, not from this repository) answers the fixed JSON."""
+    (so `training` comes from the model's own code path, not from this repository) answers the fixed JSON, and
+    (issue 21, must show 6) its three other bodies with the same years, and the details for params.details."""
     port = free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": trained.tracking_uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
     env.pop("PYTHONPATH", None)
@@ -204,6 +302,20 @@ def test_mlflow_models_serve_answers_the_model_serving_json(trained, tmp_path): 
         assert all(type(year) is int for year in answer.json()["predictions"])
         assert 400 <= bad.status_code < 500, bad.text
         assert "inputs[0].front_image_base64" in bad.json()["message"]
+
+        payload = inputs_of(trained.photos[:3])
+        in_process = served.predict(payload)
+        in_process_details = served.predict(payload, params={"details": True})
+        plain = {n: requests.post(url, json=b, timeout=60) for n, b in four_bodies(payload).items()}
+        detailed = {
+            n: requests.post(url, json=b, timeout=60) for n, b in four_bodies(payload, params={"details": True}).items()
+        }
+        assert {n: (a.status_code, a.json()) for n, a in plain.items()} == {
+            n: (200, {"predictions": in_process}) for n in plain
+        }
+        assert {n: (a.status_code, a.json()) for n, a in detailed.items()} == {
+            n: (200, {"predictions": in_process_details}) for n in detailed
+        }
         print(f"mlflow models serve: first answer after {time.monotonic() - started:.1f} s")
     finally:
         stop_group(server)

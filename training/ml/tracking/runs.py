@@ -38,6 +38,7 @@ from training.ml.tracking.packaging import (
     MODEL_ARTIFACT_NAME,
     PYFUNC_PATH,
     default_input_example,
+    model_signature,
     pip_requirements,
     stage_training_package,
     write_model_artifacts,
@@ -341,6 +342,7 @@ class TrainingTracker:
             artifacts = write_model_artifacts(fit_result, Path(tmp) / "artifacts")
             code = stage_training_package(Path(tmp) / "code")
             example = input_example if input_example is not None else default_input_example()
+            # the example carries the parameter too, so the saved serving example shows how to ask for the details
             info = mlflow.models.Model.log(
                 artifact_path=None,
                 name=MODEL_ARTIFACT_NAME,
@@ -349,7 +351,8 @@ class TrainingTracker:
                 python_model=str(PYFUNC_PATH),
                 artifacts={key: str(path) for key, path in artifacts.items()},
                 code_paths=[str(code)],
-                input_example=example,
+                signature=model_signature(),
+                input_example=(example, {"details": False}),
                 pip_requirements=pip_requirements(),
                 metadata={"coinsite": {"config": jsonable(self.config_dict)}},
             )
