@@ -41,9 +41,12 @@ _REJECTED = {"not_a_coin": NOT_A_COIN, "unreadable": UNREADABLE}
 
 
 def coin_verdict(coin: Coin) -> Verdict:
-    """The coin's verdict: a curator's year wins; else the coin's state and its latest prediction."""
+    """The coin's verdict: a curator's decision wins (a year, or "not a coin"); else the coin's state and its latest
+    prediction."""
     if coin.verified_year is not None:
         return VERIFIED
+    if coin.not_a_coin:
+        return NOT_A_COIN
     if coin.status == Coin.Status.PENDING:
         return WAITING
     if coin.status == Coin.Status.FAILED:
@@ -62,11 +65,11 @@ def with_latest_rejection(queryset: QuerySet[Coin]) -> QuerySet[Coin]:
 
 def _conditions() -> dict[str, Q]:
     """Each verdict as a condition on a queryset annotated by with_latest_rejection (they do not overlap)."""
-    unverified = Q(verified_year__isnull=True)
+    unverified = Q(verified_year__isnull=True, not_a_coin=False)
     predicted = unverified & Q(status=Coin.Status.PREDICTED)
     return {
         "dated": Q(verified_year__isnull=False) | (predicted & Q(latest_rejected="")),
-        "not_a_coin": predicted & Q(latest_rejected="not_a_coin"),
+        "not_a_coin": Q(not_a_coin=True) | (predicted & Q(latest_rejected="not_a_coin")),
         "unreadable": predicted & Q(latest_rejected="unreadable"),
         "waiting": unverified
         & (Q(status=Coin.Status.PENDING) | (Q(status=Coin.Status.PREDICTED) & Q(latest_rejected__isnull=True))),

@@ -10,6 +10,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from predictions.models import Coin
+from predictions.verdicts import coin_verdict
 from registry import serving
 from tests.factories import CoinFactory, PredictionFactory
 from tests.pages import page_text
@@ -124,3 +125,19 @@ def test_api_coins_filter_by_verdict_lists_the_non_coins_apart(collector):
 
     assert ids == {"dated": [dated.id], "not_a_coin": [cat.id]}
     assert refused.status_code == 400 and refused.json()["field"] == "verdict"
+
+
+def test_a_coin_a_curator_marked_not_a_coin_is_listed_as_not_a_coin_though_the_model_read_a_year(collector):
+    read_by_model = PredictionFactory(coin=CoinFactory(owner=collector, status=Coin.Status.PREDICTED), year=1874).coin
+    Coin.objects.filter(pk=read_by_model.pk).update(not_a_coin=True)
+    read_by_model.refresh_from_db()
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=collector).key}")
+
+    ids = {
+        key: [c["id"] for c in api.get("/api/coins/", {"verdict": key}).json()["results"]]
+        for key in ("dated", "not_a_coin")
+    }
+
+    assert ids == {"dated": [], "not_a_coin": [read_by_model.id]}
+    assert coin_verdict(read_by_model).key == "not_a_coin"
