@@ -198,8 +198,16 @@ class CoinDateModel(nn.Module):
             year_min=config.year_min,
             year_max=config.year_max,
         )
-        for parameter in self.reader.coin.parameters():  # pretrained against non-coin photos; labels hold none
+        # Pretrained against non-coin photos; year labels hold none, so the year loss never trains it. A retrain
+        # with curators' non-coins refits it on detached features after the year training (coin_head.py).
+        for parameter in self.reader.coin.parameters():
             parameter.requires_grad_(False)
+
+    def photo_features(self, photos: torch.Tensor) -> torch.Tensor:
+        """The coin head's input for single photos (N, C, H, W): the trunk's mean- and max-pooled features
+        (N, 2 x width) in float32, as DateReaderNet.forward computes them for each photo of a pair."""
+        features = self.reader.trunk(photos)
+        return torch.cat([features.mean((2, 3)), features.amax((2, 3))], 1).float()
 
     def year_log_probs(self, front: torch.Tensor, back: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(log p(year) (N, Y), per-photo coin probability (N, 2))."""
