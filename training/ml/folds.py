@@ -87,8 +87,18 @@ class FoldOutput:
     fresh_log_p: np.ndarray | None = None
     fresh_coin: np.ndarray | None = None
     negative_coin: np.ndarray | None = None
+    val_coin: np.ndarray | None = None  # date reader: the coin score of each validation coin (out-of-fold)
 
-    _ARRAYS = ("val_pos", "predicted_years", "fresh_years", "log_p", "fresh_log_p", "fresh_coin", "negative_coin")
+    _ARRAYS = (
+        "val_pos",
+        "predicted_years",
+        "fresh_years",
+        "log_p",
+        "fresh_log_p",
+        "fresh_coin",
+        "negative_coin",
+        "val_coin",
+    )
 
     def to_bytes(self) -> bytes:
         """A torch.save of tensors and plain values only, so that from_bytes can load it with weights_only=True
@@ -110,7 +120,7 @@ class FoldOutput:
     @classmethod
     def from_bytes(cls, data: bytes) -> FoldOutput:
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        arrays = {name: None if payload[name] is None else payload[name].numpy() for name in cls._ARRAYS}
+        arrays = {name: None if payload.get(name) is None else payload[name].numpy() for name in cls._ARRAYS}
         return cls(
             fold=int(payload["fold"]),
             state=payload["state"],
@@ -193,10 +203,10 @@ def fit_fold(
     val_loader = make_loader(
         Subset(context.eval_view, val_idx.tolist()), batch_size=2 * config.batch_size, shuffle=False
     )
-    log_p = fresh_log_p = fresh_coin = negative_coin = None
+    log_p = fresh_log_p = fresh_coin = negative_coin = val_coin = None
     if isinstance(model, CoinDateModel):
         # One pass gives the distribution and the answer (its most likely year, as forward() answers it).
-        log_p, _ = reader_outputs(model, val_loader, device=device)
+        log_p, val_coin = reader_outputs(model, val_loader, device=device)
         predicted_years = (config.year_min + log_p.argmax(1)).astype(np.float64)
     else:
         prediction, _ = predict(model, val_loader, device=device)
@@ -223,6 +233,7 @@ def fit_fold(
         fresh_log_p=fresh_log_p,
         fresh_coin=fresh_coin,
         negative_coin=negative_coin,
+        val_coin=val_coin,
     )
 
 

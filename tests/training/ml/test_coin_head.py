@@ -34,11 +34,11 @@ def coins() -> list[CoinSample]:
     ]
 
 
-def medal_pairs(count: int, seed: int) -> list[tuple[bytes, bytes]]:
-    """Medals (a gold disc with a year), a kind pretraining never drew and the base reader often takes for a coin:
+def token_pairs(count: int, seed: int) -> list[tuple[bytes, bytes]]:
+    """Struck metal tokens (a star and TOKEN, no date), a kind pretraining never drew and readers take for coins:
     what a curator would mark not a coin."""
     return [
-        tuple(negatives.generate_negative_jpeg(seed + 2 * i + side, size=128, kinds=("medal",)) for side in (0, 1))
+        tuple(negatives.generate_negative_jpeg(seed + 2 * i + side, size=128, kinds=("token",)) for side in (0, 1))
         for i in range(count)
     ]
 
@@ -55,7 +55,7 @@ def test_a_coin_head_refit_with_curator_negatives_lowers_their_coin_loss_and_lea
     # given the base reader and photos curators marked not a coin
     model = build_model(config)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    pairs = medal_pairs(6, seed=50)
+    pairs = token_pairs(6, seed=50)
     negative_set = CoinNegatives.build(config, pairs)
     curator_photos = negative_set.curator
     positives = torch.stack([load_uint8(sample.front, config) for sample in coins])
@@ -85,7 +85,7 @@ def test_curator_split_keeps_a_seeded_share_for_the_calibration(config):
 def test_a_fold_trains_the_coin_head_only_when_curators_marked_non_coins(config, coins, with_negatives):
     # given a fold of a run, with or without curators' non-coins
     dataset = CoinPairDataset(coins, config, train=True)
-    pairs = medal_pairs(3, seed=70) if with_negatives else []
+    pairs = token_pairs(3, seed=70) if with_negatives else []
     context = FoldContext.build(config, dataset, fold_plan(config, len(coins)), pairs)
     base = build_model(config).state_dict()
 
