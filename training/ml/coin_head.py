@@ -16,7 +16,8 @@ each class weighted to half of the loss, the curators' photos to half of the neg
 coins join the positives: with the fold's 20 coins alone (40 coins, 2 folds) the refitted head rejected 17 % of fresh
 coins; with them none, lowest fresh coin score 0.59. Each photo is seen plain and augmented (the same augmentation on
 both classes, so augmentation itself carries no label). Starting from the current head, COIN_HEAD_STEPS full-batch
-Adam steps on cached features take well under a second.
+Adam steps on cached features take well under a second; drawing the generated photos takes about 16 s at 192 px,
+once per worker, and only in runs given curators' non-coins.
 
 The threshold stays honest: it is calibrated on coins the head never took as positives (the run's holdout, else each
 coin's out-of-fold score: kfold._threshold_coin_scores). Measured through a retrain (40 coins at 128 px, one

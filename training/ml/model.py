@@ -225,7 +225,9 @@ class CoinDateModel(nn.Module):
         self, front: torch.Tensor, back: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
     ) -> torch.Tensor:
         """Loss on a labelled batch (normalised targets, as the regression head takes them); the coin head is not
-        trained here (labelled batches hold only coins), pretraining taught it against generated non-coin photos."""
+        trained here (labelled batches hold only coins, so it would learn that everything is one): pretraining taught
+        it against generated non-coin photos, and a run given curators' non-coins refits it after the year training
+        on detached features (coin_head.fit_coin_head)."""
         years = torch.round(denormalise_year(target.float(), self.config)).long()
         targets = ReaderTargets(
             year_index=(years - self.config.year_min).clamp(0, self.config.year_max - self.config.year_min),
