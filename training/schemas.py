@@ -112,6 +112,13 @@ class RunMetrics:
     soup_served: float | None = None
     soup_holdout_exact: float | None = None
     folds_ensemble_holdout_exact: float | None = None
+    # the date reader's coin head, refitted against the curators' non-coins (training.ml.coin_head): how many the
+    # run was given, trained on and held out for the calibration, and the head's weighted loss before and after
+    curator_negatives: float | None = None
+    curator_negatives_trained: float | None = None
+    curator_negatives_held_out: float | None = None
+    coin_head_loss_before: float | None = None
+    coin_head_loss: float | None = None
     folds: list[FoldMetrics] = field(default_factory=list)
 
     @classmethod

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from training.ml.coin_head import CoinNegatives, curator_split, fit_coin_head
 from training.ml.config import TrainConfig
 from training.ml.data import CoinPairDataset, kfold_indices, make_loader
 from training.ml.metrics import regression_metrics
@@ -86,8 +87,18 @@ class FoldOutput:
     fresh_log_p: np.ndarray | None = None
     fresh_coin: np.ndarray | None = None
     negative_coin: np.ndarray | None = None
+    val_coin: np.ndarray | None = None  # date reader: the coin score of each validation coin (out-of-fold)
 
-    _ARRAYS = ("val_pos", "predicted_years", "fresh_years", "log_p", "fresh_log_p", "fresh_coin", "negative_coin")
+    _ARRAYS = (
+        "val_pos",
+        "predicted_years",
+        "fresh_years",
+        "log_p",
+        "fresh_log_p",
+        "fresh_coin",
+        "negative_coin",
+        "val_coin",
+    )
 
     def to_bytes(self) -> bytes:
         """A torch.save of tensors and plain values only, so that from_bytes can load it with weights_only=True
@@ -109,7 +120,7 @@ class FoldOutput:
     @classmethod
     def from_bytes(cls, data: bytes) -> FoldOutput:
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        arrays = {name: None if payload[name] is None else payload[name].numpy() for name in cls._ARRAYS}
+        arrays = {name: None if payload.get(name) is None else payload[name].numpy() for name in cls._ARRAYS}
         return cls(
             fold=int(payload["fold"]),
             state=payload["state"],
@@ -132,14 +143,16 @@ class FoldContext:
     years: np.ndarray
     fresh_loader: DataLoader
     negatives: DataLoader | None
-    curator_negatives: int = 0  # the last this many pairs of `negatives` are curators' non-coins
+    curator_negatives: int = 0  # curators' non-coins given to the run; the held-out ones end `negatives`
+    coin_negatives: CoinNegatives | None = None  # what the coin head trains against (curators' non-coins only)
 
     @classmethod
     def build(
         cls, config: TrainConfig, dataset: CoinPairDataset, plan: FoldPlan, negatives: Sequence[NegativePair] = ()
     ) -> FoldContext:
-        """``negatives``: (front, back) photos curators marked not a coin, beside the generated non-coin photos
-        (reader head only: the regression head has no coin score)."""
+        """``negatives``: (front, back) photos curators marked not a coin (reader head only: the regression head has
+        no coin score). A seeded share (coin_head.curator_split) ends the calibration's non-coin loader, after the
+        generated photos; the rest trains every fold's coin head, beside generated non-coins of other seeds."""
         train_view = dataset if dataset.train else dataset.view(train=True)
         eval_view = dataset.view(train=False)
         fresh = make_loader(
@@ -147,8 +160,12 @@ class FoldContext:
         )
         years = np.array([s.year for s in dataset.samples], dtype=np.float64)
         reader = config.head == "reader"
-        loader = negative_loader(config, extra=negatives) if reader else None
-        return cls(config, plan, train_view, eval_view, years, fresh, loader, len(negatives) if reader else 0)
+        if not reader:
+            return cls(config, plan, train_view, eval_view, years, fresh, None)
+        held_out, trained = curator_split(config, len(negatives))
+        loader = negative_loader(config, extra=[negatives[i] for i in held_out])
+        coin_negatives = CoinNegatives.build(config, [negatives[i] for i in trained]) if len(trained) else None
+        return cls(config, plan, train_view, eval_view, years, fresh, loader, len(negatives), coin_negatives)
 
 
 def fit_fold(
@@ -182,20 +199,21 @@ def fit_fold(
         should_stop=should_stop,
         history=history,
     )
+    coin_head = _fit_coin_head(context, model, train_idx, fold=fold, device=device)
     val_loader = make_loader(
         Subset(context.eval_view, val_idx.tolist()), batch_size=2 * config.batch_size, shuffle=False
     )
-    log_p = fresh_log_p = fresh_coin = negative_coin = None
+    log_p = fresh_log_p = fresh_coin = negative_coin = val_coin = None
     if isinstance(model, CoinDateModel):
         # One pass gives the distribution and the answer (its most likely year, as forward() answers it).
-        log_p, _ = reader_outputs(model, val_loader, device=device)
+        log_p, val_coin = reader_outputs(model, val_loader, device=device)
         predicted_years = (config.year_min + log_p.argmax(1)).astype(np.float64)
     else:
         prediction, _ = predict(model, val_loader, device=device)
         predicted_years = denormalise_year(prediction, config)
     years = context.years
     metrics = regression_metrics(years[val_idx], predicted_years)
-    metrics.update(report, seconds=time.perf_counter() - started)
+    metrics.update(report, **coin_head, seconds=time.perf_counter() - started)
     baseline_year = float(np.median(years[train_idx]))
     baseline = regression_metrics(years[val_idx], np.full(len(val_idx), baseline_year))
     fresh, _ = predict(model, context.fresh_loader, device=device)
@@ -215,4 +233,21 @@ def fit_fold(
         fresh_log_p=fresh_log_p,
         fresh_coin=fresh_coin,
         negative_coin=negative_coin,
+        val_coin=val_coin,
+    )
+
+
+def _fit_coin_head(
+    context: FoldContext, model: torch.nn.Module, train_idx: np.ndarray, *, fold: int, device: torch.device
+) -> dict[str, float]:
+    """Refit the date reader's coin head against the curators' non-coins (coin_head.py), positives the photos of
+    the fold's training coins; nothing (the head stays as the base trained it) without curator non-coins."""
+    if context.coin_negatives is None or not isinstance(model, CoinDateModel):
+        return {}
+    cache = context.eval_view.cache
+    cache.ensure(train_idx.tolist())
+    index = torch.as_tensor(train_idx, dtype=torch.int64)
+    positives = torch.cat([cache.fronts.index_select(0, index), cache.backs.index_select(0, index)])
+    return fit_coin_head(
+        model, positives, context.coin_negatives, context.config, device=device, seed=context.config.seed + 97 * fold
     )

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from training.ml.coin_head import curator_split
 from training.ml.config import TrainConfig
 from training.ml.data import CoinPairDataset, CoinSample
 from training.ml.ensemble import CoinYearEnsemble
@@ -262,7 +263,10 @@ def fit_combine(
     the calibrated interval (and the date reader's temperature and coin threshold), the held-out answers.
 
     With ``soup`` (the fold models averaged, soup.make_soup) the version serves it when it reads the holdout about as
-    well as the ensemble; the calibration, the interval's figures and the holdout answers are then the soup's."""
+    well as the ensemble; the calibration, the interval's figures and the holdout answers are then the soup's.
+    ``curator_negatives``: how many curators' non-coins the run was given (FoldContext.curator_negatives); the
+    calibration measures the held-out ones (coin_head.curator_split), the fold metrics say how many trained."""
+    held_out = len(curator_split(config, curator_negatives)[0])
     outputs = sorted(outputs, key=lambda output: output.fold)
     if [output.fold for output in outputs] != list(range(config.folds)):
         raise ValueError(
@@ -289,14 +293,14 @@ def fit_combine(
     if fresh_reads and soup is not None and holdout:
         truth = years[calibration_index]
         served_reads = ([r[0] for r in fresh_reads], [r[1] for r in fresh_reads], negative_reads)
-        ensemble_metrics = calibrate_reader(*served_reads, truth, config, curator_negatives=curator_negatives)[1]
+        ensemble_metrics = calibrate_reader(*served_reads, truth, config, curator_negatives=held_out)[1]
         soup_metrics = calibrate_reader(
             [soup.fresh_log_p],
             [soup.fresh_coin],
             [soup.negative_coin],
             truth,
             config,
-            curator_negatives=curator_negatives,
+            curator_negatives=held_out,
         )[1]
         decision = decide(soup_metrics, ensemble_metrics)
         if decision.served:
@@ -316,11 +320,11 @@ def fit_combine(
         truth = years[calibration_index] if holdout else years[cv_index]
         reader_calibration, reader_metrics, interval_rows = calibrate_reader(
             [r[0] for r in fresh_reads],
-            [r[1] for r in fresh_reads],
+            _threshold_coin_scores(outputs, [r[1] for r in fresh_reads], len(cv_index), holdout=holdout),
             negative_reads,
             truth,
             config,
-            curator_negatives=curator_negatives,
+            curator_negatives=held_out,
         )
         calibration = dataclasses.replace(calibration, **reader_calibration)
     oof_p = None if oof_log_p is None else _softmax(oof_log_p / calibration.temperature)
@@ -336,6 +340,7 @@ def fit_combine(
         summary_metrics.update(decision.metrics())
     if fresh_reads:
         summary_metrics.update(reader_metrics)
+        summary_metrics.update(_coin_head_metrics(fold_metrics, curator_negatives, held_out))
         summary_metrics["oof_exact"] = float(np.mean(np.abs(oof_true - oof_pred) <= 1))
     pooled = regression_metrics(oof_true, oof_pred)
     summary_metrics.update({f"oof_{k}": v for k, v in pooled.items() if k != "n"})
@@ -401,6 +406,38 @@ def fit_combine(
         served_states=[soup.state] if soup is not None and decision is not None and decision.served else None,
         soup=decision,
     )
+
+
+def _threshold_coin_scores(
+    outputs: Sequence[FoldOutput], fresh_coin: list[np.ndarray], cv_count: int, *, holdout: int
+) -> list[np.ndarray]:
+    """The coin scores the coin threshold is calibrated on: the fresh coins' (the holdout's, else every CV coin's).
+
+    Without a holdout the fresh coins are the CV coins, and a coin head refitted on curators' non-coins (coin_head.py)
+    took each of them as a positive in the folds that trained on it: its in-fold scores are optimistic (measured on 40
+    coins: 2.5 % rejected in-fold against 17 % of fresh coins). Then each coin's score comes from the one fold model
+    that held it out, as the out-of-fold year answers do."""
+    trained = any("coin_head_loss" in output.metrics for output in outputs)
+    if holdout or not trained or any(output.val_coin is None for output in outputs):
+        return fresh_coin
+    oof_coin = np.zeros(cv_count)
+    for output in outputs:
+        oof_coin[output.val_pos] = output.val_coin
+    return [oof_coin]
+
+
+def _coin_head_metrics(fold_metrics: Sequence[Mapping[str, float]], given: int, held_out: int) -> dict[str, float]:
+    """The curators' non-coins given, trained on and held out, and the coin head's refit loss (mean over folds,
+    before and after the refit); empty without curator non-coins (the head was not trained)."""
+    if not given:
+        return {}
+    metrics = {"curator_negatives": float(given), "curator_negatives_held_out": float(held_out)}
+    for key in ("curator_negatives_trained", "coin_head_loss_before", "coin_head_loss"):
+        values = [m[key] for m in fold_metrics if key in m]
+        if values:
+            metrics[key] = float(np.mean(values))
+    metrics.setdefault("curator_negatives_trained", 0.0)
+    return metrics
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

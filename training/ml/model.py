@@ -198,8 +198,16 @@ class CoinDateModel(nn.Module):
             year_min=config.year_min,
             year_max=config.year_max,
         )
-        for parameter in self.reader.coin.parameters():  # pretrained against non-coin photos; labels hold none
+        # Pretrained against non-coin photos; year labels hold none, so the year loss never trains it. A retrain
+        # with curators' non-coins refits it on detached features after the year training (coin_head.py).
+        for parameter in self.reader.coin.parameters():
             parameter.requires_grad_(False)
+
+    def photo_features(self, photos: torch.Tensor) -> torch.Tensor:
+        """The coin head's input for single photos (N, C, H, W): the trunk's mean- and max-pooled features
+        (N, 2 x width) in float32, as DateReaderNet.forward computes them for each photo of a pair."""
+        features = self.reader.trunk(photos)
+        return torch.cat([features.mean((2, 3)), features.amax((2, 3))], 1).float()
 
     def year_log_probs(self, front: torch.Tensor, back: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(log p(year) (N, Y), per-photo coin probability (N, 2))."""
@@ -217,7 +225,9 @@ class CoinDateModel(nn.Module):
         self, front: torch.Tensor, back: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
     ) -> torch.Tensor:
         """Loss on a labelled batch (normalised targets, as the regression head takes them); the coin head is not
-        trained here (labelled batches hold only coins), pretraining taught it against generated non-coin photos."""
+        trained here (labelled batches hold only coins, so it would learn that everything is one): pretraining taught
+        it against generated non-coin photos, and a run given curators' non-coins refits it after the year training
+        on detached features (coin_head.fit_coin_head)."""
         years = torch.round(denormalise_year(target.float(), self.config)).long()
         targets = ReaderTargets(
             year_index=(years - self.config.year_min).clamp(0, self.config.year_max - self.config.year_min),

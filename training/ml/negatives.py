@@ -4,7 +4,10 @@ Kinds: textures (noise, stripes, wood-like fields), documents (lines of letters 
 objects that are not coins (plates, buttons, balls, bottle caps), empty backgrounds (the coin generator's own,
 without the coin), geometric scenes, furry blobs (a pet photographed too close), and clock faces (round, with
 numbers on them: the hardest look-alike). Training draws from TRAIN_KINDS only; "clock" is kept out of training so
-that the measured rejection rate includes a kind the model never saw.
+that the measured rejection rate includes a kind the model never saw. "token" (a struck metal token: the coin
+generator's rim, metal and camera around a star and the word TOKEN) is in neither list: a reader fine-tuned on 40
+coins (128 px, one epoch, 2 folds) accepted 25 of 30 token pairs as coins (median coin score 0.89, threshold 0.5),
+which makes it the case for curators' "not a coin" teaching the coin head (coin_head.py).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from training.ml import synthetic
 TRAIN_KINDS = ("texture", "document", "round", "background", "shapes", "fur")
 HELD_OUT_KINDS = ("clock",)
 ALL_KINDS = TRAIN_KINDS + HELD_OUT_KINDS
+LOOK_ALIKE_KINDS = ("token",)
 _WORDS = ("INVOICE", "Total", "1987", "page", "2024", "Dear", "receipt", "No. 1849", "TAX", "12.50", "date")
 
 
@@ -143,6 +147,28 @@ def _clock(rng: np.random.Generator, size: int) -> Image.Image:
     return img
 
 
+def _token(rng: np.random.Generator, size: int) -> Image.Image:
+    """A struck metal token (the coin generator's relief, metal and camera): rim and denticles, a star, "TOKEN";
+    no date, no legend, no portrait."""
+    spec = synthetic._Spec(int(rng.integers(1800, 2000)), rng, "classic")
+    diam = int(round(size * rng.uniform(0.55, 0.90)))
+    render = max(diam, synthetic._MIN_RENDER)
+    c, radius = render / 2.0, render / 2.0 - 0.5
+    relief = Image.new("L", (render, render), 0)
+    d = ImageDraw.Draw(relief)
+    inner = synthetic._draw_rim(d, c, radius, spec)
+    turn = rng.uniform(0, 2 * math.pi)
+    star = [
+        (c + r * math.cos(turn + k * math.pi / 5), c - inner * 0.1 + r * math.sin(turn + k * math.pi / 5))
+        for k in range(10)
+        for r in [inner * (0.55 if k % 2 == 0 else 0.23)]
+    ]
+    d.polygon(star, fill=200)
+    synthetic._draw_text(d, c, c + inner * 0.68, "TOKEN", inner * 0.24, fill=230)
+    face = synthetic._shade(np.asarray(relief, dtype=np.float32) / 255.0, spec, rng)
+    return synthetic._photograph(face, rng, size, diam)[0]
+
+
 _MAKERS = {
     "texture": _texture,
     "document": _document,
@@ -151,6 +177,7 @@ _MAKERS = {
     "shapes": _shapes,
     "fur": _fur,
     "clock": _clock,
+    "token": _token,
 }
 
 

@@ -34,7 +34,8 @@ def _photo_bytes(photo: PhotoSource) -> bytes:
 
 def negative_loader(config: TrainConfig, extra: Sequence[NegativePair] = ()) -> DataLoader:
     """Non-coin photo pairs for the coin threshold: generated ones (the training kinds, a seed never used in
-    pretraining), then ``extra`` (front, back) pairs, the photos curators marked not a coin, as they were uploaded.
+    pretraining), then ``extra`` (front, back) pairs, the photos curators marked not a coin, as they were uploaded
+    (the held-out share of them, coin_head.curator_split: the others trained the coin head).
 
     The extra pairs come last, so the last len(extra) scores of reader_outputs() are theirs (calibrate_reader's
     ``curator_negatives``). They never carry a year: the loader's year and weight columns are dummies."""
