@@ -84,8 +84,10 @@ def verdict_filter(queryset: QuerySet[Coin], verdict: str) -> QuerySet[Coin]:
 
 def verdict_counts(queryset: QuerySet[Coin]) -> dict[str, int]:
     """How many coins of each verdict, in one query; "coins" counts everything but the photos that are not coins."""
-    counts = with_latest_rejection(queryset).aggregate(
-        **{key: Count("pk", filter=condition) for key, condition in _conditions().items()}
+    # aliases apart from the field names: an alias "not_a_coin" would shadow Coin.not_a_coin in the conditions
+    totals = with_latest_rejection(queryset).aggregate(
+        **{f"verdict_{key}": Count("pk", filter=condition) for key, condition in _conditions().items()}
     )
+    counts = {key: totals[f"verdict_{key}"] for key in _conditions()}
     counts["coins"] = sum(counts[key] for key in counts if key != "not_a_coin")
     return counts
