@@ -210,4 +210,3 @@ def _note(front_turn: int, back_turn: int, front_cropped: bool, back_cropped: bo
         if did:
             parts.append(f"{side} {' and '.join(did)}")
     return ", ".join(parts) or "read again"
-
