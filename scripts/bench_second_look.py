@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # serving_bench: make bench's inputs
 
 from training.ml import second_look, synthetic  # noqa: E402
 from training.ml.tracking.loading import predictor_from_files  # noqa: E402
@@ -87,6 +88,18 @@ def main() -> None:
             f"{second_ms:.1f} ms; answer {answers[name]}"
         )
     print(f"same answer on both backends: {answers['onnx'] == answers['torch']}")
+
+    # make bench (a)'s 600 px inputs, one pair at a time: the first look alone against what serving now does
+    from serving_bench.inputs import SEEDS, SIZES, photo_pairs
+
+    bench = photo_pairs(SIZES["600px"], args.repeat, SEEDS["600px"])
+    first_only = [_median_ms(lambda p=pair: predictor.predict_bytes([p]), 3) for pair in bench]
+    served = [_median_ms(lambda p=pair: predictor.read_bytes([p], calibration), 3) for pair in bench]
+    took = sum(second_look.unsure(predictor.predict_bytes([pair]), calibration).any() for pair in bench)
+    print(
+        f"600 px bench pairs ({len(bench)}): p50 first look only {statistics.median(first_only):.1f} ms, "
+        f"served (with the second look when unsure) {statistics.median(served):.1f} ms; {took} took the second look"
+    )
 
 
 if __name__ == "__main__":

@@ -130,3 +130,17 @@ def test_a_small_coin_in_a_large_frame_is_cropped_at_the_readers_resolution(base
     looked = base_reader.read_bytes([(frames[0], frames[1])], CALIBRATION)
     assert round(float(looked.rows[0, 0])) == 1900
     assert "cropped" in looked.notes[0]
+
+
+def test_onnx_and_torch_backends_take_the_same_second_look(base_reader, tmp_path):
+    from training.ml.ensemble import export_onnx
+
+    path = export_onnx(base_reader.ensemble, tmp_path / "reader.onnx")
+    on_onnx = EnsemblePredictor.from_onnx(path, base_reader.config, threads=1)
+    assert on_onnx.backend == "onnxruntime"
+    front, back = synthetic.generate_coin_jpegs(1850, 2, size=256)
+    turned = [(_turned(front, 270), back)]
+    by_torch = base_reader.read_bytes(turned, CALIBRATION)
+    by_onnx = on_onnx.read_bytes(turned, CALIBRATION)
+    assert by_onnx.notes == by_torch.notes and by_torch.notes[0] is not None
+    assert round(float(by_onnx.rows[0, 0])) == round(float(by_torch.rows[0, 0])) == 1850
