@@ -12,7 +12,7 @@ with a margin, then the crop goes through the ONE preprocessing finish (``decodi
 square, reduce and resize as training and serving) at the reader's resolution. The front's and the back's four
 quarter turns are paired in all 16 ways and read in one batched pass (a phone turns each photo on its own, so
 front and back may need different turns); the pair the reader is most sure of wins, and only when it is surer than
-the first look by MARGIN. The prediction's details say which path answered ("second_look": "front turned 90°, cropped").
+the first look by MARGIN and sure itself. The prediction's details say which path answered ("second_look": "front turned 90°, cropped").
 
 Both backends (ONNX Runtime and PyTorch) run the same code: it only calls ``predictor.predict``.
 """
@@ -36,9 +36,11 @@ from training.ml.config import TrainConfig
 # 0.9 (3.0 % at 0.8, 10.5 % at 0.95), and 3 of those 200 answers changed, with exact reads unchanged (97.0 %).
 # Photos turned without EXIF read 0.2-0.4, a coin small in its frame 0.3-0.9 or "not a coin".
 SURE_READ = 0.9
-# The second look replaces the first only when it is this much surer: upright demo coins read 0.5-0.9 were
-# "improved" by 0.00-0.02 by turning the side without the date, and 2 of 200 of them (measure_reader's fresh coins)
-# went from right to wrong that way (97.0 -> 96.0 % exact); a photo turned back or a coin cropped gains 0.3-0.8.
+# The second look replaces the first only when it is sure itself (read score >= SURE_READ, a coin) and this much
+# surer than the first: upright demo coins read 0.5-0.9 were "improved" by 0.00-0.02 by turning the side without
+# the date; with the margin alone, 1 of measure_reader's 200 fresh coins still went right -> wrong (1780 read 0.76,
+# turned 180° 1774 at 0.89) and one wrong answer got wronger (1883 at 0.36 -> 1971 at 0.67). Photos turned back or
+# coins cropped read 0.95-1.0.
 MARGIN = 0.1
 TURNS = (0, 90, 180, 270)  # degrees counter-clockwise, as torch.rot90 turns with k = 1..3
 # A disc whose radius is below this share of the frame's shorter side is cropped (the demo coins fill their
@@ -198,8 +200,8 @@ def look_again(
         candidates = np.asarray(predict(transform.batch(grid_front), transform.batch(grid_back)), dtype=rows.dtype)
         scores = sureness(candidates, calibration)
         best = int(np.argmax(scores))
-        if scores[best] < sureness(rows[index : index + 1], calibration)[0] + MARGIN:
-            continue
+        if scores[best] < max(sureness(rows[index : index + 1], calibration)[0] + MARGIN, sure_read):
+            continue  # the second look answers only when it is sure, and surer than the first
         rows[index] = candidates[best]
         notes[index] = _note(TURNS[best // k], TURNS[best % k], front_cropped, back_cropped)
     return Looked(rows, notes)
