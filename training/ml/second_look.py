@@ -44,11 +44,12 @@ SURE_READ = 0.9
 MARGIN = 0.1
 TURNS = (0, 90, 180, 270)  # degrees counter-clockwise, as torch.rot90 turns with k = 1..3
 # A disc whose radius is below this share of the frame's shorter side is cropped (the demo coins fill their
-# photos: their rim's radius is about 0.47 of the side).
+# photos: their rim's radius is about 0.40 of the side).
 SMALL_DISC = 0.33
-# The crop keeps this much of the disc's radius on each side of its centre: the demo coins' own framing
-# (radius about 0.47 of the photo's side).
-CROP_HALF = 1.0 / (2 * 0.47)
+# The crop keeps this much of the disc's radius on each side of its centre: the demo coins' own framing (their
+# rim's radius is about 0.40 of the photo's side; 0.47 assumed first left the rim touching the crop's edges and
+# 2 of 8 small-in-frame coins misread).
+CROP_HALF = 1.0 / (2 * 0.40)
 FIND_SIZE = 160  # the disc is searched on a grey copy this many pixels on its longer side
 MIN_DISC = 0.1  # the smallest disc looked for, as a share of the shorter side (a coin on 5 % of a 4:3 frame: 0.15)
 # A small disc must outvote every frame-filling one this many times: a coin small in a frame did by 10x (its rim
