@@ -33,7 +33,7 @@ from training.ml.config import TrainConfig
 # A pair whose first read puts less than this mass within one year of its answer (or that is judged not a coin)
 # gets the second look. Measured on the `make run` model (scripts/bench_second_look.py, 200 fresh upright demo
 # coins): read score quantiles 1/5/10/50 % = 0.60/0.90/0.94/1.00, so 4.5 % of upright coins take the second look at
-# 0.9 (3.0 % at 0.8, 10.5 % at 0.95), and 3 of those 200 answers changed, with exact reads unchanged (97.0 %).
+# 0.9 (3.0 % at 0.8, 10.5 % at 0.95); with the rules below none of those 200 answers changes (97.0 % exact).
 # Photos turned without EXIF read 0.2-0.4, a coin small in its frame 0.3-0.9 or "not a coin".
 SURE_READ = 0.9
 # The second look replaces the first only when it is sure itself (read score >= SURE_READ, a coin) and this much
