@@ -24,7 +24,7 @@ import torch
 from django.conf import settings
 from PIL import Image
 
-from training.ml import images
+from training.ml import images, second_look
 from training.ml.ensemble import DETAIL_COLUMNS, prediction_details
 
 from . import gateway
@@ -262,7 +262,7 @@ def predict_checked(pairs) -> list[PairPrediction]:
     transform = images.build_transforms(config, train=False)
     front = transform.batch(torch.stack([front.pixels for front, _back in pairs]))
     back = transform.batch(torch.stack([back.pixels for _front, back in pairs]))
-    return _score(batcher, front, back, started)
+    return _score(batcher, front, back, started, [(f.data, b.data) for f, b in pairs])
 
 
 def predict_pairs(pairs: list[tuple[bytes, bytes]]) -> list[PairPrediction]:
@@ -274,22 +274,32 @@ def predict_pairs(pairs: list[tuple[bytes, bytes]]) -> list[PairPrediction]:
     started = time.perf_counter()
     config = batcher.holder.current().config
     front, back = images.preprocess_batch(pairs, config)
-    return _score(batcher, front, back, started)
+    return _score(batcher, front, back, started, pairs)
 
 
-def _score(batcher: MicroBatcher, front: torch.Tensor, back: torch.Tensor, started: float) -> list[PairPrediction]:
-    """Run preprocessed pairs through the batcher; each gets its share of the time since ``started``."""
+def _score(
+    batcher: MicroBatcher, front: torch.Tensor, back: torch.Tensor, started: float, pairs: list[tuple[bytes, bytes]]
+) -> list[PairPrediction]:
+    """Run preprocessed pairs through the batcher, then give the unsure ones a second look (training.ml.second_look:
+    the coin cropped from a large frame, the photos turned); each gets its share of the time since ``started``."""
     output, version = batcher.predict(front, back)
-    latency_ms = (time.perf_counter() - started) * 1000 / max(len(front), 1)
     loaded = batcher.holder.current()
-    return [_to_prediction(row, version, latency_ms, loaded) for row in output]
+    calibration = loaded.calibration.get("calibration") or loaded.calibration
+    notes: list[str | None] = [None] * len(output)
+    if loaded.version == version:  # the model that answered first looks again (not one swapped in meanwhile)
+        looked = second_look.look_again(loaded.predict_pairs, pairs, np.asarray(output), loaded.config, calibration)
+        output, notes = looked.rows, looked.notes
+    latency_ms = (time.perf_counter() - started) * 1000 / max(len(front), 1)
+    return [_to_prediction(row, version, latency_ms, loaded, note) for row, note in zip(output, notes, strict=True)]
 
 
-def _to_prediction(row, version: int, latency_ms: float, loaded) -> PairPrediction:
+def _to_prediction(row, version: int, latency_ms: float, loaded, note: str | None = None) -> PairPrediction:
     year = int(round(float(row[0])))
     low = min(int(np.floor(float(row[1]))), year)
     high = max(int(np.ceil(float(row[2]))), year)
     details = prediction_details(row, loaded.config, loaded.calibration.get("calibration") or loaded.calibration)
+    if note:
+        details["second_look"] = note
     return PairPrediction(
         year=year,
         low=low,

@@ -91,22 +91,27 @@ def load_average() -> str:
 
 
 def in_process(setup: Setup) -> dict[str, tuple[float, float]]:
-    """(a): p50/p95 of decode + preprocess + forward in this process, one pair at a time, as serving does it."""
-    from training.ml import images  # after django.setup(): the ML library is imported by the app registry anyway
+    """(a): p50/p95 of decode + preprocess + forward in this process, one pair at a time, as serving does it
+    (registry.serving: the first look, then the second look where the reader is unsure, training.ml.second_look)."""
+    from training.ml import images, second_look  # after django.setup(): the app registry imports the ML library
 
     predictor = setup.predictor
+    calibration = predictor.calibration.get("calibration") or predictor.calibration
     out = {}
     for kind in KINDS:
         pairs = setup.pairs[kind]
         for pair in pairs[:2]:
             predictor.predict_pairs(*images.preprocess_batch([pair], predictor.config))
-        latencies = []
+        latencies, looked = [], 0
         for i in range(setup.args.repeats):
             started = time.perf_counter()
-            front, back = images.preprocess_batch([pairs[i % len(pairs)]], predictor.config)
-            predictor.predict_pairs(front, back)
+            pair = pairs[i % len(pairs)]
+            rows = predictor.predict_pairs(*images.preprocess_batch([pair], predictor.config))
+            looked += int(second_look.unsure(rows, calibration).any())
+            second_look.look_again(predictor.predict_pairs, [pair], rows, predictor.config, calibration)
             latencies.append((time.perf_counter() - started) * 1000)
         out[kind] = report.percentiles(latencies)
+        print(f"(a) {kind}: {looked} of {setup.args.repeats} pairs took the second look")
     return out
 
 

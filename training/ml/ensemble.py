@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.ml import images
+from training.ml import images, second_look
 from training.ml.config import TrainConfig
 from training.ml.model import CoinDateModel, CoinYearNet, build_model
 
@@ -358,9 +358,16 @@ class EnsemblePredictor:
         return result.numpy().astype(np.float32)
 
     def predict_bytes(self, pairs: Sequence[tuple[bytes, bytes]], **limits: int) -> np.ndarray:
-        """Photo bytes pairs through the serving preprocessing and the ensemble."""
+        """Photo bytes pairs through the serving preprocessing and the ensemble (the first look only)."""
         front, back = images.preprocess_batch(pairs, self.config, **limits)
         return self.predict(front, back)
+
+    def read_bytes(
+        self, pairs: Sequence[tuple[bytes, bytes]], calibration: Mapping[str, Any], **limits: int
+    ) -> second_look.Looked:
+        """What serving answers: the first look, and a second look (cropped, turned) where it was unsure."""
+        rows = self.predict_bytes(pairs, **limits)
+        return second_look.look_again(self.predict, pairs, rows, self.config, calibration, **limits)
 
 
 def _numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:

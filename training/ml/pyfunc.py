@@ -128,13 +128,14 @@ class CoinYearModel(PythonModel):
         for start in range(0, len(pairs), CHUNK):
             chunk = pairs[start : start + CHUNK]
             try:
-                front, back = images.preprocess_batch(chunk, self.config)
+                looked = self.predictor.read_bytes(chunk, calibration)  # with the second look (second_look.py)
             except images.ImageError as error:
                 where = _request_field(error.field, start, len(chunk))
                 raise MlflowException.invalid_parameter_value(f"{where}: {error} (code {error.code})") from error
-            output = self.predictor.predict(front, back)
-            for row in output:
+            for row, note in zip(looked.rows, looked.notes, strict=True):
                 details = prediction_details(row, self.config, calibration)
+                if note:
+                    details["second_look"] = note
                 years.append(details if want_details else (None if "rejected" in details else year_of(row)))
         return years
 

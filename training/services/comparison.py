@@ -13,7 +13,7 @@ from django.core.cache import cache
 from tqdm.auto import tqdm
 
 from registry import gateway
-from training.ml import images
+from training.ml import images, second_look
 from training.ml.data import CoinSample
 from training.ml.metrics import regression_metrics
 
@@ -47,8 +47,11 @@ def model_version_evaluate(*, version: int, samples: Sequence[CoinSample], progr
         starts = tqdm(starts, desc=f"evaluating v{version}", unit="batch")
     for start in starts:
         chunk = samples[start : start + EVAL_BATCH_SIZE]
-        front, back = images.preprocess_batch([(_read(s.front), _read(s.back)) for s in chunk], predictor.config)
-        rows.append(np.asarray(predictor.predict_pairs(front, back), dtype=float).reshape(len(chunk), -1))
+        pairs = [(_read(s.front), _read(s.back)) for s in chunk]
+        front, back = images.preprocess_batch(pairs, predictor.config)
+        first = np.asarray(predictor.predict_pairs(front, back), dtype=float).reshape(len(chunk), -1)
+        calibration = predictor.calibration.get("calibration") or predictor.calibration
+        rows.append(second_look.look_again(predictor.predict_pairs, pairs, first, predictor.config, calibration).rows)
     output = np.concatenate(rows) if rows else np.zeros((0, 3))
     years = np.array([s.year for s in samples], dtype=float)
     predicted = output[:, 0] if len(output) else np.zeros(0)
