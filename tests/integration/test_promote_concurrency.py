@@ -104,9 +104,17 @@ def test_concurrent_promote_and_rollback_leave_alias_mirror_and_audit_in_agreeme
         # given v1 then v2 promoted / when promote v3 and a rollback run at once
         promote_and_roll_back_at_once(three_versions, owner)
 
-        # then the registry, the mirror's one Production row and the last audit row name the same version
+        # then the two moves ran one after the other, in whichever order the row locks let them: a rollback first
+        # (v2 -> v1) then the promotion (v1 -> v3), or the promotion first (v2 -> v3) then the rollback undoing it
+        # (v3 -> v2); and the registry, the mirror's one Production row and the last audit row name the same version
+        v1, v2, v3 = three_versions
         serving = alias_version()
-        assert serving in (three_versions[0], three_versions[2])
+        moves = [(p.action, p.to_version.version) for p in audit_rows()[-2:]]
+        rollback, promote = Promotion.Action.ROLLBACK, Promotion.Action.PROMOTE
+        assert (moves, serving) in (
+            ([(rollback, v1), (promote, v3)], v3),
+            ([(promote, v3), (rollback, v2)], v2),
+        ), (moves, serving)
         production_rows = ModelVersion.objects.filter(name=NAME, is_production=True)
         assert list(production_rows.values_list("version", flat=True)) == [serving]
         with_alias = ModelVersion.objects.filter(name=NAME, aliases__contains=["production"])
