@@ -41,6 +41,7 @@ def prediction_store(*, coin: Coin, result: PairPrediction, model_version=None) 
             coin_score=result.details.get("coin_score"),
             read_score=result.details.get("read_score"),
             rejected=result.details.get("rejected", ""),
+            second_look=result.details.get("second_look", ""),
             uncertainty=result.uncertainty,
         )
         Coin.objects.filter(pk=coin.pk).update(status=Coin.Status.PREDICTED, status_detail="")

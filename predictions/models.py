@@ -131,6 +131,13 @@ class Prediction(models.Model):
     rejected = models.CharField(
         max_length=16, blank=True, default="", choices=[("not_a_coin", "not a coin"), ("unreadable", "unreadable")]
     )
+    second_look = models.CharField(
+        max_length=80,
+        blank=True,
+        default="",
+        help_text="Which second look answered when the first read was unsure (training/ml/second_look.py), e.g. "
+        "'front turned 90°, back cropped'; empty when the first read answered.",
+    )
     uncertainty = models.FloatField(
         null=True,
         blank=True,

@@ -314,6 +314,11 @@ class PredictDetailSerializer(serializers.Serializer):
         choices=["not_a_coin", "unreadable"], required=False, help_text="Why this input got no year."
     )
     message = serializers.CharField(required=False, help_text="What to do about it (retake the photo...).")
+    second_look = serializers.CharField(
+        required=False,
+        help_text="Present when the first read was unsure and a second look answered: the photos cropped to the coin "
+        "and/or turned, e.g. 'front turned 90°, back cropped'.",
+    )
 
 
 class PredictOutputSerializer(serializers.Serializer):

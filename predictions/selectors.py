@@ -195,4 +195,6 @@ def prediction_details(prediction: Prediction) -> dict:
         details["read_score"] = prediction.read_score
     if prediction.alternatives and not prediction.rejected:
         details["alternatives"] = prediction.alternatives
+    if prediction.second_look:
+        details["second_look"] = prediction.second_look
     return details
