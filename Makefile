@@ -99,12 +99,12 @@ browser-deps: venv ## Debian's chromium for the browser tests (Playwright's Pyth
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
 
 test: venv browser-deps ## the whole suite: SQLite/eager pass, then the PostgreSQL + Redis + Celery worker pass
-	COINSITE_VAR_DIR=$(CURDIR)/var/test $(PY) -m pytest -m "not integration"
+	COINSITE_VAR_DIR=$(CURDIR)/var/test $(PY) -m pytest -m "not integration" --durations=15
 	$(MAKE) test-postgres
 
 test-postgres: venv ## database tests and integration tests on PostgreSQL, Redis and real Celery workers
 	DATABASE_URL=$(TEST_DATABASE_URL) COINSITE_VAR_DIR=$(CURDIR)/var/test $(PY) -m pytest \
-		-m "integration or not (browser or slow)" --ignore=tests/training/ml
+		-m "integration or not (browser or slow)" --ignore=tests/training/ml --ignore=tests/generalisation --durations=15
 
 test-fast: venv ## unit tests only (no browser, no slow, no integration)
 	COINSITE_VAR_DIR=$(CURDIR)/var/test $(PY) -m pytest -m "not (integration or browser or slow)"
