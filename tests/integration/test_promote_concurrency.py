@@ -3,15 +3,13 @@ alias, the mirror's one Production row and the Promotion audit agree afterwards.
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from django.conf import settings as django_settings
-from django.db import connection
 
 from registry.models import ModelVersion, Promotion
 from registry.selectors import production_history
 from registry.services import model_version_promote, model_version_rollback
+from tests.concurrency import at_once
 from tests.factories import UserFactory
 from training.ml import tracking
 
@@ -55,29 +53,6 @@ def alias_version() -> int | None:
     return tracking.get_alias_version(NAME, "production")
 
 
-def at_once(*actions) -> list[BaseException | object]:
-    """Run the actions in threads released together; returns each one's result or exception."""
-    barrier = threading.Barrier(len(actions))
-    outcomes: list[BaseException | object] = [None] * len(actions)
-
-    def run(i, action):
-        try:
-            barrier.wait(timeout=30)
-            outcomes[i] = action()
-        except BaseException as error:  # noqa: BLE001 - reported to the test
-            outcomes[i] = error
-        finally:
-            connection.close()  # each thread has its own connection
-
-    threads = [threading.Thread(target=run, args=(i, action)) for i, action in enumerate(actions)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads), "a promotion hung"
-    return outcomes
-
-
 def promote_and_roll_back_at_once(versions, owner) -> None:
     """From v1 then v2 in production: one owner promotes v3 while another rolls back, released together."""
     v1, v2, v3 = versions
@@ -87,6 +62,7 @@ def promote_and_roll_back_at_once(versions, owner) -> None:
     outcomes = at_once(
         lambda: model_version_promote(version=v3, actor=owner),
         lambda: model_version_rollback(actor=owner),
+        join_seconds=120,
     )
     for outcome in outcomes:  # each one succeeded or was refused cleanly
         assert not isinstance(outcome, BaseException) or type(outcome).__name__ == "ValidationError", outcome

@@ -3,17 +3,16 @@ confirm only for confident predictions."""
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
 from predictions import review, selectors, services
 from predictions.models import Coin, Correction
+from tests.concurrency import at_once
 from tests.factories import CoinFactory, CorrectionFactory, ModelVersionFactory, PredictionFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -314,28 +313,6 @@ def test_bulk_confirm_leaves_a_deleted_coin_alone(curator, queued):
 
 
 # --- the claim is race-free where row locks are real (PostgreSQL) ------------------------------------------------------
-
-
-def at_once(*actions) -> list:
-    """Run the actions in threads released together, each on its own connection; returns their results."""
-    barrier = threading.Barrier(len(actions))
-    outcomes: list = [None] * len(actions)
-
-    def run(index, action):
-        try:
-            barrier.wait(timeout=30)
-            outcomes[index] = action()
-        except BaseException as error:  # noqa: BLE001 - reported to the test
-            outcomes[index] = error
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(index, action)) for index, action in enumerate(actions)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return outcomes
 
 
 @pytest.mark.django_db(transaction=True)

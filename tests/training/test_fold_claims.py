@@ -8,15 +8,14 @@ claims on one row) runs in the PostgreSQL pass.
 
 from __future__ import annotations
 
-import threading
 import time
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.db.models.signals import post_init
 from django.utils import timezone
 
+from tests.concurrency import at_once
 from training.models import TrainingFold, TrainingRun
 from training.services import folds
 
@@ -145,28 +144,6 @@ def test_the_reaper_requeues_a_fold_nobody_touched(
 
     assert requeued == [(silent_fold.run_id, 0)] and len(queued) == 1
     assert TrainingFold.objects.get(pk=silent_fold.pk).status == TrainingFold.Status.QUEUED
-
-
-def at_once(*actions) -> list:
-    """Run the actions in threads released together, each on its own database connection; returns their results."""
-    barrier = threading.Barrier(len(actions))
-    outcomes: list = [None] * len(actions)
-
-    def run(index, action):
-        try:
-            barrier.wait(timeout=30)
-            outcomes[index] = action()
-        except BaseException as error:  # noqa: BLE001 - reported to the test
-            outcomes[index] = error
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(index, action)) for index, action in enumerate(actions)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return outcomes
 
 
 @pytest.mark.django_db(transaction=True)
