@@ -104,7 +104,8 @@ test: venv browser-deps ## the whole suite: SQLite/eager pass, then the PostgreS
 
 test-postgres: venv ## database tests and integration tests on PostgreSQL, Redis and real Celery workers
 	DATABASE_URL=$(TEST_DATABASE_URL) COINSITE_VAR_DIR=$(CURDIR)/var/test $(PY) -m pytest \
-		-m "integration or not (browser or slow)" --ignore=tests/training/ml --ignore=tests/generalisation --durations=15
+		-m "integration or not (browser or slow)" --ignore=tests/training/ml --ignore=tests/generalisation \
+		--ignore=tests/test_settings.py --ignore=tests/test_observability.py --durations=15
 
 test-fast: venv ## unit tests only (no browser, no slow, no integration)
 	COINSITE_VAR_DIR=$(CURDIR)/var/test $(PY) -m pytest -m "not (integration or browser or slow)"
