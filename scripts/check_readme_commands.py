@@ -199,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the copy (its path is printed)")
     args = parser.parse_args(argv)
 
-    commands = readme_commands(args.readme.read_text(encoding="utf-8"))
+    # the README and the pages it links in docs/: a command moved to docs/ is still one a newcomer types
+    pages = [args.readme, *sorted((args.readme.parent / "docs").glob("*.md"))]
+    commands = readme_commands("\n".join(page.read_text(encoding="utf-8") for page in pages))
     folder = Path(tempfile.mkdtemp(prefix="readme-commands-"))
     failures = 0
     try:
