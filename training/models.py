@@ -51,6 +51,7 @@ class TrainingRun(models.Model):
         OWNER = "owner", "model owner"  # Start training in the admin (requested_by names who)
         COMMAND = "command", "command"  # manage.py train / retrain, scripts
         BOOTSTRAP = "bootstrap", "first-run set-up"  # `make run`'s bootstrap_demo: the first model
+        SWEEP = "sweep", "sweep"  # the best configuration of a hyperparameter sweep (training.services.sweeps)
 
     config = models.JSONField(default=dict)
     dataset_version = models.ForeignKey(
@@ -236,3 +237,92 @@ class MonitoringSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"monitoring figures of the last {self.weeks} weeks"
+
+
+class Sweep(models.Model):
+    """A hyperparameter sweep: an Optuna study (its trials in the study's RDB storage, in this database), one Celery
+    task per trial, an MLflow parent run, and at the end a normal training run of the best configuration.
+
+    At most one sweep is RUNNING (a partial unique constraint, as for training runs): two sweeps would otherwise share
+    the training workers without anyone noticing, each taking twice as long as its progress promised."""
+
+    Status = TrainingRun.Status  # the same five states as a training run
+
+    space = models.JSONField(help_text="The parsed search space (training.ml.tune.SearchSpace.to_dict()).")
+    space_path = models.CharField(max_length=500, blank=True)
+    trials_wanted = models.PositiveIntegerField()
+    timeout_seconds = models.PositiveIntegerField(null=True, blank=True, help_text="No new trial starts after this.")
+    dataset_version = models.ForeignKey(
+        DatasetVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="sweeps"
+    )
+    base_config = models.JSONField(default=dict, help_text="The configuration every trial starts from.")
+    study_name = models.CharField(max_length=100, unique=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    cancel_requested = models.BooleanField(default=False)
+    mlflow_run_id = models.CharField(max_length=64, blank=True)
+    best_value = models.FloatField(null=True, blank=True, help_text="Best cross-validated MAE (years).")
+    best_trial = models.IntegerField(null=True, blank=True)
+    best_params = models.JSONField(default=dict, blank=True)
+    default_value = models.FloatField(null=True, blank=True, help_text="Trial 0: the base configuration's CV MAE.")
+    training_run = models.ForeignKey(
+        TrainingRun,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="sweeps",
+        help_text="The normal run of the best configuration (registered, compared with Production).",
+    )
+    error = models.TextField(blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="sweeps"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    finalising_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["status"], condition=models.Q(status="running"), name="sweep_one_running"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Sweep #{self.pk} ({self.status})"
+
+
+class SweepTrial(models.Model):
+    """One trial task of a sweep: the lease unit, as TrainingFold is for a fold. ``number`` is the Optuna trial it
+    runs; a task whose worker died is given a new Optuna trial (the dead one is told FAILED), up to
+    TRAINING_FOLD_ATTEMPTS times, so the sweep still ends with the trials it was asked for."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        COMPLETE = "complete", "Complete"
+        PRUNED = "pruned", "Pruned"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"  # cancelled, or the sweep's timeout passed before it started
+
+    sweep = models.ForeignKey(Sweep, on_delete=models.CASCADE, related_name="trials")
+    index = models.PositiveIntegerField(help_text="0-based task number")
+    number = models.IntegerField(null=True, blank=True, help_text="The Optuna trial number of the latest attempt")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    lost_numbers = models.JSONField(default=list, blank=True, help_text="Optuna trials failed by a dead worker")
+    worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the process running it")
+    epoch = models.PositiveIntegerField(default=0, help_text="Epochs trained so far, over all folds")
+    value = models.FloatField(null=True, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    mlflow_run_id = models.CharField(max_length=64, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["sweep", "index"]
+        constraints = [models.UniqueConstraint(fields=["sweep", "index"], name="sweeptrial_one_per_index")]
+
+    def __str__(self) -> str:
+        return f"trial task {self.index + 1} of sweep #{self.sweep_id} ({self.status})"

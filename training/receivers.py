@@ -16,6 +16,9 @@ from .services import background, monitoring_snapshot
 from .signals import (
     coins_rescore_requested,
     monitoring_refresh_requested,
+    sweep_queued,
+    sweep_trial_queued,
+    sweep_trials_done,
     training_fold_queued,
     training_run_folds_done,
     training_run_queued,
@@ -23,6 +26,9 @@ from .signals import (
 from .tasks import (
     coins_rescore_task,
     monitoring_refresh_task,
+    sweep_execute_task,
+    sweep_finalise_task,
+    sweep_trial_execute_task,
     training_fold_execute_task,
     training_run_execute_task,
     training_run_finalise_task,
@@ -75,3 +81,21 @@ def monitoring_refresh_enqueue(sender: Any, *, weeks: int, **kwargs: Any) -> Non
     if settings.CELERY_TASK_ALWAYS_EAGER and monitoring_snapshot.monitoring_refresh_in_background(weeks=weeks):
         return
     monitoring_refresh_task.apply_async(args=[[weeks]], queue="inference")
+
+
+@receiver(sweep_queued, dispatch_uid="sweep_execute_enqueue")
+def sweep_execute_enqueue(sender: Any, *, sweep_id: int, **kwargs: Any) -> None:
+    """A queued sweep to a training worker, which creates its study and queues its trials."""
+    sweep_execute_task.delay(sweep_id)
+
+
+@receiver(sweep_trial_queued, dispatch_uid="sweep_trial_execute_enqueue")
+def sweep_trial_execute_enqueue(sender: Any, *, sweep_id: int, index: int, **kwargs: Any) -> None:
+    """One trial of a sweep to whichever training worker is free."""
+    sweep_trial_execute_task.delay(sweep_id, index)
+
+
+@receiver(sweep_trials_done, dispatch_uid="sweep_finalise_enqueue")
+def sweep_finalise_enqueue(sender: Any, *, sweep_id: int, **kwargs: Any) -> None:
+    """Every trial of a sweep settled: the finaliser (idempotent) ends it and queues the best configuration's run."""
+    sweep_finalise_task.delay(sweep_id)

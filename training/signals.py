@@ -9,6 +9,9 @@ what the broker, the routes and the beat schedule know.
 - coins_rescore_requested: `coin_ids`, coins to predict again with the current Production.
 - training_fold_queued: `run_id`, `fold`, one fold of a fold-parallel run for a training worker.
 - training_run_folds_done: `run_id`, every fold of a fold-parallel run is done: finalise it.
+- sweep_queued: `sweep_id`, a sweep waiting in QUEUED: create its study and queue its trials.
+- sweep_trial_queued: `sweep_id`, `index`, one trial task of a sweep for a training worker.
+- sweep_trials_done: `sweep_id`, every trial task of a sweep settled: finalise it.
 - monitoring_refresh_requested: `weeks`, the monitoring page's figures of that window are old: compute them again.
 """
 
@@ -21,3 +24,6 @@ coins_rescore_requested = Signal()
 training_fold_queued = Signal()
 training_run_folds_done = Signal()
 monitoring_refresh_requested = Signal()
+sweep_queued = Signal()
+sweep_trial_queued = Signal()
+sweep_trials_done = Signal()

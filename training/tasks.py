@@ -10,7 +10,7 @@ import logging
 from celery import shared_task
 
 from .errors import TrainingBusy
-from .services import datasets, folds, lease, monitoring_snapshot, rescore, runs, schedule
+from .services import datasets, folds, lease, monitoring_snapshot, rescore, runs, schedule, sweep_trials, sweeps
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +50,30 @@ def training_run_finalise_task(run_id: int) -> str:
     return folds.training_run_finalise(run_id=run_id).status
 
 
+@shared_task(name="training.tasks.sweep_execute_task", acks_late=True)
+def sweep_execute_task(sweep_id: int) -> str:
+    """Start a queued sweep: its study, its MLflow parent run, one task per trial (no-op once started)."""
+    return sweeps.sweep_execute(sweep_id=sweep_id).status
+
+
+@shared_task(name="training.tasks.sweep_trial_execute_task", acks_late=True, reject_on_worker_lost=True)
+def sweep_trial_execute_task(sweep_id: int, index: int) -> str:
+    """Run one trial of a sweep (given back to the broker if this worker process dies mid-trial: a new trial)."""
+    return sweep_trials.sweep_trial_execute(sweep_id=sweep_id, index=index)
+
+
+@shared_task(name="training.tasks.sweep_finalise_task", acks_late=True)
+def sweep_finalise_task(sweep_id: int) -> str:
+    """End a sweep whose trials all settled: plots, best trial, the best configuration as a training run."""
+    return sweep_trials.sweep_finalise(sweep_id=sweep_id).status
+
+
 @shared_task(name="training.tasks.training_run_reap_stale_task")
 def training_run_reap_stale_task() -> list[int]:
-    """Queue again the folds whose worker was lost, then mark runs whose worker died (stale heartbeat) as failed,
+    """Queue again the folds and sweep trials whose worker was lost, then mark runs whose worker died (stale heartbeat) as failed,
     releasing the training lock."""
     folds.training_folds_requeue_stale()
+    sweep_trials.sweep_trials_requeue_stale()
     return lease.training_run_reap_stale()
 
 

@@ -22,6 +22,7 @@ BACKBONES = ("mobilenet_v3_small", "resnet18")
 HEADS = ("reader", "regression")
 MODES = ("shared", "dual")
 SCHEDULES = ("onecycle", "cosine", "constant")
+OPTIMIZERS = ("adamw", "sgd")
 COMBINATIONS = ("soup", "ensemble")
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
 # What configs/default.yaml changes from the dataclass defaults: the date reader, from the pretrained base.
@@ -53,6 +54,7 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     schedule: str = "onecycle"
+    optimizer: str = "adamw"  # adamw | sgd (Nesterov momentum 0.9): one of the choices a sweep searches
     patience: int = 5
     folds: int = 5
     seed: int = 42
@@ -88,6 +90,7 @@ class TrainConfig:
         _choice("backbone", self.backbone, BACKBONES)
         _choice("mode", self.mode, MODES)
         _choice("schedule", self.schedule, SCHEDULES)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("combine", self.combine, COMBINATIONS)
         _check("image_size", self.image_size >= 32, "must be at least 32 (the backbones downsample 32x)")
         _check("projection_dim", self.projection_dim >= 0, "must be >= 0 (0 = no projection layer)")

@@ -220,6 +220,15 @@ def _lr_scheduler(
     return None, 0
 
 
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW (the default), or SGD with Nesterov momentum 0.9 when a config (a sweep's trial) asks for it."""
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(), lr=config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay
+        )
+    return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
 def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % (2**32))
@@ -247,7 +256,7 @@ def train_fold(
     if init_state is not None:
         model.load_state_dict(init_state)
     model = prepare_model(model, device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = build_optimizer(model, config)
     train_loader = make_loader(
         train_set,
         batch_size=config.batch_size,

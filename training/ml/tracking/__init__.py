@@ -8,6 +8,7 @@ training.mlflow_access.mlflow_ready()).
   log_evaluation.
 - packaging.py: what a registered version is made of (artifact files, the shipped ``training`` code, requirements).
 - loading.py: a registered version downloaded once and turned into a predictor (load_predictor, predictor_from_files).
+- sweeps.py: a hyperparameter sweep's parent run and one nested run per trial (training.ml.tune).
 - aliases.py: registering versions, reading them, moving aliases such as ``production``.
 - artifacts.py: the names of a run's files and reading them back; values.py: numbers and JSON for MLflow.
 
@@ -21,6 +22,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # Workers download models in the background; a tqdm bar per download only clutters their logs.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
+from training.ml.tracking import sweeps  # noqa: E402  (a sweep's parent run and its trials' nested runs)
 from training.ml.tracking.aliases import (  # noqa: E402
     delete_alias,
     get_alias_version,
@@ -84,5 +86,6 @@ __all__ = [
     "predictor_from_files",
     "register_model",
     "set_alias",
+    "sweeps",
     "version_info",
 ]
