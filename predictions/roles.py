@@ -33,6 +33,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "training.change_trainingrun",
         "training.add_trainingrun",
         "training.view_datasetversion",
+        "training.view_sweep",
         "registry.view_promotion",
         "predictions.view_coin",
         "predictions.view_prediction",

@@ -259,6 +259,7 @@ class Sweep(models.Model):
     study_name = models.CharField(max_length=100, unique=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
     cancel_requested = models.BooleanField(default=False)
+    train_best = models.BooleanField(default=True, help_text="Train the best configuration as a run at the end.")
     mlflow_run_id = models.CharField(max_length=64, blank=True)
     best_value = models.FloatField(null=True, blank=True, help_text="Best cross-validated MAE (years).")
     best_trial = models.IntegerField(null=True, blank=True)

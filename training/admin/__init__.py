@@ -13,7 +13,7 @@ never get past the admin's login / 403.
 Where things are: one module per ModelAdmin (model_versions, training_runs, dataset_versions, promotions, periodic_tasks); the pages
 they add in views/ (one AdminPageView each); the list actions and the verbs behind the buttons in actions.py; forms.py;
 presenters.py (numbers, badges, the typed metrics of training.schemas made printable). Reads are training.selectors.
-Importing this package registers the four ModelAdmins, and
+Importing this package registers the five ModelAdmins (sweeps: hyperparameter sweeps), and
 replaces django-celery-beat's PeriodicTaskAdmin by ScheduleAdmin (periodic_tasks: whether a scheduler runs them).
 """
 
@@ -21,6 +21,7 @@ from .dataset_versions import DatasetVersionAdmin
 from .model_versions import ModelVersionAdmin
 from .periodic_tasks import ScheduleAdmin
 from .promotions import PromotionAdmin
+from .sweeps import SweepAdmin
 from .training_runs import TrainingRunAdmin
 
-__all__ = ["DatasetVersionAdmin", "ModelVersionAdmin", "PromotionAdmin", "ScheduleAdmin", "TrainingRunAdmin"]
+__all__ = ["DatasetVersionAdmin", "ModelVersionAdmin", "PromotionAdmin", "ScheduleAdmin", "SweepAdmin", "TrainingRunAdmin"]

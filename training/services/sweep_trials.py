@@ -255,7 +255,7 @@ def sweep_finalise(*, sweep_id: int, train_best: bool = True, enqueue: bool = Tr
             return _sweep_finish(sweep_id, Sweep.Status.CANCELLED, **fields)
         if best is None:
             return _sweep_finish(sweep_id, Sweep.Status.FAILED, error="no trial completed", **fields)
-        if train_best:
+        if train_best and sweep.train_best:
             space, base = tune.SearchSpace.from_dict(sweep.space), TrainConfig.from_dict(sweep.base_config)
             config = tune.trial_config(base, space, best["params"])
             run = training_run_start(

@@ -105,6 +105,7 @@ def sweep_start(
     dataset: DatasetVersion | None = None,
     overrides: list[str] | tuple[str, ...] = (),
     requested_by=None,
+    train_best: bool = True,
     enqueue: bool = True,
 ) -> Sweep:
     """Queue a sweep of ``trials`` trials over the YAML space at ``space_path`` (default configs/tune.yaml).
@@ -140,6 +141,7 @@ def sweep_start(
             timeout_seconds=timeout,
             dataset_version=dataset,
             base_config=base.to_dict(),
+            train_best=train_best,
             study_name=f"coinsite-sweep-{uuid.uuid4().hex[:12]}",
             requested_by=requested_by if getattr(requested_by, "pk", None) else None,
         )

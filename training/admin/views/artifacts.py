@@ -55,8 +55,12 @@ class ArtifactView(AdminPageView):
     def has_permission(self, request: HttpRequest) -> bool:
         return self.model_admin.has_view_permission(request)
 
+    def run_id(self) -> str:
+        """The MLflow run whose artifacts this page may stream (a sweep's page: its parent run)."""
+        return _version_run_id(self.object)
+
     def get(self, request: HttpRequest, pk: int, artifact: str) -> HttpResponse:
-        run_id = _version_run_id(self.object)
+        run_id = self.run_id()
         parts = PurePosixPath(artifact).parts
         if (
             not run_id

@@ -65,6 +65,7 @@ class Command(BaseCommand):
                 timeout=options["timeout"],
                 dataset=dataset,
                 overrides=overrides_of(options),
+                train_best=not options["no_train"],
                 enqueue=not eager,
             )
         except ValidationError as error:
@@ -79,7 +80,7 @@ class Command(BaseCommand):
         for index in range(sweep.trials_wanted):
             state = sweep_trial_execute(sweep_id=sweep.pk, index=index, finalise=False)
             self.stdout.write(f"  trial task {index + 1}: {state:<8}  {sweep_progress(sweep).text}")
-        sweep = sweep_finalise(sweep_id=sweep.pk, train_best=not options["no_train"], enqueue=False)
+        sweep = sweep_finalise(sweep_id=sweep.pk, enqueue=False)
         self._report(sweep)
         if sweep.training_run_id:
             self.stdout.write(f"training the best configuration as run #{sweep.training_run_id} ...")
