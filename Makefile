@@ -125,6 +125,10 @@ bench-train: venv ## real training pipeline vs a bare PyTorch loop: seconds/epoc
 bench-folds: venv ## one K-fold run on 1 then 2 training workers (PostgreSQL + Redis + Celery): wall time ratio
 	$(PY) scripts/bench_folds.py
 
+.PHONY: bench-sweep
+bench-sweep: venv ## one hyperparameter sweep on 1 then 2 training workers (PostgreSQL + Redis + Celery): wall time ratio
+	$(PY) scripts/bench_sweep.py $(BENCH_ARGS)
+
 .PHONY: bench-monitoring
 bench-monitoring: venv ## the monitoring page's server time with 10,000 verified coins (target < 300 ms), and its refresh
 	$(PY) scripts/bench_monitoring.py $(BENCH_ARGS)
