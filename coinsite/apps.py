@@ -16,4 +16,7 @@ class CoinsiteConfig(AppConfig):
         # settings are imported: importing settings (a tool, a linter, a test) writes nothing to disk.
         for folder in (settings.VAR_DIR, settings.STATIC_ROOT):
             Path(folder).mkdir(parents=True, exist_ok=True)
+        from training.ml.photo_limits import install_process_default
+
+        install_process_default(settings.COINSITE_PHOTO_LIMITS)  # a path that passes no limits still gets these
         from coinsite import lockout  # noqa: F401  (connects the sign-in lockout's receivers; needs loaded apps)

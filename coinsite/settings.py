@@ -13,6 +13,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from coinsite.logformat import formatter_config
+from training.ml.photo_limits import PhotoLimits
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("COINSITE_VAR_DIR", BASE_DIR / "var"))  # created at start-up: coinsite.apps
@@ -172,6 +173,14 @@ COINSITE_MAX_IMAGE_PIXELS = env.int("COINSITE_MAX_IMAGE_PIXELS", default=50_000_
 # Every photo's decode is priced from its header and refused over these (training.ml.decoding has the measurements).
 COINSITE_DECODE_BUDGET_SECONDS = env.float("COINSITE_DECODE_BUDGET_SECONDS", default=0.8)
 COINSITE_DECODE_MEMORY_BYTES = env.int("COINSITE_DECODE_MEMORY_BYTES", default=160 * 1024 * 1024)
+# The one object every photo path passes (upload checks, serving, prediction task, re-score, training, comparison):
+# a photo accepted at upload is never refused later by a tighter library default.
+COINSITE_PHOTO_LIMITS = PhotoLimits(
+    max_bytes=COINSITE_MAX_UPLOAD_BYTES,
+    max_pixels=COINSITE_MAX_IMAGE_PIXELS,
+    budget_seconds=COINSITE_DECODE_BUDGET_SECONDS,
+    max_decode_bytes=COINSITE_DECODE_MEMORY_BYTES,
+)
 # Photo files older than this with no coin row (a process killed mid-request) are removed by the orphan sweep.
 COINSITE_ORPHAN_GRACE_SECONDS = env.int("COINSITE_ORPHAN_GRACE_SECONDS", default=3600)
 # The embedded default has no beat: `make run` turns on an in-process timer for the sweeps (0 = off).

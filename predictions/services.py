@@ -58,12 +58,8 @@ class CheckedPhoto:
 
 
 def _limits() -> dict[str, Any]:
-    return {
-        "max_bytes": settings.COINSITE_MAX_UPLOAD_BYTES,
-        "max_pixels": settings.COINSITE_MAX_IMAGE_PIXELS,
-        "budget_seconds": settings.COINSITE_DECODE_BUDGET_SECONDS,
-        "max_decode_bytes": settings.COINSITE_DECODE_MEMORY_BYTES,
-    }
+    """The settings-built limits (settings.COINSITE_PHOTO_LIMITS), as the keyword the decoders take."""
+    return {"limits": settings.COINSITE_PHOTO_LIMITS}
 
 
 def _named(error: images.ImageError, field: str) -> images.ImageError:
