@@ -276,6 +276,9 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 HTTPS = env.bool("DJANGO_HTTPS", default=not DEBUG and not TESTING)
 if HTTPS:
     SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+    # Probes answer over plain http too: a load balancer or Prometheus reaching the host directly sends no
+    # X-Forwarded-Proto. /readyz and /metrics keep their own access rule (METRICS_ALLOWED_NETWORKS, METRICS_TOKEN).
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 30)
