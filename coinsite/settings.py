@@ -188,6 +188,8 @@ COINSITE_HOUSEKEEPING_SECONDS = env.int("COINSITE_HOUSEKEEPING_SECONDS", default
 DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * COINSITE_MAX_UPLOAD_BYTES  # base64 JSON of two photos is 4/3 of their size
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * COINSITE_MAX_UPLOAD_BYTES
 COINSITE_PREDICT_MAX_INPUTS = env.int("COINSITE_PREDICT_MAX_INPUTS", default=16)
+# Bytes of photos one collector may keep (predictions/quota.py); 0: no quota.
+COINSITE_STORAGE_QUOTA_BYTES = env.int("COINSITE_STORAGE_QUOTA_BYTES", default=1024 * 1024 * 1024)
 
 # Celery: eager in-process without a broker (embedded default), Redis workers with one.
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")
