@@ -35,7 +35,10 @@ if DEBUG or TESTING:
     SECRET_KEY = env("DJANGO_SECRET_KEY", default="dev-only-insecure-key")
 else:
     SECRET_KEY = env("DJANGO_SECRET_KEY")
-ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+# Django's test client calls itself "testserver": accepted in tests and with DEBUG only, never by production's default.
+ALLOWED_HOSTS = env.list(
+    "DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", *(["testserver"] if DEBUG or TESTING else [])]
+)
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
@@ -122,8 +125,10 @@ AUTH_PASSWORD_VALIDATORS = [
 AUTHENTICATION_BACKENDS = ["coinsite.lockout.LockoutModelBackend"]
 COINSITE_LOGIN_FAILURE_LIMIT = env.int("COINSITE_LOGIN_FAILURE_LIMIT", default=5)
 COINSITE_LOGIN_LOCKOUT_SECONDS = env.int("COINSITE_LOGIN_LOCKOUT_SECONDS", default=15 * 60)
-# Password-reset mail: printed to the console by default; EMAIL_URL (e.g. smtp+tls://user:pass@host:587) sends it.
-EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
+# Password-reset mail: EMAIL_URL (e.g. smtp+tls://user:pass@host:587) sends it. Without it, `make run` (DEBUG) prints
+# it to the console; production drops it (dummymail): a reset link printed to a production log lets anyone who
+# reads the logs take over the account.
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://" if DEBUG or TESTING else "dummymail://")
 vars().update(EMAIL_CONFIG)  # EMAIL_BACKEND, EMAIL_HOST, ... (django-environ's documented way)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="coinsite <noreply@localhost>")
 LOGIN_URL = "login"

@@ -12,6 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from rest_framework.authtoken.models import Token
 
@@ -242,9 +243,11 @@ def coin_delete(request: HttpRequest, coin_id: int) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@never_cache
 def api_token(request: HttpRequest) -> HttpResponse:
     """The collector's API token: create it, see when it was made, rotate it (the old key stops working at once) or
-    revoke it. The key is shown in full only on the page that made it."""
+    revoke it. The key is shown in full only on the page that made it, which no cache may keep (never_cache sends
+    Cache-Control: no-store): a shared or back-button cache would show the key again."""
     new_key = None
     if request.method == "POST":
         action = request.POST.get("action")
