@@ -132,8 +132,9 @@ def cost_of(call: Callable[[], object]) -> Cost:
     decode_sandbox.plan(still, target=1, limits=decode_sandbox.PhotoLimits())  # start the helper now
     helper = _helper_pid()
     helper_cpu = _cpu(helper) if helper else 0.0
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")  # reset this process's peak RSS (VmHWM)
+    for pid in ("self", helper) if helper else ("self",):
+        with open(f"/proc/{pid}/clear_refs", "w") as refs:
+            refs.write("5")  # reset the peak RSS (VmHWM) of this process and of the helper
     rss = _status("self", "VmRSS")
     helper_rss = _status(helper, "VmRSS") if helper else 0
     started = time.process_time()
