@@ -4,6 +4,7 @@ from pathlib import Path
 
 from django.apps import AppConfig
 from django.conf import settings
+from django.core.signals import setting_changed
 
 
 class CoinsiteConfig(AppConfig):
@@ -16,4 +17,27 @@ class CoinsiteConfig(AppConfig):
         # settings are imported: importing settings (a tool, a linter, a test) writes nothing to disk.
         for folder in (settings.VAR_DIR, settings.STATIC_ROOT):
             Path(folder).mkdir(parents=True, exist_ok=True)
+        from training.ml.photo_limits import install_process_default
+
+        install_process_default(settings.COINSITE_PHOTO_LIMITS)  # a path that passes no limits still gets these
+        setting_changed.connect(_photo_limits_rebuild, dispatch_uid="coinsite-photo-limits")
         from coinsite import lockout  # noqa: F401  (connects the sign-in lockout's receivers; needs loaded apps)
+
+
+_PHOTO_LIMIT_SETTINGS = {
+    "COINSITE_MAX_UPLOAD_BYTES": "max_bytes",
+    "COINSITE_MAX_IMAGE_PIXELS": "max_pixels",
+    "COINSITE_DECODE_BUDGET_SECONDS": "budget_seconds",
+    "COINSITE_DECODE_MEMORY_BYTES": "max_decode_bytes",
+}
+
+
+def _photo_limits_rebuild(*, setting: str, **kwargs) -> None:
+    """Keep COINSITE_PHOTO_LIMITS built from the four settings when one is changed at run time (tests do)."""
+    if setting not in _PHOTO_LIMIT_SETTINGS:
+        return
+    from training.ml.photo_limits import PhotoLimits, install_process_default
+
+    limits = PhotoLimits(**{field: getattr(settings, name) for name, field in _PHOTO_LIMIT_SETTINGS.items()})
+    settings.COINSITE_PHOTO_LIMITS = limits
+    install_process_default(limits)

@@ -2,8 +2,14 @@
 
 `/healthz` answers 200 while the process serves requests at all. `/readyz` checks what a request needs and answers
 503 naming each part that is down: the database, the broker (when one is configured), the MLflow tracking store, the
-photo storage, and the Production model (loaded, with its version; "none registered yet" is ready: uploads wait for
-the first model). Each check has a short timeout, so a probe never hangs on a dead dependency.
+photo storage, the static files manifest (without it every page is a 500), and the Production model (loaded, with
+its version; "none registered yet" is ready: uploads wait for the first model). Each check has a short timeout, so a
+probe never hangs on a dead dependency.
+
+Access: `/healthz` is public (it says nothing). `/readyz` names hosts, databases and buckets in its details, so it
+follows the rule of `/metrics` (coinsite.metrics.metrics_allowed: METRICS_ALLOWED_NETWORKS or the METRICS_TOKEN
+bearer token); anyone else gets 403 and no detail. All three are exempt from the HTTPS redirect
+(SECURE_REDIRECT_EXEMPT), so a load balancer or Prometheus that reaches the host over plain http still sees them.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from coinsite.metrics import metrics_allowed
 from registry import gateway, serving
 
 TIMEOUT_SECONDS = 2.0
@@ -79,6 +86,19 @@ def check_storage() -> str:
     return type(getattr(default_storage, "_wrapped", default_storage)).__name__
 
 
+def check_static() -> str:
+    """The manifest the pages' {% static %} tags read: loaded when the process started, so a process started before
+    `collectstatic` answers 500 on every page until it is restarted."""
+    from django.contrib.staticfiles.storage import staticfiles_storage
+
+    hashed = getattr(staticfiles_storage, "hashed_files", None)
+    if hashed is None:
+        return "plain files (no manifest)"
+    if not hashed:
+        raise RuntimeError("static files manifest missing or empty: run collectstatic, then restart")
+    return f"manifest of {len(hashed)} files"
+
+
 def check_model() -> str:
     version = serving.production_version_loaded() or serving.warm_up()
     if version is None:
@@ -93,6 +113,7 @@ CHECKS: dict[str, Callable[[], str]] = {
     "broker": check_broker,
     "mlflow": check_mlflow,
     "storage": check_storage,
+    "static": check_static,
     "model": check_model,
 }
 
@@ -124,6 +145,11 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @never_cache
 @require_safe
 def readyz(request: HttpRequest) -> JsonResponse:
+    if not metrics_allowed(request):
+        return JsonResponse(
+            {"error": "/readyz answers private networks or the METRICS_TOKEN bearer token (see docs/configuration.md)"},
+            status=403,
+        )
     results = readiness()
     down = [result.name for result in results if not result.ok]
     body = {

@@ -13,6 +13,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from coinsite.logformat import formatter_config
+from training.ml.photo_limits import PhotoLimits
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("COINSITE_VAR_DIR", BASE_DIR / "var"))  # created at start-up: coinsite.apps
@@ -34,7 +35,10 @@ if DEBUG or TESTING:
     SECRET_KEY = env("DJANGO_SECRET_KEY", default="dev-only-insecure-key")
 else:
     SECRET_KEY = env("DJANGO_SECRET_KEY")
-ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+# Django's test client calls itself "testserver": accepted in tests and with DEBUG only, never by production's default.
+ALLOWED_HOSTS = env.list(
+    "DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", *(["testserver"] if DEBUG or TESTING else [])]
+)
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
@@ -121,8 +125,10 @@ AUTH_PASSWORD_VALIDATORS = [
 AUTHENTICATION_BACKENDS = ["coinsite.lockout.LockoutModelBackend"]
 COINSITE_LOGIN_FAILURE_LIMIT = env.int("COINSITE_LOGIN_FAILURE_LIMIT", default=5)
 COINSITE_LOGIN_LOCKOUT_SECONDS = env.int("COINSITE_LOGIN_LOCKOUT_SECONDS", default=15 * 60)
-# Password-reset mail: printed to the console by default; EMAIL_URL (e.g. smtp+tls://user:pass@host:587) sends it.
-EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
+# Password-reset mail: EMAIL_URL (e.g. smtp+tls://user:pass@host:587) sends it. Without it, `make run` (DEBUG) prints
+# it to the console; production drops it (dummymail): a reset link printed to a production log lets anyone who
+# reads the logs take over the account.
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://" if DEBUG or TESTING else "dummymail://")
 vars().update(EMAIL_CONFIG)  # EMAIL_BACKEND, EMAIL_HOST, ... (django-environ's documented way)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="coinsite <noreply@localhost>")
 LOGIN_URL = "login"
@@ -172,6 +178,14 @@ COINSITE_MAX_IMAGE_PIXELS = env.int("COINSITE_MAX_IMAGE_PIXELS", default=50_000_
 # Every photo's decode is priced from its header and refused over these (training.ml.decoding has the measurements).
 COINSITE_DECODE_BUDGET_SECONDS = env.float("COINSITE_DECODE_BUDGET_SECONDS", default=0.8)
 COINSITE_DECODE_MEMORY_BYTES = env.int("COINSITE_DECODE_MEMORY_BYTES", default=160 * 1024 * 1024)
+# The one object every photo path passes (upload checks, serving, prediction task, re-score, training, comparison):
+# a photo accepted at upload is never refused later by a tighter library default.
+COINSITE_PHOTO_LIMITS = PhotoLimits(
+    max_bytes=COINSITE_MAX_UPLOAD_BYTES,
+    max_pixels=COINSITE_MAX_IMAGE_PIXELS,
+    budget_seconds=COINSITE_DECODE_BUDGET_SECONDS,
+    max_decode_bytes=COINSITE_DECODE_MEMORY_BYTES,
+)
 # Photo files older than this with no coin row (a process killed mid-request) are removed by the orphan sweep.
 COINSITE_ORPHAN_GRACE_SECONDS = env.int("COINSITE_ORPHAN_GRACE_SECONDS", default=3600)
 # The embedded default has no beat: `make run` turns on an in-process timer for the sweeps (0 = off).
@@ -179,6 +193,8 @@ COINSITE_HOUSEKEEPING_SECONDS = env.int("COINSITE_HOUSEKEEPING_SECONDS", default
 DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * COINSITE_MAX_UPLOAD_BYTES  # base64 JSON of two photos is 4/3 of their size
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * COINSITE_MAX_UPLOAD_BYTES
 COINSITE_PREDICT_MAX_INPUTS = env.int("COINSITE_PREDICT_MAX_INPUTS", default=16)
+# Bytes of photos one collector may keep (predictions/quota.py); 0: no quota.
+COINSITE_STORAGE_QUOTA_BYTES = env.int("COINSITE_STORAGE_QUOTA_BYTES", default=1024 * 1024 * 1024)
 
 # Celery: eager in-process without a broker (embedded default), Redis workers with one.
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")
@@ -267,6 +283,9 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 HTTPS = env.bool("DJANGO_HTTPS", default=not DEBUG and not TESTING)
 if HTTPS:
     SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+    # Probes answer over plain http too: a load balancer or Prometheus reaching the host directly sends no
+    # X-Forwarded-Proto. /readyz and /metrics keep their own access rule (METRICS_ALLOWED_NETWORKS, METRICS_TOKEN).
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 30)

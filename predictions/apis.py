@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 from coinsite.lockout import locked_message, seconds_locked
 from registry.selectors import production_model_version
 
-from . import selectors, services
+from . import quota, selectors, services
 from .api_errors import CheckedJSONParser, UploadMultiPartParser
 from .api_schema import (
     BAD_PHOTO_UPLOAD,
@@ -300,6 +300,7 @@ class CoinListCreateApi(BaseApi):
         serializer = CoinCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        quota.storage_quota_check(owner=request.user, incoming=len(data["front"].data) + len(data["back"].data))
         coin = services.coin_create_checked(
             owner=request.user, front=data["front"], back=data["back"], source=Coin.Source.API, notes=data["notes"]
         )

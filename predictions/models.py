@@ -54,6 +54,8 @@ class Coin(models.Model):
     back_thumbnail = models.FileField(upload_to=coin_thumbnail_path, blank=True, editable=False)
     front_sha256 = models.CharField(max_length=64, db_index=True)
     back_sha256 = models.CharField(max_length=64, db_index=True)
+    # Bytes of both photos as uploaded: what the collector's storage quota counts (predictions.quota).
+    photo_bytes = models.PositiveBigIntegerField(default=0, editable=False)
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.UPLOAD)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
     status_detail = models.CharField(max_length=300, blank=True)

@@ -20,7 +20,7 @@ from registry.services import model_version_mirror
 from registry.serving import NoProductionModel, predict_checked, serving_config
 from training.ml import decoding, images
 
-from . import inference, selectors
+from . import inference, quota, selectors
 from .decisions import coin_decide
 from .models import Coin, Correction, Prediction
 from .roles import can_review
@@ -58,12 +58,8 @@ class CheckedPhoto:
 
 
 def _limits() -> dict[str, Any]:
-    return {
-        "max_bytes": settings.COINSITE_MAX_UPLOAD_BYTES,
-        "max_pixels": settings.COINSITE_MAX_IMAGE_PIXELS,
-        "budget_seconds": settings.COINSITE_DECODE_BUDGET_SECONDS,
-        "max_decode_bytes": settings.COINSITE_DECODE_MEMORY_BYTES,
-    }
+    """The settings-built limits (settings.COINSITE_PHOTO_LIMITS), as the keyword the decoders take."""
+    return {"limits": settings.COINSITE_PHOTO_LIMITS}
 
 
 def _named(error: images.ImageError, field: str) -> images.ImageError:
@@ -258,12 +254,14 @@ def coin_create_checked(
             back_thumbnail=back_thumbnail,
             front_sha256=front.sha256,
             back_sha256=back.sha256,
+            photo_bytes=len(front.data) + len(back.data),
             source=source,
             verified_year=verified_year,
             verified_at=timezone.now() if verified_year is not None else None,
             notes=notes[:500],
         )
         with transaction.atomic(savepoint=False):  # nested in a batch's transaction: the batch fails as a whole
+            quota.storage_quota_check(owner=owner, incoming=coin.photo_bytes, lock=True)
             coin.full_clean(validate_constraints=verified_year is not None)  # the one constraint is on verified_year
             coin.save()
             if enqueue_prediction:
@@ -355,6 +353,7 @@ def coin_batch_predict(
     one transaction. Returns the predictions in the order of `pairs` (each with its `.coin`).
     """
     photos = [photo for pair in pairs for photo in pair]
+    quota.storage_quota_check(owner=owner, incoming=sum(len(photo.data) for photo in photos))
     config = serving_config()
     if config is None:  # a photo problem is still the client's 400; otherwise 503, with nothing written
         for photo in photos:

@@ -22,6 +22,7 @@ import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import SimpleNamespace
 from typing import Any
 
 from django.core.cache import cache as default_cache
@@ -155,3 +156,13 @@ class ClientAddressThrottle(ScopedThrottle):
 def retry_after(wait: float) -> int:
     """Whole seconds for Retry-After, rounded up (and at least 1, so a client that honours it is let through)."""
     return max(1, math.ceil(wait))
+
+
+def page_refusal(request, scope: str) -> tuple[str, int] | None:
+    """The throttle of a scope, for a page (a plain Django view): None when the call is allowed, else the 429
+    message and the Retry-After seconds. Counted under the same key as the API's scope, so the upload page and
+    POST /api/coins/ share one limit per collector."""
+    throttle = ScopedThrottle()
+    if throttle.allow_request(request, SimpleNamespace(throttle_scopes={request.method.upper(): scope})):
+        return None
+    return throttle.refusal(request.method, request.path), retry_after(throttle.wait())

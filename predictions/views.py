@@ -12,17 +12,19 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from rest_framework.authtoken.models import Token
 
 from registry.roles import can_promote
 from training.ml import images
 
-from . import selectors, services, verdicts
+from . import quota, selectors, services, verdicts
 from .authentication import token_expired, token_issue, token_lifetime, token_revoke
 from .forms import SIDE_LABELS, CoinFilterForm, CoinUploadForm, SignUpForm
 from .models import Coin
 from .roles import can_review
+from .throttles import page_refusal
 
 COINS_PER_PAGE = 12
 # Photos never change under their (random) name, but who may see them can: cache privately, revalidate daily.
@@ -90,10 +92,19 @@ def coin_upload(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return render(request, "predictions/coin_upload.html", {**context, "form": CoinUploadForm()})
     wants_json = "application/json" in request.headers.get("Accept", "")
+    refused = page_refusal(request, "upload")  # before the body is read: a throttled upload costs nothing
+    if refused is None:
+        refused = _quota_refusal(request)
+    if refused is not None:
+        return _upload_refused(request, context, wants_json, *refused)
     form = CoinUploadForm(request.POST, request.FILES)
     status = 400
     if form.is_valid():
         photos = {field: form.photo_bytes(field) for field in SIDE_LABELS}
+        try:
+            quota.storage_quota_check(owner=request.user, incoming=sum(len(data) for data in photos.values()))
+        except quota.StorageQuotaError as error:
+            return _upload_refused(request, context, wants_json, str(error), None, status=error.http_status)
         existing = services.coin_same_pair(owner=request.user, front=photos["front_image"], back=photos["back_image"])
         if existing is not None:
             messages.info(request, f"You uploaded these two photos before: this is {existing}.")
@@ -117,6 +128,30 @@ def coin_upload(request: HttpRequest) -> HttpResponse:
     if wants_json:
         return JsonResponse({"errors": {field: list(errors) for field, errors in form.errors.items()}}, status=status)
     return render(request, "predictions/coin_upload.html", {**context, "form": form}, status=status)
+
+
+def _quota_refusal(request: HttpRequest) -> tuple[str, None] | None:
+    """A collector already at the quota is refused before the photos are read (the exact check follows them)."""
+    try:
+        quota.storage_quota_check(owner=request.user, incoming=1)
+    except quota.StorageQuotaError as error:
+        return str(error), None
+    return None
+
+
+def _upload_refused(
+    request: HttpRequest, context: dict, wants_json: bool, message: str, retry: int | None, *, status: int = 0
+) -> HttpResponse:
+    """429 (throttled, with Retry-After) or 413 (over the storage quota), as JSON or as the page with the message."""
+    status = status or (429 if retry is not None else quota.StorageQuotaError.http_status)
+    if wants_json:
+        response = JsonResponse({"errors": {"__all__": [message]}}, status=status)
+    else:
+        messages.error(request, message)
+        response = render(request, "predictions/coin_upload.html", {**context, "form": CoinUploadForm()}, status=status)
+    if retry is not None:
+        response["Retry-After"] = str(retry)
+    return response
 
 
 def _upload_message(request: HttpRequest, verdict: verdicts.Verdict) -> None:
@@ -208,9 +243,11 @@ def coin_delete(request: HttpRequest, coin_id: int) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@never_cache
 def api_token(request: HttpRequest) -> HttpResponse:
     """The collector's API token: create it, see when it was made, rotate it (the old key stops working at once) or
-    revoke it. The key is shown in full only on the page that made it."""
+    revoke it. The key is shown in full only on the page that made it, which no cache may keep (never_cache sends
+    Cache-Control: no-store): a shared or back-button cache would show the key again."""
     new_key = None
     if request.method == "POST":
         action = request.POST.get("action")

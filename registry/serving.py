@@ -273,7 +273,7 @@ def predict_pairs(pairs: list[tuple[bytes, bytes]]) -> list[PairPrediction]:
     batcher = get_batcher()
     started = time.perf_counter()
     config = batcher.holder.current().config
-    front, back = images.preprocess_batch(pairs, config)
+    front, back = images.preprocess_batch(pairs, config, limits=settings.COINSITE_PHOTO_LIMITS)
     return _score(batcher, front, back, started, pairs)
 
 
@@ -287,7 +287,14 @@ def _score(
     calibration = loaded.calibration.get("calibration") or loaded.calibration
     notes: list[str | None] = [None] * len(output)
     if loaded.version == version:  # the model that answered first looks again (not one swapped in meanwhile)
-        looked = second_look.look_again(loaded.predict_pairs, pairs, np.asarray(output), loaded.config, calibration)
+        looked = second_look.look_again(
+            loaded.predict_pairs,
+            pairs,
+            np.asarray(output),
+            loaded.config,
+            calibration,
+            limits=settings.COINSITE_PHOTO_LIMITS,
+        )
         output, notes = looked.rows, looked.notes
     latency_ms = (time.perf_counter() - started) * 1000 / max(len(front), 1)
     return [_to_prediction(row, version, latency_ms, loaded, note) for row, note in zip(output, notes, strict=True)]

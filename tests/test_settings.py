@@ -229,3 +229,17 @@ def test_debug_pages_of_make_run_go_without_the_policy_to_stay_readable(client, 
     missing = client.get("/no-such-page/")
     assert missing.status_code == 404 and "Content-Security-Policy" not in missing.headers
     assert "Content-Security-Policy" in client.get(reverse("login")).headers
+
+
+def test_production_defaults_accept_no_testserver_host_and_print_no_mail(tmp_path):
+    # given production's defaults (a secret key, nothing else), and make run's DEBUG
+    show = "import coinsite.wsgi; from django.conf import settings as s; print(s.ALLOWED_HOSTS, s.EMAIL_BACKEND)"
+    production = run_python(
+        show, env_extra={"DJANGO_SECRET_KEY": secrets.token_urlsafe(50), "COINSITE_VAR_DIR": str(tmp_path)}
+    )
+    debug = run_python(show, env_extra={"DJANGO_DEBUG": "1", "COINSITE_VAR_DIR": str(tmp_path)})
+
+    # then production neither answers Host: testserver nor prints password-reset links to its log
+    assert "testserver" not in production.stdout and "console" not in production.stdout, production.stderr
+    assert "dummy" in production.stdout
+    assert "testserver" in debug.stdout and "console" in debug.stdout, debug.stderr

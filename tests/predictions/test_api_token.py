@@ -231,3 +231,13 @@ def test_another_users_credentials_give_their_own_token(collector):
 
     assert response.status_code == 200
     assert Token.objects.get(key=response.json()["token"]).user == other
+
+
+def test_the_page_that_shows_a_new_token_is_never_stored_by_a_cache(client, collector):
+    client.force_login(collector)
+
+    response = client.post("/accounts/token/", {"action": "create"})
+
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"] and "private" in response["Cache-Control"]
+    assert "no-store" in client.get("/accounts/token/")["Cache-Control"]

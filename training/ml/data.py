@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from training.ml import images
 from training.ml.config import TrainConfig
 from training.ml.model import normalise_year
+from training.ml.photo_limits import PhotoLimits
 
 LABELS_FILENAME = "labels.csv"
 
@@ -57,9 +58,10 @@ class DecodedImages:
     photo once in all.
     """
 
-    def __init__(self, samples: Sequence[CoinSample], config: TrainConfig) -> None:
+    def __init__(self, samples: Sequence[CoinSample], config: TrainConfig, limits: PhotoLimits | None = None) -> None:
         self.samples = list(samples)
         self.config = config
+        self.limits = limits
         n, c, s = len(self.samples), config.in_channels, config.image_size
         self.fronts = torch.empty(n, c, s, s, dtype=torch.uint8)
         self.backs = torch.empty(n, c, s, s, dtype=torch.uint8)
@@ -71,7 +73,7 @@ class DecodedImages:
     def _decode(self, source: Path | bytes, index: int, side: str) -> torch.Tensor:
         data = source if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).read_bytes()
         try:
-            return images.load_uint8(bytes(data), self.config)
+            return images.load_uint8(bytes(data), self.config, limits=self.limits)
         except images.ImageError as error:
             sample = self.samples[index]
             name = sample.key or (str(source) if not isinstance(source, (bytes, bytearray)) else f"sample {index}")
@@ -110,10 +112,11 @@ class CoinPairDataset(Dataset):
         *,
         train: bool,
         cache: DecodedImages | None = None,
+        limits: PhotoLimits | None = None,
     ) -> None:
         self.config = config
         self.train = train
-        self.cache = cache if cache is not None else DecodedImages(samples, config)
+        self.cache = cache if cache is not None else DecodedImages(samples, config, limits)
         if cache is not None and len(cache) != len(samples):
             raise ValueError("the cache does not belong to these samples")
         self.samples = self.cache.samples

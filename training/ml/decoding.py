@@ -11,8 +11,22 @@ that names the problem. While decoding, the stream checks the thread's CPU clock
 past the estimate is still stopped soon after its budget runs out, wherever the decoder reads its input in pieces.
 
 Coefficients are per full-resolution pixel, the worse of a flat and a noisy photo measured here, plus 25 %:
-JPEG 4 ns (+0.85 ns per progressive scan), PNG 28, WebP 40, HEIF 12, AVIF 10, TIFF 15, BMP 5. With the default
-budget of 0.8 s a 12 MP phone photo costs 0.03 s (JPEG) to 0.34 s (PNG); the largest WebP accepted is 20 MP.
+JPEG 4 ns (+0.85 ns per scan), PNG 28, WebP 40, HEIF 12, AVIF 10, TIFF 15, BMP 5. With the default budget of 0.8 s
+a 12 MP phone photo costs 0.03 s (JPEG) to 0.34 s (PNG).
+
+The price counts everything the header declares: every scan of any JPEG (a *baseline* JPEG may carry thousands of
+header-only scans too: 7000x7000 with 5,000 of them cost 38 s of CPU when priced as one), every conversion the
+thumbnail and the model need at full size (a palette or 16-bit photo is converted to RGB before it is reduced: a
+407 KB 7000x7000 palette BMP peaked at 235 MB), and the decoder's own copies (a lossless WebP is held three times:
+libwebp's canvas, the frame it hands over and Pillow's image, and it was opened twice; 828 B of 4470x4470 peaked
+at 310 MB).
+
+Only the decoders that read their input in pieces (JPEG, PNG, BMP) can be stopped by the CPU clock between reads;
+WebP, TIFF, HEIF and AVIF decode a whole picture in one call, and libwebp even allocates the canvas when the file is
+opened. Those are opened, priced and decoded in a helper process with a hard CPU timer and a hard memory limit
+(training.ml.decode_sandbox), which hands back the picture already reduced near the caller's target. Measured here:
+a 12 MP JPEG decodes in process at 1/8 scale in about 30 ms; the same photo as a WebP costs about the same decode
+time in the helper plus 2-4 ms of transfer, and the helper's start (about 0.15 s of CPU) is paid once per process.
 """
 
 from __future__ import annotations
@@ -42,13 +56,25 @@ try:  # HEIC/HEIF phone photos; the package is in requirements, but decoding JPE
 except ImportError:  # pragma: no cover
     pillow_heif = None
 
-MAX_UPLOAD_BYTES = 10 * 1024 * 1024
-MAX_IMAGE_PIXELS = 50_000_000
-DECODE_BUDGET_SECONDS = 0.8
-DECODE_MEMORY_BYTES = 160 * 1024 * 1024
+from training.ml.photo_limits import DECODE_BUDGET_SECONDS as DECODE_BUDGET_SECONDS
+from training.ml.photo_limits import DECODE_MEMORY_BYTES as DECODE_MEMORY_BYTES
+from training.ml.photo_limits import MAX_IMAGE_PIXELS as MAX_IMAGE_PIXELS
+from training.ml.photo_limits import MAX_UPLOAD_BYTES as MAX_UPLOAD_BYTES
+from training.ml.photo_limits import PhotoLimits, resolve
+
 # Pillow's names. MPO is how Pillow names the multi-picture JPEGs many phones write.
 SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "HEIF", "AVIF", "BMP", "TIFF"})
 JPEG_FORMATS = frozenset({"JPEG", "MPO"})
+# Decoded in this process, in pieces the CPU clock can stop; the others only in the helper process.
+IN_PROCESS_FORMATS = ("JPEG", "PNG", "BMP")  # Pillow opens MPO through its JPEG plugin
+# Copies of the full picture a decoder holds at its peak beyond Pillow's image (peak RSS growth over the image's size,
+# measured on 12 MP: WebP 2.0x, HEIF 1.75x, AVIF 1.9x, TIFF 1.0x; plus a margin for libwebp's canvas).
+DECODER_COPIES = {"WEBP": 1.5, "TIFF": 1.0, "HEIF": 1.0, "AVIF": 1.0}
+# Extra bytes per decoded pixel for the full-size conversion before reduction (palette/bilevel -> RGB(A), 16-bit ->
+# 32-bit -> 8-bit), and its CPU cost.
+CONVERSION_BYTES = {"P": 4, "PA": 4, "1": 1, "I;16": 9, "I;16B": 9, "I;16L": 9, "I;16N": 9}
+NS_PER_CONVERTED_PIXEL = 3.0
+NS_PER_PIXEL_BMP_RLE = 14.0  # measured 11.4 ns on a grey 7000x7000 RLE8 file (0.56 s), plus 25 %
 NS_PER_PIXEL = {
     "JPEG": 4.0,
     "MPO": 4.0,
@@ -91,6 +117,7 @@ class DecodePlan:
     scans: int
     seconds: float
     memory_bytes: int
+    progressive: bool = False
 
     @property
     def pixels(self) -> int:
@@ -124,7 +151,7 @@ class DecodedPhoto:
         image = self.image
         factor = max(image.size) // max_px
         if factor >= 2:
-            image = _reduce(image, factor, (0, 0, *image.size))
+            image = reduce_box(image, factor, (0, 0, *image.size))
         image = _to_mode(transpose(image, self.orientation), "RGB")
         if image is self.image:  # thumbnail() resizes in place
             image = image.copy()
@@ -135,13 +162,19 @@ class DecodedPhoto:
 
 
 class _BudgetedStream(io.BytesIO):
-    """The photo's bytes, read by the decoder in pieces; each read first checks the thread's CPU clock."""
+    """The photo's bytes, read by the decoder in pieces; reads check the thread's CPU clock.
+
+    Every read of 256 bytes or more and every 32nd small one: the RLE BMP decoder reads two bytes at a time (200,000 reads for a
+    400 KB file), and the clock is a system call of about 0.5 us."""
 
     deadline: float | None = None
+    _reads = 0
 
     def read(self, size: int | None = -1) -> bytes:
-        if self.deadline is not None and time.thread_time() > self.deadline:
-            raise _OverBudget()
+        if self.deadline is not None:
+            self._reads += 1
+            if (size is None or size < 0 or size >= 256 or not self._reads % 32) and time.thread_time() > self.deadline:
+                raise _OverBudget()
         return super().read(size)
 
 
@@ -149,80 +182,104 @@ class _OverBudget(Exception):
     pass
 
 
-def decode_plan(
-    data: bytes,
-    *,
-    max_bytes: int = MAX_UPLOAD_BYTES,
-    max_pixels: int = MAX_IMAGE_PIXELS,
-    budget_seconds: float = DECODE_BUDGET_SECONDS,
-    max_decode_bytes: int = DECODE_MEMORY_BYTES,
-    target: int = 0,
-) -> DecodePlan:
-    """Check a photo from its header (bytes, format, dimensions, structure) and price its decode; nothing is decoded.
+def decode_plan(data: bytes, *, target: int = 0, limits: PhotoLimits | None = None, **overrides: float) -> DecodePlan:
+    """Check a photo from its header (bytes, format, dimensions, frames, structure) and price its decode; no pixel is
+    decoded in this process.
 
     ``target`` is the smallest side the caller needs; JPEGs are priced at the reduced scale libjpeg will decode.
-    Raises an ImageError naming the problem.
+    ``limits`` (the library default when None; loose keyword overrides as before) bound it. Raises an ImageError
+    naming the problem.
     """
-    image = _check_header(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    limits = resolve(limits, **overrides)
+    _check_bytes(data, limits)
+    if _sandboxed(data):
+        from training.ml import decode_sandbox
+
+        return decode_sandbox.plan(bytes(data), target=target, limits=limits)
+    return plan_here(bytes(data), open_header(data, IN_PROCESS_FORMATS), target=target, limits=limits)
+
+
+def plan_here(data: bytes, image: Image.Image, *, target: int, limits: PhotoLimits) -> DecodePlan:
+    """Check the opened header of ``data`` and price it; raises an ImageError over any limit."""
+    _check_image(image, limits)
     plan = _price(data, image, target=target)
-    if plan.seconds > budget_seconds:
-        raise DecodeTooCostlyError(_too_costly_message(plan, budget_seconds))
-    if plan.memory_bytes > max_decode_bytes:
-        raise DecodeTooCostlyError(
-            f"the image ({plan.format}, {plan.width}x{plan.height}) would need {human_bytes(plan.memory_bytes)} of "
-            f"memory to decode, more than the limit of {human_bytes(max_decode_bytes)}; send a JPEG or a smaller photo"
-        )
+    if plan.seconds > limits.budget_seconds:
+        raise DecodeTooCostlyError(_too_costly_message(plan, limits.budget_seconds))
+    if plan.memory_bytes > limits.max_decode_bytes:
+        raise DecodeTooCostlyError(memory_message(plan.format, plan.width, plan.height, plan.memory_bytes, limits))
     return plan
 
 
-def decode(
-    data: bytes,
-    *,
-    target: int,
-    max_bytes: int = MAX_UPLOAD_BYTES,
-    max_pixels: int = MAX_IMAGE_PIXELS,
-    budget_seconds: float = DECODE_BUDGET_SECONDS,
-    max_decode_bytes: int = DECODE_MEMORY_BYTES,
-) -> DecodedPhoto:
+def memory_message(image_format: str, width: int, height: int, memory: int, limits: PhotoLimits) -> str:
+    return (
+        f"the image ({image_format}, {width}x{height}) would need {human_bytes(memory)} of memory to decode, more "
+        f"than the limit of {human_bytes(limits.max_decode_bytes)}; send a JPEG or a smaller photo"
+    )
+
+
+def decode(data: bytes, *, target: int, limits: PhotoLimits | None = None, **overrides: float) -> DecodedPhoto:
     """Check, price and decode a photo once, near ``target`` pixels on its shorter side where the format allows.
 
-    Decodes through the whole file, so truncation is caught. Raises an ImageError naming the problem.
+    Decodes through the whole file, so truncation is caught. JPEG, PNG and BMP are decoded here in pieces the CPU
+    clock stops; WebP, TIFF, HEIF and AVIF in the helper process under a hard CPU and memory limit, which returns
+    them box-reduced near ``target``. Raises an ImageError naming the problem.
     """
+    limits = resolve(limits, **overrides)
+    _check_bytes(data, limits)
+    if _sandboxed(data):
+        from training.ml import decode_sandbox
+
+        return decode_sandbox.decode(bytes(data), target=target, limits=limits)
     started = time.thread_time()
-    plan = decode_plan(
-        data,
-        max_bytes=max_bytes,
-        max_pixels=max_pixels,
-        budget_seconds=budget_seconds,
-        max_decode_bytes=max_decode_bytes,
-        target=target,
-    )
+    data = bytes(data)
+    plan = plan_here(data, open_header(data, IN_PROCESS_FORMATS), target=target, limits=limits)
+    return _decode_priced(data, plan, target=target, limits=limits, started=started)
+
+
+def _decode_priced(data: bytes, plan: DecodePlan, *, target: int, limits: PhotoLimits, started: float) -> DecodedPhoto:
     stream = _BudgetedStream(data)
     image = _open(stream)  # verify() in the header check leaves an image unusable: open again to decode
     if plan.format in JPEG_FORMATS:
         image.draft(None, (target, target))  # libjpeg decodes at 1/2, 1/4 or 1/8 scale, never below target
-    # Hand the decoder a baseline JPEG whole (Pillow feeds 64 KiB per call by default): it releases the GIL for each
+    # Hand the decoder a one-scan JPEG whole (Pillow feeds 64 KiB per call by default): it releases the GIL for each
     # call, and under load every re-acquisition can wait up to the 5 ms switch interval behind a thread parsing JSON
-    # (measured: 73 ms per 12 MP decode in 64 KiB calls against 41 ms in one call). A progressive JPEG, whose cost
-    # grows with its scans, is fed about a quarter of a scan at a time (40 calls for an ordinary 10-scan photo), so
-    # the CPU clock is checked between scans.
-    if plan.scans == 1:
+    # (measured: 73 ms per 12 MP decode in 64 KiB calls against 41 ms in one call). A JPEG of several scans
+    # (progressive, or baseline with one scan per component), whose cost grows with its scans, is fed about a
+    # quarter of a scan at a time (40 calls for an ordinary 10-scan photo), so the CPU clock is checked between
+    # scans; PNG in 16 KiB pieces (deflate expands at most about 1000:1, so a piece is at most ~16 MB of pixels).
+    if plan.format in JPEG_FORMATS and plan.scans == 1:
         image.decodermaxblock = max(len(data), image.decodermaxblock)
-    else:
+    elif plan.format in JPEG_FORMATS:
         image.decodermaxblock = min(64 * 1024, max(512, len(data) // (4 * plan.scans)))
-    stream.deadline = started + budget_seconds
+    else:
+        image.decodermaxblock = 16 * 1024
+    stream.deadline = started + limits.budget_seconds
     try:
         image.load()
     except _OverBudget:
-        raise DecodeTooCostlyError(
-            f"decoding the image ({plan.format}, {plan.width}x{plan.height}) took more than {budget_seconds:g} s of "
-            "CPU time and was stopped; send it as a baseline JPEG"
-        ) from None
+        raise DecodeTooCostlyError(stopped_message(plan.format, plan.width, plan.height, limits)) from None
     except Exception as error:
         raise decode_error(error) from error
     finally:
         stream.deadline = None
     return DecodedPhoto(image=image, format=plan.format, orientation=exif_orientation(image))
+
+
+def stopped_message(image_format: str, width: int, height: int, limits: PhotoLimits) -> str:
+    return (
+        f"decoding the image ({image_format}, {width}x{height}) took more than {limits.budget_seconds:g} s of "
+        "CPU time and was stopped; send it as a baseline JPEG"
+    )
+
+
+def _sandboxed(data: bytes) -> bool:
+    """WebP (RIFF....WEBP), TIFF (II*, MM*, BigTIFF) and ISO media (....ftyp: HEIF, AVIF), from the magic bytes."""
+    head = bytes(data[:12])
+    return (
+        (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+        or head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+        or head[4:8] == b"ftyp"
+    )
 
 
 MIN_REDUCE_SCALE = 3  # finish() box-reduces photos at least this many times the model size
@@ -251,7 +308,7 @@ def finish(image: Image.Image, *, size: int, grayscale: bool, orientation: int |
     left, top = (width - side) // 2, (height - side) // 2
     box = (left, top, left + side, top + side)
     if factor >= 2:
-        image = _reduce(image, factor, box)
+        image = reduce_box(image, factor, box)
     elif width != height:
         image = image.crop(box)
     image = _to_mode(transpose(image, orientation), "L" if grayscale else "RGB")
@@ -275,7 +332,7 @@ def transpose(image: Image.Image, orientation: int) -> Image.Image:
     return image.transpose(method) if method is not None else image
 
 
-def _reduce(image: Image.Image, factor: int, box: tuple[int, int, int, int]) -> Image.Image:
+def reduce_box(image: Image.Image, factor: int, box: tuple[int, int, int, int]) -> Image.Image:
     """Box-average ``box`` by ``factor``. Palette and 16-bit images are converted first (averaging palette indices
     would mix unrelated colours)."""
     if image.mode in ("P", "PA", "1") or image.mode.startswith("I;16"):
@@ -304,19 +361,30 @@ def _price(data: bytes, image: Image.Image, *, target: int) -> DecodePlan:
     width, height = image.size
     pixels = width * height
     scans = 1
-    memory = pixels * _MODE_BYTES.get(image.mode, 4)
+    decoded_pixels = pixels
+    memory = pixels * _MODE_BYTES.get(image.mode, 4) * (1 + DECODER_COPIES.get(image_format, 0.0))
     seconds = pixels * NS_PER_PIXEL.get(image_format, 40.0) * 1e-9
     if image_format in JPEG_FORMATS:
-        # SOS markers cannot occur inside entropy-coded data (0xFF is stuffed there), so this counts every scan (and
-        # those of an embedded thumbnail, which only makes the estimate a little stricter).
-        if image.info.get("progression"):
-            scans = data.count(_SOS)
+        # Every JPEG, baseline too: a baseline file may hold one scan per component, or thousands of header-only
+        # scans, and libjpeg then decodes each over the whole image. SOS markers cannot occur inside entropy-coded
+        # data (0xFF is stuffed there), so this counts every scan (and those of an embedded thumbnail or an MPO's
+        # second picture, which only makes the estimate a little stricter).
+        scans = max(1, data.count(_SOS))
         scale = max(1, min(8, min(width, height) // max(target, 1)))
-        memory = pixels // (scale * scale) * 4
-        if scans > 1:  # progressive: libjpeg keeps every coefficient of the full-size image until the last scan
+        decoded_pixels = pixels // (scale * scale)
+        memory = decoded_pixels * 4
+        if scans > 1:  # several scans: libjpeg keeps every coefficient of the full-size image until the last scan
             memory += int(pixels * _jpeg_samples_per_pixel(image) * 2)
-        seconds += pixels * scans * NS_PER_PIXEL_PER_SCAN * 1e-9
-    return DecodePlan(image_format, width, height, scans, seconds, memory)
+        seconds += pixels * (scans - 1) * NS_PER_PIXEL_PER_SCAN * 1e-9
+    if image_format == "BMP" and image.info.get("compression") in (1, 2):  # RLE: Pillow's decoder is Python code
+        memory += pixels * _MODE_BYTES.get(image.mode, 4)  # that fills a bytearray of the whole image first
+        seconds = pixels * NS_PER_PIXEL_BMP_RLE * 1e-9
+    converted = CONVERSION_BYTES.get(image.mode, 0)  # the full-size conversion before reduce (see _reduce)
+    if converted:
+        memory += decoded_pixels * converted
+        seconds += decoded_pixels * NS_PER_CONVERTED_PIXEL * 1e-9
+    progressive = bool(image.info.get("progression") or image.info.get("progressive"))
+    return DecodePlan(image_format, width, height, scans, seconds, int(memory), progressive)
 
 
 def _jpeg_samples_per_pixel(image: Image.Image) -> float:
@@ -332,9 +400,10 @@ def _jpeg_samples_per_pixel(image: Image.Image) -> float:
 def _too_costly_message(plan: DecodePlan, budget_seconds: float) -> str:
     what = f"the image ({plan.format}, {plan.width}x{plan.height}"
     if plan.scans > 1:
+        kind = "a progressive JPEG" if plan.progressive else "a baseline JPEG"
         return (
-            f"{what}, a progressive JPEG with {plan.scans:,} scans) would take about {plan.seconds:.1f} s of CPU time "
-            f"to decode, more than the limit of {budget_seconds:g} s; save it as a baseline JPEG"
+            f"{what}, {kind} with {plan.scans:,} scans) would take about {plan.seconds:.1f} s of CPU time "
+            f"to decode, more than the limit of {budget_seconds:g} s; save it again as a baseline JPEG of one scan"
         )
     return (
         f"{what}) would take about {plan.seconds:.1f} s of CPU time to decode, more than the limit of "
@@ -342,38 +411,68 @@ def _too_costly_message(plan: DecodePlan, budget_seconds: float) -> str:
     )
 
 
-def _check_header(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
+def _check_bytes(data: bytes, limits: PhotoLimits) -> None:
     if isinstance(data, (bytearray, memoryview)):
         data = bytes(data)
     if not isinstance(data, bytes):
         raise NotAnImageError(f"the image must be bytes, got {type(data).__name__}")
     if not data:
         raise EmptyImageError("the image is empty (zero bytes)")
-    if len(data) > max_bytes:
+    if len(data) > limits.max_bytes:
         raise ImageTooLargeError(
-            f"the image is {human_bytes(len(data))}, more than the limit of {human_bytes(max_bytes)}"
+            f"the image is {human_bytes(len(data))}, more than the limit of {human_bytes(limits.max_bytes)}"
         )
-    image = _open(io.BytesIO(data))
-    image_format = (image.format or "").upper()
-    if image_format not in SUPPORTED_FORMATS:
-        name = image_format or "unknown"
-        raise UnsupportedFormatError(
-            f"the image format {name} is not supported (use JPEG, PNG, WEBP, HEIF/HEIC, AVIF, BMP or TIFF)"
-        )
+
+
+def open_header(data: bytes, formats: tuple[str, ...] | None) -> Image.Image:
+    """Open the header with only ``formats``' plugins (None: all supported); a format outside them is named."""
+    try:
+        image = Image.open(io.BytesIO(data), formats=formats)
+    except UnidentifiedImageError:
+        raise _unsupported(data) from None
+    except Exception as error:
+        raise decode_error(error) from error
+    image.format = (image.format or "").upper()
+    if image.format not in SUPPORTED_FORMATS:
+        raise UnsupportedFormatError(_unsupported_message(image.format or "unknown"))
+    return image
+
+
+def _unsupported(data: bytes) -> ImageError:
+    """The error for a file none of our plugins opens: the format named where Pillow knows it (GIF, ICO, ...)."""
+    try:
+        with Image.open(io.BytesIO(data)) as other:
+            name = (other.format or "").upper()
+    except Exception:
+        return NotAnImageError("the file is not an image (no known image format)")
+    return UnsupportedFormatError(_unsupported_message(name or "unknown"))
+
+
+def _unsupported_message(name: str) -> str:
+    return f"the image format {name} is not supported (use JPEG, PNG, WEBP, HEIF/HEIC, AVIF, BMP or TIFF)"
+
+
+def _check_image(image: Image.Image, limits: PhotoLimits) -> None:
+    """Dimensions, frames and structure, from the header; nothing is decoded."""
     width, height = image.size
     if width < 1 or height < 1:
         raise NotAnImageError("the image has no pixels")
-    if width * height > max_pixels:
+    if width * height > limits.max_pixels:
         raise TooManyPixelsError(
             f"the image is {width:,}x{height:,} = {_pixels(width * height)}, more than the limit of "
-            f"{_pixels(max_pixels)}; send a smaller photo"
+            f"{_pixels(limits.max_pixels)}; send a smaller photo"
         )
+    if image.format not in JPEG_FORMATS and image.format != "HEIF":  # an MPO's or HEIF's first picture is the photo
+        frames = getattr(image, "n_frames", 1)
+        if frames > 1:
+            raise UnsupportedFormatError(
+                f"the image ({image.format}) holds {frames:,} frames (an animation or a multi-page file); "
+                "send one still photo"
+            )
     try:
         image.verify()  # structural check (PNG chunk CRCs and the like) without decoding pixels
     except Exception as error:
         raise decode_error(error) from error
-    image.format = image_format
-    return image
 
 
 def _pixels(n: int) -> str:

@@ -40,6 +40,8 @@ from training.ml.photo_errors import TooManyPixelsError as TooManyPixelsError
 from training.ml.photo_errors import TruncatedImageError as TruncatedImageError
 from training.ml.photo_errors import UnsupportedFormatError as UnsupportedFormatError
 from training.ml.photo_errors import human_bytes
+from training.ml.photo_limits import PhotoLimits as PhotoLimits
+from training.ml.photo_limits import resolve
 
 if TYPE_CHECKING:
     from training.ml.config import TrainConfig
@@ -54,13 +56,14 @@ GRAY_STD = (0.226,)
 # --- decoding and validation ---------------------------------------------------------------------------------------
 
 
-def decode_base64(text: str, *, max_bytes: int = MAX_UPLOAD_BYTES) -> bytes:
+def decode_base64(text: str, *, max_bytes: int | None = None) -> bytes:
     """Decode base64 (standard or URL-safe, padding optional, ``data:`` URL prefix allowed) to bytes.
 
     The size limit is checked on the text length first, so a huge payload is refused before it is decoded. Decoding
     uses pybase64 (SIMD): a 12 MP photo's 6.4 MB of base64 takes 0.2 ms there against 10 ms in the standard library,
     and the common case (canonical base64, no line breaks) is decoded straight from the string without a copy.
     """
+    max_bytes = max_bytes if max_bytes is not None else resolve().max_bytes
     if isinstance(text, (bytes, bytearray)):
         try:
             text = bytes(text).decode("ascii")
@@ -114,14 +117,12 @@ def _decode_lenient_base64(text: str, *, encoded_limit: int, max_bytes: int) -> 
         raise InvalidBase64Error(f"the image is not valid base64 ({error})") from error
 
 
-def validate_image_bytes(
-    data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_IMAGE_PIXELS, **budget: float
-) -> str:
+def validate_image_bytes(data: bytes, *, limits: PhotoLimits | None = None, **overrides: float) -> str:
     """Check that ``data`` is a complete photo in a supported format within the limits; return the format name.
 
     Decodes at reduced scale (fast for 12 MP JPEGs) but through the whole file, so truncation is caught.
     """
-    return decoding.decode(data, target=64, max_bytes=max_bytes, max_pixels=max_pixels, **budget).format
+    return decoding.decode(data, target=64, limits=limits, **overrides).format
 
 
 def load_image(
@@ -129,9 +130,8 @@ def load_image(
     *,
     size: int = 128,
     grayscale: bool = False,
-    max_bytes: int = MAX_UPLOAD_BYTES,
-    max_pixels: int = MAX_IMAGE_PIXELS,
-    **budget: float,
+    limits: PhotoLimits | None = None,
+    **overrides: float,
 ) -> Image.Image:
     """Validate and decode a photo to a ``size`` x ``size`` RGB (or L) image, EXIF orientation applied.
 
@@ -141,7 +141,7 @@ def load_image(
     The photo is centre-cropped to a square first: a coin is round and centred, and squashing would distort it.
     The decode is priced first and refused over its budget (training.ml.decoding).
     """
-    photo = decoding.decode(data, target=2 * size, max_bytes=max_bytes, max_pixels=max_pixels, **budget)
+    photo = decoding.decode(data, target=2 * size, limits=limits, **overrides)
     return photo.model_image(size=size, grayscale=grayscale)
 
 
@@ -150,21 +150,19 @@ def _finish(image: Image.Image, *, size: int, grayscale: bool) -> Image.Image:
     return decoding.finish(image, size=size, grayscale=grayscale)
 
 
-def check_header(
-    data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_IMAGE_PIXELS, **budget: float
-) -> str:
+def check_header(data: bytes, *, limits: PhotoLimits | None = None, **overrides: float) -> str:
     """The checks that need no pixel decoding (bytes, size, format, dimensions, structure, decode price); returns
     the format name.
 
     What only decoding can find (a truncated or corrupt pixel stream) is left to load_image()/load_uint8(): a
     caller can start storing a photo that passed this while it decodes it.
     """
-    return decoding.decode_plan(data, max_bytes=max_bytes, max_pixels=max_pixels, **budget).format
+    return decoding.decode_plan(data, limits=limits, **overrides).format
 
 
-def _open_checked(data: bytes, *, max_bytes: int, max_pixels: int, target: int) -> Image.Image:
+def _open_checked(data: bytes, *, target: int, limits: PhotoLimits | None = None, **overrides: float) -> Image.Image:
     """The decoded photo near ``target`` (reduced scale where the format allows), before any crop or resize."""
-    return decoding.decode(data, target=target, max_bytes=max_bytes, max_pixels=max_pixels).image
+    return decoding.decode(data, target=target, limits=limits, **overrides).image
 
 
 # --- tensors, normalisation and augmentation -----------------------------------------------------------------------
@@ -352,19 +350,21 @@ def build_transforms(config: TrainConfig, *, train: bool) -> CoinTransform:
     return CoinTransform(size=config.image_size, channels=config.in_channels, augment=augment)
 
 
-def load_uint8(data: bytes, config: TrainConfig, **limits: int) -> torch.Tensor:
-    """Validate and decode photo bytes to the uint8 C x size x size tensor that the transforms take."""
+def load_uint8(data: bytes, config: TrainConfig, **limits: Any) -> torch.Tensor:
+    """Validate and decode photo bytes to the uint8 C x size x size tensor that the transforms take.
+
+    ``limits``: ``limits=PhotoLimits`` (what Django-side callers pass) and/or the loose overrides of older callers."""
     return image_to_uint8(load_image(data, size=config.image_size, grayscale=config.grayscale, **limits))
 
 
-def preprocess_pair(front: bytes, back: bytes, config: TrainConfig, **limits: int) -> tuple[torch.Tensor, torch.Tensor]:
+def preprocess_pair(front: bytes, back: bytes, config: TrainConfig, **limits: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """Both photos of one coin through the evaluation path: (C, H, W) float tensors each. Errors name the side."""
     front_batch, back_batch = preprocess_batch([(front, back)], config, **limits)
     return front_batch[0], back_batch[0]
 
 
 def preprocess_batch(
-    pairs: Sequence[tuple[bytes, bytes]], config: TrainConfig, **limits: int
+    pairs: Sequence[tuple[bytes, bytes]], config: TrainConfig, **limits: Any
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Photo pairs through the evaluation path: (N, C, H, W) float tensors for the fronts and for the backs.
 
@@ -388,10 +388,10 @@ def preprocess_batch(
 
 
 def decode_and_preprocess_base64(
-    front_b64: str, back_b64: str, config: TrainConfig, **limits: int
+    front_b64: str, back_b64: str, config: TrainConfig, **limits: Any
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Model-Serving JSON fields to tensors: base64 -> bytes -> the evaluation path."""
-    max_bytes = limits.get("max_bytes", MAX_UPLOAD_BYTES)
+    max_bytes = resolve(limits.get("limits"), **{k: v for k, v in limits.items() if k != "limits"}).max_bytes
     sides = []
     for side, text in (("front", front_b64), ("back", back_b64)):
         try:

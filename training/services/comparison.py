@@ -48,10 +48,13 @@ def model_version_evaluate(*, version: int, samples: Sequence[CoinSample], progr
     for start in starts:
         chunk = samples[start : start + EVAL_BATCH_SIZE]
         pairs = [(_read(s.front), _read(s.back)) for s in chunk]
-        front, back = images.preprocess_batch(pairs, predictor.config)
+        front, back = images.preprocess_batch(pairs, predictor.config, limits=settings.COINSITE_PHOTO_LIMITS)
         first = np.asarray(predictor.predict_pairs(front, back), dtype=float).reshape(len(chunk), -1)
         calibration = predictor.calibration.get("calibration") or predictor.calibration
-        rows.append(second_look.look_again(predictor.predict_pairs, pairs, first, predictor.config, calibration).rows)
+        looked = second_look.look_again(
+            predictor.predict_pairs, pairs, first, predictor.config, calibration, limits=settings.COINSITE_PHOTO_LIMITS
+        )
+        rows.append(looked.rows)
     output = np.concatenate(rows) if rows else np.zeros((0, 3))
     years = np.array([s.year for s in samples], dtype=float)
     predicted = output[:, 0] if len(output) else np.zeros(0)

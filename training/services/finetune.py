@@ -40,7 +40,8 @@ def _fine_tune_setup(*, run_config, production: int) -> tuple[Any, list]:
 
 def _eval_tensors(samples: Sequence[CoinSample], config) -> tuple[Any, Any, np.ndarray]:
     """The evaluation set through the serving preprocessing, once (reused every epoch of fine-tuning)."""
-    front, back = images.preprocess_batch([(_read(s.front), _read(s.back)) for s in samples], config)
+    pairs = [(_read(s.front), _read(s.back)) for s in samples]
+    front, back = images.preprocess_batch(pairs, config, limits=settings.COINSITE_PHOTO_LIMITS)
     return front, back, np.array([s.year for s in samples], dtype=float)
 
 

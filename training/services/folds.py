@@ -170,7 +170,7 @@ def training_fold_execute(*, run_id: int, index: int) -> str:
     hooks = _FoldHooks(fold, config)
     try:
         samples = dataset_samples(dataset=run.dataset_version)
-        dataset = CoinPairDataset(samples, config, train=True).preload()
+        dataset = CoinPairDataset(samples, config, train=True, limits=settings.COINSITE_PHOTO_LIMITS).preload()
         negatives = dataset_negative_pairs(dataset=run.dataset_version)
         context = FoldContext.build(config, dataset, fold_plan(config, len(samples)), negatives)
         output = fit_fold(
@@ -244,7 +244,7 @@ def _finalise(run_id: int) -> TrainingRun:
         FoldOutput.from_bytes(bytes(data)) for data in run.folds.order_by("index").values_list("output", flat=True)
     ]
     plan = fold_plan(config, len(samples))
-    eval_view = CoinPairDataset(samples, config, train=False)
+    eval_view = CoinPairDataset(samples, config, train=False, limits=settings.COINSITE_PHOTO_LIMITS)
     soup = None
     negatives = dataset_negative_pairs(dataset=run.dataset_version)  # each fold read them after its generated ones
     if soup_wanted(config, plan):  # the context's loaders (the holdout, non-coin photos) only for a soup

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from django.conf import settings
 from django.db.models.fields.files import FieldFile
 
 from predictions.models import Coin
@@ -74,7 +75,7 @@ def _side_pixels(thumbnail: FieldFile, photo: FieldFile) -> tuple[np.ndarray, st
                 data = handle.read()
         except OSError:
             continue  # a thumbnail file gone: the photo may still be there
-        decoded = decoding.decode(data, target=STATS_PX)
+        decoded = decoding.decode(data, target=STATS_PX, limits=settings.COINSITE_PHOTO_LIMITS)
         image = decoded.model_image(size=STATS_PX, grayscale=False)
         return np.asarray(image, dtype=np.uint8), source
     raise FileNotFoundError("neither the thumbnail nor the photo file is stored")

@@ -18,6 +18,7 @@ from registry.roles import can_train
 from registry.selectors import production_version_registered
 from training.ml import kfold
 from training.ml.config import TrainConfig, load_config
+from training.ml.data import CoinPairDataset
 from training.ml.train import TrainingCancelled
 
 from ..errors import FineTuneRegressed
@@ -233,6 +234,7 @@ def _training_run_work(
             result = kfold.fit(
                 config,
                 train_samples,
+                dataset=CoinPairDataset(train_samples, config, train=True, limits=settings.COINSITE_PHOTO_LIMITS),
                 progress=progress,
                 on_epoch=epoch_hook,
                 should_stop=hooks.should_stop,
