@@ -23,7 +23,7 @@ DIST_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/coinsite CELERY_BROK
 # Procfile.dev's processes: the production Procfile's web, workers and beat, plus a local MLflow server, and a web
 # that creates the demo users (printing their passwords) and the first model before it serves. The Procfile's
 # `release` step (migrate + collectstatic) runs before them, once.
-DIST_PROCESSES := s3 mlflow web inference training beat
+DIST_PROCESSES := s3 mlflow web inference training housekeeping beat
 
 .PHONY: help venv venv-runtime lock run run-distributed test test-fast test-postgres browser-deps bench bench-train bench-folds lint demo clean \
 	pretrain measure-reader collectstatic fuzz

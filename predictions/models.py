@@ -251,6 +251,11 @@ class Prediction(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [
+            # Monitoring and movers read one version's predictions by week (model_versions_serving_since's EXISTS,
+            # the weekly counts, the movers' pairs): an index range instead of every row of the version.
+            models.Index(fields=["model_version", "created_at"], name="prediction_version_created"),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(interval_low__lte=models.F("year")), name="prediction_low_le_year"),
             models.CheckConstraint(condition=Q(interval_high__gte=models.F("year")), name="prediction_high_ge_year"),

@@ -86,3 +86,11 @@ def test_embedded_timer_runs_the_sweeps_only_when_enabled_and_without_a_broker(s
     housekeeping.timer_stop()  # no thread outlives its test
     thread.join(timeout=5)
     assert runs == ["run"] and not thread.is_alive()
+
+
+def test_the_orphan_sweep_runs_on_its_own_queue_not_the_inference_workers():
+    from coinsite.celery import app
+
+    route = app.amqp.router.route({}, "predictions.tasks.photo_orphans_sweep_task")
+    assert route["queue"].name == "housekeeping"
+    assert app.amqp.router.route({}, "predictions.tasks.coin_predict_task")["queue"].name == "inference"
