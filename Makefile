@@ -129,6 +129,10 @@ bench-folds: venv ## one K-fold run on 1 then 2 training workers (PostgreSQL + R
 bench-monitoring: venv ## the monitoring page's server time with 10,000 verified coins (target < 300 ms), and its refresh
 	$(PY) scripts/bench_monitoring.py $(BENCH_ARGS)
 
+.PHONY: bench-scale
+bench-scale: venv ## seed 1M coins into a PostgreSQL database of its own, time the desk, lists, monitoring, sweep (BENCH_ARGS="--coins 100000")
+	nice -n 5 $(PY) scripts/bench_scale.py $(BENCH_ARGS)
+
 pretrain: venv ## retrain the base date reader on generated coins (configs/pretrain.yaml; ~35 min on 2 CPU cores)
 	$(PY) manage.py pretrain
 

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from . import upload_guard
 from .models import Coin
 from .services import coins_requeue_pending
 
@@ -39,7 +40,8 @@ def photo_orphans_sweep(*, grace_seconds: int | None = None) -> tuple[int, int]:
     Folder by folder (coins/<owner>/ and its thumbs/): each folder is listed BEFORE the rows that may name its files
     are read (that owner's coins, through the owner index), so a file whose row commits after the read was written
     longer than the grace period ago and never committed, which no live request does. Younger files are left alone,
-    so a request that is still between its file writes and its commit keeps its photos. Memory holds one folder's
+    so a request that is still between its file writes and its commit keeps its photos, and an owner's folder is
+    left alone while an upload of theirs is in flight, however long it takes (upload_guard). Memory holds one folder's
     names at a time: listing every file and every coin at once peaked at 1.86 GB for 1M coins and 4M files.
     """
     grace = settings.COINSITE_ORPHAN_GRACE_SECONDS if grace_seconds is None else grace_seconds
@@ -48,20 +50,34 @@ def photo_orphans_sweep(*, grace_seconds: int | None = None) -> tuple[int, int]:
     seen = removed = 0
     for folder, listed in _folders_under(storage, PHOTO_ROOT):
         seen += len(listed)
-        named = _names_in(folder, listed)
-        for name in listed:
-            if name in named:
-                continue
-            try:
-                if storage.get_modified_time(name) > cutoff:
-                    continue
-                storage.delete(name)
-            except FileNotFoundError:  # removed meanwhile (a coin deleted, another sweep)
-                continue
-            removed += 1
+        owner = folder.removeprefix(f"{PHOTO_ROOT}/").split("/", 1)[0]
+        if owner.isdigit():
+            with upload_guard.owner_folder_sweep(int(owner)) as free:
+                if free:  # else an upload of this owner is in flight: its files may still be committed
+                    removed += _remove_orphans(storage, folder, listed, cutoff)
+        else:
+            removed += _remove_orphans(storage, folder, listed, cutoff)
     if removed:
         logger.info("orphan sweep removed %d photo file(s) with no coin (of %d seen)", removed, seen)
     return seen, removed
+
+
+def _remove_orphans(storage, folder: str, listed: list[str], cutoff) -> int:
+    """Delete the files of `listed` that no row names (read now, after the listing and the owner's mark) and that
+    are older than `cutoff`; returns how many."""
+    removed = 0
+    named = _names_in(folder, listed)
+    for name in listed:
+        if name in named:
+            continue
+        try:
+            if storage.get_modified_time(name) > cutoff:
+                continue
+            storage.delete(name)
+        except FileNotFoundError:  # removed meanwhile (a coin deleted, another sweep)
+            continue
+        removed += 1
+    return removed
 
 
 def _names_in(folder: str, listed: list[str]) -> set[str]:
