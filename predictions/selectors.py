@@ -152,6 +152,18 @@ class ReviewProgress:
     mine_today: int
     all_today: int
     left: int
+    left_more: bool = False  # more than `left` (QUEUE_COUNT_CAP): counted no further
+
+
+QUEUE_COUNT_CAP = 10_000
+"""Queue sizes are counted up to this and shown as "10000+" beyond: an exact COUNT of the awaiting queue read every
+row (1.6 s for 950k coins on the loaded 2-core machine), a capped one stops after 10,001."""
+
+
+def count_capped(queryset: QuerySet) -> tuple[int, bool]:
+    """(rows up to QUEUE_COUNT_CAP, whether there are more): SELECT COUNT(*) FROM (... LIMIT cap + 1)."""
+    count = queryset.order_by()[: QUEUE_COUNT_CAP + 1].count()
+    return min(count, QUEUE_COUNT_CAP), count > QUEUE_COUNT_CAP
 
 
 def review_progress(*, curator) -> ReviewProgress:
@@ -159,10 +171,12 @@ def review_progress(*, curator) -> ReviewProgress:
     of the whole queue (AWAITING_REVIEW, whatever filter the curator works with)."""
     midnight = timezone.make_aware(datetime.combine(timezone.localdate(), time.min))
     decided = Correction.objects.filter(created_at__gte=midnight, undoes__isnull=True, undone_by__isnull=True)
+    left, more = count_capped(Coin.objects.filter(AWAITING_REVIEW))
     return ReviewProgress(
         mine_today=decided.filter(curator=curator).values("coin_id").distinct().count(),
         all_today=decided.values("coin_id").distinct().count(),
-        left=Coin.objects.filter(AWAITING_REVIEW).count(),
+        left=left,
+        left_more=more,
     )
 
 

@@ -71,10 +71,10 @@ def database_drop(server: str) -> None:
         conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
 
 
-def setup_django(server: str) -> None:
-    shutil.rmtree(VAR, ignore_errors=True)
-    VAR.mkdir(parents=True)
-    os.environ["COINSITE_VAR_DIR"] = str(VAR)
+def setup_django(server: str, *, var: Path = VAR) -> None:
+    shutil.rmtree(var, ignore_errors=True)
+    var.mkdir(parents=True)
+    os.environ["COINSITE_VAR_DIR"] = str(var)
     os.environ["DATABASE_URL"] = f"{server}/{DB_NAME}"
     os.environ.pop("CELERY_BROKER_URL", None)  # tasks in-process: nothing is enqueued anywhere
     os.environ.setdefault("DJANGO_DEBUG", "1")
@@ -193,6 +193,25 @@ def seed(coins: int) -> dict:
     return {"curator": curator, "owner": owner, "first_coin": some[0], "first_user": first_user}
 
 
+def reused() -> dict:
+    """The ids seed() returned, read back from a database it seeded before."""
+    from django.contrib.auth import get_user_model
+
+    users = get_user_model()
+    return {
+        "curator": users.objects.get(username="bench-curator"),
+        "owner": users.objects.get(username="bench-owner"),
+        "first_coin": Coin_first_id(),
+        "first_user": users.objects.get(username="collector1").pk,
+    }
+
+
+def Coin_first_id() -> int:  # noqa: N802
+    from predictions.models import Coin
+
+    return Coin.objects.order_by("id").values_list("id", flat=True).first()
+
+
 def files_create(coins: int, first_user: int, orphans: int) -> int:
     """4 empty files per coin where the rows say (and `orphans` more, named by no row, aged past the grace)."""
     from django.db import connection
@@ -246,9 +265,15 @@ def main() -> int:
     parser.add_argument("--orphans", type=int, default=1000)
     parser.add_argument("--no-files", action="store_true", help="skip the photo files (and the sweep)")
     parser.add_argument("--keep", action="store_true", help="leave the database (and var/bench-scale) behind")
+    parser.add_argument(
+        "--reuse", action="store_true", help="time the pages of a database seeded before (--keep), without the sweep"
+    )
     args = parser.parse_args()
     server = os.environ.get("BENCH_DATABASE_SERVER", SERVER)
-    database_create(server)
+    if args.reuse:
+        args.keep = args.no_files = True
+    else:
+        database_create(server)
     try:
         return run(args)
     finally:
@@ -258,14 +283,17 @@ def main() -> int:
 
 
 def run(args) -> int:
-    setup_django(os.environ.get("BENCH_DATABASE_SERVER", SERVER))
+    setup_django(
+        os.environ.get("BENCH_DATABASE_SERVER", SERVER), var=VAR.with_name("bench-scale-reuse") if args.reuse else VAR
+    )
     from django.test import Client
     from django.urls import reverse
 
     from predictions.models import Coin, Prediction
 
     started = time.perf_counter()
-    ids = seed(args.coins)
+    ids = reused() if args.reuse else seed(args.coins)
+    args.coins = Coin.objects.count()
     print(
         f"seeded {Coin.objects.count()} coins, {Prediction.objects.count()} predictions, {COLLECTORS} collectors "
         f"in {time.perf_counter() - started:.0f} s",
@@ -317,15 +345,6 @@ def run(args) -> int:
     next_ms = statistics.median(nxt for _post, nxt in decisions[1:])
     print(f"{'one decision (POST) / the next coin (GET)':<44} {decision_ms:8.1f} ms / {next_ms:.1f} ms", flush=True)
 
-    from training.services.monitoring_snapshot import monitoring_snapshot_refresh
-
-    for weeks in (12, 52):
-        started = time.perf_counter()
-        monitoring_snapshot_refresh(weeks=weeks)
-        print(f"monitoring refresh ({weeks} weeks, background): {time.perf_counter() - started:.1f} s", flush=True)
-    monitoring = reverse("admin:registry_modelversion_monitoring")
-    page("monitoring (12 weeks)", owner, f"{monitoring}?weeks=12")
-    page("monitoring (52 weeks)", owner, f"{monitoring}?weeks=52")
     page("movers page", owner, reverse("admin:registry_modelversion_movers"))
     page("rescore page GET", owner, reverse("admin:registry_modelversion_rescore"))
     page("dataset list", owner, reverse("admin:training_datasetversion_changelist"))
@@ -343,6 +362,15 @@ def run(args) -> int:
         sweep_rss = max(0.0, peak_mb() - before)
         print(f"orphan sweep: {seen} files seen, {removed} removed in {sweep_s:.1f} s, +{sweep_rss:.0f} MB peak RSS")
 
+    from training.services.monitoring_snapshot import monitoring_snapshot_refresh
+
+    for weeks in (12, 52):
+        started = time.perf_counter()
+        monitoring_snapshot_refresh(weeks=weeks)
+        print(f"monitoring refresh ({weeks} weeks, background): {time.perf_counter() - started:.1f} s", flush=True)
+    monitoring = reverse("admin:registry_modelversion_monitoring")
+    page("monitoring (12 weeks)", owner, f"{monitoring}?weeks=12")
+    page("monitoring (52 weeks)", owner, f"{monitoring}?weeks=52")
     worst_label, worst = max(results.items(), key=lambda item: item[1]["ms"])
     slow = [label for label, row in results.items() if row["ms"] >= PAGE_TARGET_MS or row["queries"] > 20]
     print(f"pages over {PAGE_TARGET_MS:.0f} ms or 20 queries: {', '.join(slow) or 'none'}")
