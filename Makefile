@@ -23,7 +23,7 @@ DIST_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/coinsite CELERY_BROK
 # Procfile.dev's processes: the production Procfile's web, workers and beat, plus a local MLflow server, and a web
 # that creates the demo users (printing their passwords) and the first model before it serves. The Procfile's
 # `release` step (migrate + collectstatic) runs before them, once.
-DIST_PROCESSES := s3 mlflow web inference training beat
+DIST_PROCESSES := s3 mlflow web inference training housekeeping beat
 
 .PHONY: help venv venv-runtime lock run run-distributed test test-fast test-postgres browser-deps bench bench-train bench-folds lint demo clean \
 	pretrain measure-reader collectstatic fuzz
@@ -132,6 +132,10 @@ bench-sweep: venv ## one hyperparameter sweep on 1 then 2 training workers (Post
 .PHONY: bench-monitoring
 bench-monitoring: venv ## the monitoring page's server time with 10,000 verified coins (target < 300 ms), and its refresh
 	$(PY) scripts/bench_monitoring.py $(BENCH_ARGS)
+
+.PHONY: bench-scale
+bench-scale: venv ## seed 1M coins into a PostgreSQL database of its own, time the desk, lists, monitoring, sweep (BENCH_ARGS="--coins 100000")
+	nice -n 5 $(PY) scripts/bench_scale.py $(BENCH_ARGS)
 
 pretrain: venv ## retrain the base date reader on generated coins (configs/pretrain.yaml; ~35 min on 2 CPU cores)
 	$(PY) manage.py pretrain

@@ -20,7 +20,7 @@ from registry.services import model_version_mirror
 from registry.serving import NoProductionModel, predict_checked, serving_config
 from training.ml import decoding, images
 
-from . import inference, quota, selectors
+from . import inference, quota, selectors, upload_guard
 from .decisions import coin_decide
 from .models import Coin, Correction, Prediction
 from .roles import can_review
@@ -239,6 +239,42 @@ def coin_create_checked(
     the row is then committed on its own. If the row is not committed, files this call wrote are removed again;
     files the caller wrote are the caller's to discard.
     """
+    if not stored_names:  # this call writes the files: it holds the owner's upload mark until the row commits
+        with upload_guard.owner_upload(owner.pk):
+            return _coin_create_files_then_row(
+                owner=owner,
+                front=front,
+                back=back,
+                source=source,
+                verified_year=verified_year,
+                notes=notes,
+                enqueue_prediction=enqueue_prediction,
+            )
+    return _coin_create_files_then_row(
+        owner=owner,
+        front=front,
+        back=back,
+        source=source,
+        verified_year=verified_year,
+        notes=notes,
+        enqueue_prediction=enqueue_prediction,
+        stored_names=stored_names,
+        stored_thumbnails=stored_thumbnails,
+    )
+
+
+def _coin_create_files_then_row(
+    *,
+    owner,
+    front: CheckedPhoto,
+    back: CheckedPhoto,
+    source: str,
+    verified_year: int | None,
+    notes: str,
+    enqueue_prediction: bool,
+    stored_names: tuple[str, str] | None = None,
+    stored_thumbnails: tuple[str, str] = ("", ""),
+) -> Coin:
     files = None
     if not stored_names:
         files = PhotoFiles(owner, [front, back])
@@ -359,6 +395,11 @@ def coin_batch_predict(
         for photo in photos:
             photo_check(photo.data, field=photo.field)
         raise NoProductionModel()
+    with upload_guard.owner_upload(owner.pk):  # until the rows naming the files commit (or the files are gone)
+        return _coin_batch_files_then_rows(owner=owner, pairs=pairs, photos=photos, config=config, source=source)
+
+
+def _coin_batch_files_then_rows(*, owner, pairs, photos, config, source: str) -> list[Prediction]:
     files = PhotoFiles(owner, photos)
     try:
         decoded = [(photo_decode(front, config), photo_decode(back, config)) for front, back in pairs]

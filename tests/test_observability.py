@@ -149,10 +149,11 @@ def test_the_production_procfile_runs_no_demo_and_prints_no_password():
 def test_the_production_procfile_releases_then_runs_web_workers_and_beat():
     entries = procfile("Procfile")
 
-    assert set(entries) == {"release", "web", "inference", "training", "beat"}
+    assert set(entries) == {"release", "web", "inference", "training", "housekeeping", "beat"}
     assert "manage.py migrate" in entries["release"] and "manage.py collectstatic" in entries["release"]
     assert "gunicorn coinsite.wsgi" in entries["web"]
     assert "-Q inference" in entries["inference"] and "-Q training" in entries["training"]
+    assert "-Q housekeeping" in entries["housekeeping"]  # the orphan sweep, off the inference worker
 
 
 def test_make_run_distributed_starts_the_demo_procfile_with_the_production_workers():
@@ -163,7 +164,7 @@ def test_make_run_distributed_starts_the_demo_procfile_with_the_production_worke
     assert "honcho -f Procfile.dev start $(DIST_PROCESSES)" in makefile
     assert set(processes) <= set(dev)
     assert "bootstrap_demo" in dev["web"]
-    for worker in ("inference", "training", "beat"):
+    for worker in ("inference", "training", "housekeeping", "beat"):
         assert dev[worker] == production[worker]  # the demo differs in its web and its MLflow, not in its workers
 
 

@@ -56,9 +56,9 @@ def training_run_execute_enqueue(sender: Any, *, run_id: int, **kwargs: Any) -> 
 
 
 @receiver(coins_rescore_requested, dispatch_uid="training_coins_rescore_enqueue")
-def coins_rescore_enqueue(sender: Any, *, coin_ids: list[int], **kwargs: Any) -> None:
-    """Hand the coins to one re-scoring task on the `training` queue."""
-    coins_rescore_task.delay(coin_ids)
+def coins_rescore_enqueue(sender: Any, *, coin_runs: list[list[int]], requested_at: str, **kwargs: Any) -> None:
+    """Hand one chunk of coins to a re-scoring task on the `training` queue."""
+    coins_rescore_task.delay(coin_runs, requested_at)
 
 
 @receiver(training_fold_queued, dispatch_uid="training_fold_execute_enqueue")

@@ -6,7 +6,8 @@ send these signals once their transaction committed; training/receivers.py enque
 what the broker, the routes and the beat schedule know.
 
 - training_run_queued: `run_id`, a run waiting in QUEUED that a worker should execute.
-- coins_rescore_requested: `coin_ids`, coins to predict again with the current Production.
+- coins_rescore_requested: `coin_runs` ([low, high] runs of coin ids: one chunk) and `requested_at` (ISO time),
+  coins to predict again with the current Production; sent once per chunk.
 - training_fold_queued: `run_id`, `fold`, one fold of a fold-parallel run for a training worker.
 - training_run_folds_done: `run_id`, every fold of a fold-parallel run is done: finalise it.
 - sweep_queued: `sweep_id`, a sweep waiting in QUEUED: create its study and queue its trials.

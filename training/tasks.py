@@ -6,6 +6,7 @@ Every task is safe to run twice (acks_late redelivery after a worker died): the 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from celery import shared_task
 
@@ -85,9 +86,11 @@ def retrain_if_enough_labels_task() -> int | None:
 
 
 @shared_task(name="training.tasks.coins_rescore_task", acks_late=True)
-def coins_rescore_task(coin_ids: list[int]) -> int:
-    """Re-predict coins with the current Production version (after a promotion)."""
-    return rescore.coins_rescore_now(coin_ids=coin_ids)
+def coins_rescore_task(coin_runs: list[list[int]], requested_at: str | None = None) -> int:
+    """Re-predict one chunk of coins ([low, high] runs of ids) with the current Production version; a coin it
+    predicted since `requested_at` already is skipped, so a redelivered chunk predicts nothing twice."""
+    since = datetime.fromisoformat(requested_at) if requested_at else None
+    return rescore.coins_rescore_now(coin_ids=rescore.id_runs_expand(coin_runs), requested_at=since)
 
 
 @shared_task(name="training.tasks.monitoring_refresh_task")

@@ -21,6 +21,13 @@ QUEUE_ORDERS = {
 DEFAULT_ORDER = "uncertain"
 
 
+def is_whole_queue(query) -> bool:
+    """Whether a changelist query shows the whole awaiting queue (any order or page, no other filter, no search):
+    its size is then the desk's progress count (selectors.review_progress().left), counted once per page."""
+    keys = set(query) - {"order", "p", "o"}
+    return keys <= {"state"} and query.get("state", "awaiting") == "awaiting"
+
+
 class DefaultChoiceFilter(admin.SimpleListFilter):
     """A filter with a default choice instead of "All": no parameter in the URL means `default`."""
 
@@ -93,13 +100,13 @@ class QueueOrderFilter(DefaultChoiceFilter):
 
 
 class DecadeFilter(admin.SimpleListFilter):
-    """Decade of the latest predicted year (only decades some prediction falls in are offered)."""
+    """Decade of the latest predicted year (every decade a year can fall in: a fixed list, no query)."""
 
     title = "decade of the predicted year"
     parameter_name = "decade"
 
     def lookups(self, request, model_admin):
-        return [(str(decade), f"{decade}s") for decade in selectors.prediction_decades()]
+        return [(str(decade), f"{decade}s") for decade in selectors.DECADES]
 
     def queryset(self, request, queryset):
         if self.value() is None:
@@ -108,7 +115,7 @@ class DecadeFilter(admin.SimpleListFilter):
             decade = int(self.value())
         except ValueError as error:
             raise IncorrectLookupParameters(f"Not a decade: {self.value()!r}.") from error
-        return queryset.filter(pred_year__gte=decade, pred_year__lt=decade + 10, pred_no_year=0)
+        return queryset.filter(pred_year__gte=decade, pred_year__lt=decade + 10, pred_no_year=False)
 
 
 class VerdictFilter(admin.SimpleListFilter):
@@ -125,7 +132,7 @@ class VerdictFilter(admin.SimpleListFilter):
             case None:
                 return queryset
             case "year":
-                return queryset.filter(pred_no_year=0)
+                return queryset.filter(pred_no_year=False)
             case "not_a_coin" | "unreadable":
                 return queryset.filter(pred_rejected=self.value())
         raise IncorrectLookupParameters(f"Unknown verdict {self.value()!r}.")

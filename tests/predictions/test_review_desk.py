@@ -346,3 +346,98 @@ def test_curators_racing_for_the_queue_never_get_the_same_coin_on_postgresql(pos
         False,
         True,
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_curators_claiming_from_the_queue_with_skip_locked_never_get_the_same_coin_on_postgresql(postgres_row_locks):
+    # given four curators and a queue of ten coins, all with the same uncertainty (so the order is a tie on it)
+    curators = [UserFactory(username=f"desk{i}", roles=["curator"], is_staff=True) for i in range(4)]
+    version = ModelVersionFactory(version=3)
+    for _ in range(10):
+        PredictionFactory(coin=CoinFactory(status=Coin.Status.PREDICTED), model_version=version)
+    queue = Coin.objects.filter(selectors.AWAITING_REVIEW).order_by("-pred_no_year", "-pred_uncertainty", "id")
+
+    claimed: list[int] = []
+    for _round in range(3):
+        # when all four ask the queue (SELECT ... FOR UPDATE SKIP LOCKED LIMIT 1) for their next coin at once
+        got = at_once(*[lambda c=c: review.coin_claim_first(queue=queue, curator=c) for c in curators])
+
+        # then the ones that got a coin got different coins, and the rows say who holds which
+        won = [coin_id for coin_id in got if coin_id is not None]
+        assert all(isinstance(coin_id, int) or coin_id is None for coin_id in got), got
+        assert len(set(won)) == len(won)
+        holders = dict(Coin.objects.filter(pk__in=won).values_list("pk", "claimed_by"))
+        assert sorted(holders.values()) == sorted(
+            c.pk for c, coin_id in zip(curators, got, strict=True) if coin_id is not None
+        )
+        claimed += won
+        # and each releases theirs by deciding nothing: taking the next coin releases the last, so park them
+        Coin.objects.filter(pk__in=won).update(excluded_from_training=True)
+    assert len(claimed) == len(set(claimed)) == 10  # every coin went to exactly one curator, none twice
+
+
+def test_skip_claims_the_coin_after_this_one_in_the_queue_order(client, curator, queued):
+    # given three coins, the most uncertain first (widest interval), and the curator holding the middle one
+    sure, unsure, middle = queued(width=2), queued(width=40), queued(width=10)
+    client.force_login(curator)
+    assert client.get(START).url == review_url(unsure)
+    review.coin_claim(coin_id=middle.pk, curator=curator)
+
+    # when they skip it
+    response = client.get(f"{START}?after={middle.pk}")
+
+    # then the next one in the order (not the first free one) is theirs, and the skipped one is free again
+    assert response.url == review_url(sure)
+    assert Coin.objects.get(pk=middle.pk).claimed_by_id is None
+
+
+def test_a_new_prediction_moves_the_coins_queue_figures_in_the_same_write(queued):
+    # given a coin the model read (a year, an interval 10 years wide)
+    coin = queued(year=1874, width=10)
+    assert (coin.pred_year, coin.pred_no_year, coin.pred_rejected) == (1874, False, "")
+    assert coin.pred_uncertainty == pytest.approx(__import__("math").log(11))
+
+    # when a newer prediction rejects it
+    latest = PredictionFactory(coin=coin, year=1900, rejected="unreadable", uncertainty=2.5)
+
+    # then the coin's copy follows the latest prediction
+    coin.refresh_from_db()
+    assert (coin.last_prediction_id, coin.pred_year, coin.pred_no_year, coin.pred_rejected) == (
+        latest.pk,
+        1900,
+        True,
+        "unreadable",
+    )
+    assert coin.pred_uncertainty == 2.5
+
+
+def test_the_decade_filter_offers_every_decade_without_reading_the_predictions(client, curator, queued):
+    # given one coin predicted in the 1870s
+    queued(year=1874)
+    client.force_login(curator)
+
+    # when the queue is shown, then the decade choices are the fixed list (1700s..2020s)
+    response = client.get(reverse("admin:predictions_coin_changelist"))
+    assert response.status_code == 200
+    assert selectors.DECADES[0] == 1700 and selectors.DECADES[-1] == 2020
+    assert b"decade=1870" in response.content and b"decade=2020" in response.content
+    # and the decades the coins' latest predictions fall in, for whoever asks, come without the model's ordering
+    assert selectors.prediction_decades() == [1870]
+
+
+def test_searching_the_queue_by_id_finds_the_coin_and_a_digit_username(client, curator, queued):
+    # given a coin, and a collector whose username is another coin's number
+    coin, other = queued(), queued()
+    digits = UserFactory(username=str(coin.pk + 1000))
+    theirs = queued()
+    Coin.objects.filter(pk=theirs.pk).update(owner=digits)
+    client.force_login(curator)
+
+    # when a curator searches for "#<id>" and for the digit username
+    by_id = client.get(reverse("admin:predictions_coin_changelist"), {"q": f"#{coin.pk}"})
+    by_name = client.get(reverse("admin:predictions_coin_changelist"), {"q": digits.username})
+
+    # then each finds what it names and nothing else
+    assert [c.pk for c in by_id.context["cl"].result_list] == [coin.pk]
+    assert theirs.pk in [c.pk for c in by_name.context["cl"].result_list]
+    assert other.pk not in [c.pk for c in by_name.context["cl"].result_list]

@@ -86,3 +86,57 @@ def test_embedded_timer_runs_the_sweeps_only_when_enabled_and_without_a_broker(s
     housekeeping.timer_stop()  # no thread outlives its test
     thread.join(timeout=5)
     assert runs == ["run"] and not thread.is_alive()
+
+
+def test_the_orphan_sweep_runs_on_its_own_queue_not_the_inference_workers():
+    from coinsite.celery import app
+
+    route = app.amqp.router.route({}, "predictions.tasks.photo_orphans_sweep_task")
+    assert route["queue"].name == "housekeeping"
+    assert app.amqp.router.route({}, "predictions.tasks.coin_predict_task")["queue"].name == "inference"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sweep_never_deletes_the_files_of_an_upload_still_in_flight_past_the_grace_period(settings):
+    """Issue 23's race: an upload stored its photos, then took longer than the grace period to commit its row."""
+    import threading
+
+    from django.db import connection
+
+    from predictions import upload_guard
+    from tests.factories import UserFactory
+
+    owner = UserFactory()
+    written, sweep_done = threading.Event(), threading.Event()
+    names: list[str] = []
+
+    def slow_upload() -> None:
+        try:
+            with upload_guard.owner_upload(owner.pk):  # what coin_create_checked holds around files and commit
+                for side in ("front", "back"):
+                    names.append(default_storage.save(f"coins/{owner.pk}/{side}.jpg", ContentFile(jpeg_bytes())))
+                    age(settings, names[-1], 3601)  # written longer ago than the grace period
+                written.set()
+                assert sweep_done.wait(30)
+                coin = CoinFactory(owner=owner)  # the row commits at last, naming the files written before
+                Coin.objects.filter(pk=coin.pk).update(front_image=names[0], back_image=names[1])
+        finally:
+            connection.close()
+
+    upload = threading.Thread(target=slow_upload)
+    upload.start()
+    assert written.wait(30)
+
+    # when the sweep runs while the upload is between its file writes and its commit
+    seen, removed = sweeps.photo_orphans_sweep()
+    sweep_done.set()
+    upload.join(30)
+
+    # then it saw the files and left them, and the coin committed with both photos on disk
+    assert (seen, removed) == (2, 0)
+    coin = Coin.objects.get(owner=owner)
+    assert {coin.front_image.name, coin.back_image.name} <= stored(settings)
+    # and a file of that owner that nothing commits goes at the next sweep, the upload being over
+    orphan = default_storage.save(f"coins/{owner.pk}/lost.jpg", ContentFile(jpeg_bytes(seed=9)))
+    age(settings, orphan, 3601)
+    assert sweeps.photo_orphans_sweep()[1] == 1

@@ -575,6 +575,24 @@ def test_rescore_sends_the_chosen_coins_to_the_service(client, model_owner, djan
     assert len(callbacks) == 1  # coins_rescore_task, after commit
 
 
+def test_rescore_page_shows_the_last_rescores_progress(client, model_owner, django_capture_on_commit_callbacks):
+    # given two stale coins sent to re-scoring (the tasks not run yet)
+    old, new = ModelVersionFactory(version=1), ModelVersionFactory(version=2, is_production=True)
+    stale = [PredictionFactory(model_version=old).coin for _ in range(2)]
+    Coin.objects.filter(pk__in=[c.pk for c in stale]).update(status=Coin.Status.PREDICTED)
+    client.force_login(model_owner)
+    with django_capture_on_commit_callbacks(execute=False):
+        client.post(reverse("admin:registry_modelversion_rescore"), {"scope": "stale"})
+    page = reverse("admin:registry_modelversion_rescore")
+    assert "0 of 2 coins predicted by Production since (0 %)" in client.get(page).content.decode()
+
+    # when Production predicts one of them
+    PredictionFactory(coin=stale[0], model_version=new)
+
+    # then the page says so
+    assert "1 of 2 coins predicted by Production since (50 %)" in client.get(page).content.decode()
+
+
 def test_rescore_by_ids_validates_the_list(client, model_owner):
     ModelVersionFactory(version=1, is_production=True)
     client.force_login(model_owner)

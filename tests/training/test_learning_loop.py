@@ -302,6 +302,36 @@ def test_rescore_after_promotion_lists_the_movers(first_version, model_name, col
 # --- must-show 1: the whole loop through the pages and the admin, on the embedded default ------------------------
 
 
+
+def test_a_redelivered_rescore_chunk_predicts_nothing_twice(first_version, model_name, collector, model_owner):
+    from django.utils import timezone
+
+    from training.services.rescore import id_runs
+    from training.tasks import coins_rescore_task
+
+    # given five coins predicted by v1, and v2 promoted
+    coins = add_coins(collector, 5, seed=31, verified=False)
+    for coin in coins:
+        inference.coin_predict(coin_id=coin.id)
+    v1 = production_version(model_name)
+    run = train([*TINY, "seed=9"])
+    model_version_promote(version=run.model_version.version, actor=model_owner)
+    requested_at = timezone.now().isoformat()
+    runs = id_runs([coin.id for coin in coins])
+
+    # when the chunk's task runs, and the broker delivers the same message again (acks_late after a lost worker)
+    first = coins_rescore_task.apply(args=[runs, requested_at]).get()
+    again = coins_rescore_task.apply(args=[runs, requested_at]).get()
+
+    # then every coin got one new prediction, by v2, and the second delivery predicted nothing
+    assert (first, again) == (5, 0)
+    v2 = production_version(model_name)
+    for coin in coins:
+        versions = list(coin.predictions.order_by("created_at", "id").values_list("model_version__version", flat=True))
+        assert versions == [v1, v2]
+        coin.refresh_from_db()
+        assert coin.last_prediction.model_version.version == v2
+
 def upload(client, front: bytes, back: bytes, django_capture_on_commit_callbacks) -> Coin:
     from django.core.files.uploadedfile import SimpleUploadedFile
 

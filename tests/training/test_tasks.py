@@ -87,17 +87,22 @@ def test_retrain_task_starts_a_run_only_with_enough_new_labels(settings, collect
     assert len(callbacks) == 1, "the run is handed to a training worker after commit"
 
 
-def test_rescore_enqueues_one_task_for_the_chosen_coins(collector, django_capture_on_commit_callbacks, monkeypatch):
-    from training.services.rescore import coins_rescore
+def test_rescore_enqueues_one_small_task_per_chunk_of_coins(collector, django_capture_on_commit_callbacks, monkeypatch):
+    from training.services import rescore
 
     sent = []
-    monkeypatch.setattr(tasks.coins_rescore_task, "delay", lambda coin_ids: sent.append(coin_ids))
-    coins = [CoinFactory(owner=collector) for _ in range(2)]
+    monkeypatch.setattr(tasks.coins_rescore_task, "delay", lambda runs, requested_at: sent.append(runs))
+    monkeypatch.setattr(rescore, "CHUNK", 3)
+    coins = [CoinFactory(owner=collector) for _ in range(5)]
+    ids = [c.id for c in coins]
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert coins_rescore(coin_ids=[c.id for c in coins]) == 2
+        assert rescore.coins_rescore(coin_ids=ids) == 5
 
-    assert sent == [[c.id for c in coins]]
+    # two chunks (3 + 2 coins), each as runs of consecutive ids, together every coin once
+    assert len(sent) == 2
+    assert sorted(rescore.id_runs_expand(sent[0]) + rescore.id_runs_expand(sent[1])) == sorted(ids)
+    assert rescore.id_runs([3, 4, 5, 9]) == [[3, 5], [9, 9]]
 
 
 def test_a_finished_run_hands_the_lock_to_the_oldest_queued_run(settings, django_capture_on_commit_callbacks):

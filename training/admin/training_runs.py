@@ -105,6 +105,8 @@ class TrainingRunAdmin(ReadOnlyAdmin):
             super()
             .get_queryset(request)
             .select_related("dataset_version", "evaluation_dataset", "requested_by", "model_version")
+            # The frozen manifests (up to 5.9 MB of JSON each) are never shown here: read only where a page needs one.
+            .defer("dataset_version__manifest", "evaluation_dataset__manifest")
         )
 
     def has_train_permission(self, request: HttpRequest) -> bool:

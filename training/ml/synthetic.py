@@ -656,9 +656,7 @@ def _draw_segment_date(d: ImageDraw.ImageDraw, c: float, R: float, r_in: float, 
 
 def _arc(cx: float, cy: float, rx: float, ry: float, a0: float, a1: float, n: int = 14) -> list[tuple[float, float]]:
     """Points of an elliptic arc in a digit cell (y down), from a0 to a1 degrees."""
-    return [
-        (cx + rx * math.cos(math.radians(a)), cy + ry * math.sin(math.radians(a))) for a in np.linspace(a0, a1, n)
-    ]
+    return [(cx + rx * math.cos(math.radians(a)), cy + ry * math.sin(math.radians(a))) for a in np.linspace(a0, a1, n)]
 
 
 def _turned(strokes: list[list[tuple[float, float]]]) -> list[list[tuple[float, float]]]:

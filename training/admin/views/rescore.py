@@ -22,7 +22,7 @@ from training.selectors import (
     model_versions_newest_first,
     rescore_movers,
 )
-from training.services.rescore import coins_rescore
+from training.services.rescore import coins_rescore, rescore_progress
 
 from .. import actions
 from ..forms import RescoreForm
@@ -72,7 +72,9 @@ class RescoreView(AdminPageView):
             "predicted": coins_rescore_candidates(scope="all").count(),
             "stale": coins_rescore_candidates(scope="stale").count(),
         }
-        return self.render(request, form=form, production=production_model_version(), counts=counts)
+        return self.render(
+            request, form=form, production=production_model_version(), counts=counts, progress=rescore_progress()
+        )
 
 
 class MoversView(AdminPageView):

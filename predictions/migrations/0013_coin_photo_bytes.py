@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('predictions', '0010_prediction_second_look'),
+        ('predictions', '0012_prediction_version_created'),
     ]
 
     operations = [
