@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from registry.serving import NoProductionModel
+from registry.outcomes import NoProductionModel
 from training.ml import images
 
 logger = logging.getLogger(__name__)

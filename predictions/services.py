@@ -16,8 +16,8 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
+from registry.outcomes import NoProductionModel
 from registry.services import model_version_mirror
-from registry.serving import NoProductionModel, predict_checked, serving_config
 from training.ml import decoding, images
 
 from . import inference, selectors
@@ -354,6 +354,8 @@ def coin_batch_predict(
     a database error) removes the files written so far and leaves no row. All coins and predictions are written in
     one transaction. Returns the predictions in the order of `pairs` (each with its `.coin`).
     """
+    from registry.serving import predict_checked, serving_config  # lazy: torch loads only in processes that score
+
     photos = [photo for pair in pairs for photo in pair]
     config = serving_config()
     if config is None:  # a photo problem is still the client's 400; otherwise 503, with nothing written

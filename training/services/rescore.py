@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from django.db import transaction
 
 from predictions import inference
-from registry import serving
 
 from ..signals import coins_rescore_requested
 
@@ -24,6 +23,8 @@ def coins_rescore(*, coin_ids: Sequence[int]) -> int:
 def coins_rescore_now(*, coin_ids: Sequence[int]) -> int:
     """The work of coins_rescore, in this process: refresh the Production model first (it may just have moved), then
     force a new prediction per coin. Returns how many got one."""
+    from registry import serving  # lazy: torch loads only in the worker that re-scores, not with the admin's views
+
     try:
         serving.get_batcher().holder.refresh()
     except serving.NoProductionModel:

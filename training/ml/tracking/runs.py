@@ -25,14 +25,15 @@ from mlflow.exceptions import MlflowException
 
 from training.ml.tracking import store
 from training.ml.tracking.aliases import claim_production, register_version, rollback_version
-from training.ml.tracking.artifacts import (
+from training.ml.tracking.artifacts import log_artifact_values
+from training.ml.tracking.names import (
+    DEFAULT_MODEL_NAME,
     ERROR_BY_DECADE_PNG,
     INTERVAL_PNG,
     LEARNING_CURVES_PNG,
     MANIFEST_JSON,
     METRICS_JSON,
     PRED_VS_TRUE_PNG,
-    log_artifact_values,
 )
 from training.ml.tracking.packaging import (
     MODEL_ARTIFACT_NAME,
@@ -43,7 +44,6 @@ from training.ml.tracking.packaging import (
     stage_training_package,
     write_model_artifacts,
 )
-from training.ml.tracking.store import DEFAULT_MODEL_NAME
 from training.ml.tracking.values import (
     as_number,
     config_dict,
