@@ -25,7 +25,7 @@ DIST_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/coinsite CELERY_BROK
 # `release` step (migrate + collectstatic) runs before them, once.
 DIST_PROCESSES := s3 mlflow web inference training beat
 
-.PHONY: help venv venv-runtime lock run run-distributed test test-fast test-postgres browser-deps bench bench-train bench-folds lint demo clean \
+.PHONY: help venv venv-runtime lock run run-distributed test test-fast test-postgres browser-deps bench bench-train bench-folds bench-processes lint demo clean \
 	pretrain measure-reader collectstatic fuzz
 
 # manage.py runs local settings unless DJANGO_DEBUG says otherwise (DEBUG on, a dev key); gunicorn, Celery and the
@@ -121,6 +121,9 @@ bench: demo ## /api/predict (gunicorn; SQLite and PostgreSQL) vs in-process vs m
 
 bench-train: venv ## real training pipeline vs a bare PyTorch loop: seconds/epoch, pairs/s, peak RSS
 	$(PY) scripts/bench_train.py
+
+bench-processes: venv ## peak RSS of migrate, collectstatic, beat and a page-only request (target <= 200 MB each; no torch)
+	$(PY) scripts/process_rss.py
 
 bench-folds: venv ## one K-fold run on 1 then 2 training workers (PostgreSQL + Redis + Celery): wall time ratio
 	$(PY) scripts/bench_folds.py

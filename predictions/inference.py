@@ -14,7 +14,7 @@ from django.db import transaction
 
 from registry.outcomes import NoProductionModel, PairPrediction
 from registry.services import model_version_mirror
-from training.ml import images
+from training.ml import photo_errors
 
 from .metrics import prediction_count_on_commit
 from .models import Coin, Prediction
@@ -77,7 +77,7 @@ def coin_predict(*, coin_id: int, force: bool = False) -> Prediction | None:
         with coin.back_image.open("rb") as f:
             back = f.read()
         [result] = predict_pairs([(front, back)])
-    except (images.ImageError, FileNotFoundError) as error:
+    except (photo_errors.ImageError, FileNotFoundError) as error:
         Coin.objects.filter(pk=coin.pk).update(status=Coin.Status.FAILED, status_detail=str(error)[:300])
         return None
     return prediction_store(coin=coin, result=result)

@@ -13,8 +13,7 @@ from django.core.cache import cache
 from tqdm.auto import tqdm
 
 from registry import gateway
-from training.ml import images, second_look
-from training.ml.data import CoinSample
+from training.ml.labels import CoinSample
 from training.ml.metrics import regression_metrics
 
 from ..models import DatasetVersion
@@ -40,6 +39,8 @@ def model_version_evaluate(*, version: int, samples: Sequence[CoinSample], progr
     """Score a registered version on labelled samples the way serving does (gateway.predictor_load + the single
     preprocessing path of training.ml.images): regression metrics, MAE by decade, interval coverage and the
     per-sample predictions (keyed by sample key)."""
+    from training.ml import images, second_look  # lazy: torch loads only where a version is evaluated (a worker)
+
     predictor = gateway.predictor_load(version, name=settings.MLFLOW_MODEL_NAME)
     rows = []
     starts = range(0, len(samples), EVAL_BATCH_SIZE)

@@ -12,13 +12,13 @@ from django.conf import settings
 
 from registry import gateway
 from training.ml import images
-from training.ml.data import CoinSample
+from training.ml.labels import CoinSample
 from training.ml.model import build_model, denormalise_year
 
 from .comparison import EVAL_BATCH_SIZE, _read, model_version_evaluate
 
 
-def _fine_tune_setup(*, run_config, production: int) -> tuple[Any, list]:
+def fine_tune_setup(*, run_config, production: int) -> tuple[Any, list]:
     """Fine-tuning continues Production's fold models: their architecture (from the version's config), their
     weights, fine_tune_epochs epochs at a tenth of the configured peak learning rate, no early stopping."""
     loaded = gateway.predictor_load(production, name=settings.MLFLOW_MODEL_NAME)
@@ -60,7 +60,7 @@ def _model_years(model, front, back) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def _fine_tune_checks(*, config, states: list, eval_samples: Sequence[CoinSample], production: int):
+def fine_tune_checks(*, config, states: list, eval_samples: Sequence[CoinSample], production: int):
     """Per-epoch check (fold model vs the same Production fold model on the evaluation set) and the final check
     (fine-tuned ensemble vs Production's ensemble on the evaluation set). A regression discards the candidate."""
     front, back, years = _eval_tensors(eval_samples, config)

@@ -30,11 +30,7 @@ from django.utils import timezone
 from registry import gateway
 from registry.gateway import PRODUCTION_ALIAS
 from training.ml.config import TrainConfig
-from training.ml.data import CoinPairDataset
-from training.ml.folds import FoldContext, FoldOutput, fit_fold, fold_plan
-from training.ml.kfold import fit_combine, quantization_sample
-from training.ml.soup import make_soup, soup_wanted
-from training.ml.train import TrainingCancelled, select_device
+from training.ml.stopping import TrainingCancelled
 
 from ..errors import TrainingLeaseLost, error_text
 from ..models import TrainingFold, TrainingRun
@@ -159,6 +155,10 @@ def training_fold_execute(*, run_id: int, index: int) -> str:
     """Train fold `index` of a RUNNING fold-parallel run, store its output, and finalise the run when it was the last
     fold. Safe to call twice (a redelivered task): a fold that another live process trains, or that is done, is left
     alone. Returns what happened, for the task's result."""
+    from training.ml.data import CoinPairDataset  # lazy: torch loads only in the training worker
+    from training.ml.folds import FoldContext, fit_fold, fold_plan  # lazy: as above
+    from training.ml.train import select_device  # lazy: as above
+
     fold = _fold_claim(run_id, index)
     if fold is None:
         return "skipped"
@@ -229,6 +229,12 @@ def training_run_finalise(*, run_id: int) -> TrainingRun:
 
 
 def _finalise(run_id: int) -> TrainingRun:
+    from training.ml.data import CoinPairDataset  # lazy: torch loads only in the training worker
+    from training.ml.folds import FoldContext, FoldOutput, fold_plan  # lazy: as above
+    from training.ml.kfold import fit_combine, quantization_sample  # lazy: as above
+    from training.ml.soup import make_soup, soup_wanted  # lazy: as above
+    from training.ml.train import select_device  # lazy: as above
+
     run = TrainingRun.objects.select_related("dataset_version", "evaluation_dataset", "requested_by").get(pk=run_id)
     config = TrainConfig.from_dict(run.config)
     progress = _fold_progress(run_id, config, stage="combining the folds")

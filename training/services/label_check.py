@@ -47,8 +47,8 @@ from predictions.models import Coin, Correction
 from ..models import OutOfFoldPrediction, TrainingRun
 
 if TYPE_CHECKING:  # annotations only: the admin pages that read suspects must not load torch (kfold, data do)
-    from training.ml.data import CoinSample
     from training.ml.kfold import FitResult
+    from training.ml.labels import CoinSample
 
 MIN_YEAR_SUPPORT = 5
 REGRESSION_Z = 3.0

@@ -17,7 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from registry import gateway
-from training.ml.train import TrainingCancelled
+from training.ml.stopping import TrainingCancelled
 
 from ..errors import ERROR_MAX_CHARS, FineTuneRegressed, TrainingBusy, TrainingLeaseLost, error_text
 from ..models import TrainingRun

@@ -23,7 +23,7 @@ from registry.services import (
     model_version_promote,
 )
 from training.ml.config import TrainConfig
-from training.ml.data import CoinSample
+from training.ml.labels import CoinSample
 
 from ..errors import error_text
 from ..models import DatasetVersion, TrainingRun

@@ -16,15 +16,13 @@ from registry import gateway
 from registry.gateway import PRODUCTION_ALIAS
 from registry.roles import can_train
 from registry.selectors import production_version_registered
-from training.ml import kfold
 from training.ml.config import TrainConfig, load_config
-from training.ml.train import TrainingCancelled
+from training.ml.stopping import TrainingCancelled
 
 from ..errors import FineTuneRegressed
 from ..models import DatasetVersion, TrainingRun
 from ..signals import training_run_queued
 from .datasets import dataset_freeze, dataset_negative_pairs, dataset_samples
-from .finetune import _fine_tune_checks, _fine_tune_setup
 from .folds import training_fold_parallel_enabled, training_folds_dispatch
 from .lease import _lease_acquire, _lease_renew, run_guarded
 from .recording import decision_apply, result_record, run_tracker
@@ -183,6 +181,10 @@ def _training_run_work(
 ) -> TrainingRun | None:
     """Freeze the data and train; None when the folds were handed to the training workers (fold-parallel: the run
     stays RUNNING and the worker that finishes the last fold finalises it, training.services.folds)."""
+    from training.ml import kfold  # lazy: torch loads only in the training worker
+
+    from .finetune import fine_tune_checks, fine_tune_setup  # lazy: as above (finetune imports torch)
+
     tracking = gateway.tracking()
     run = TrainingRun.objects.get(pk=run_id)
     config = TrainConfig.from_dict(run.config)
@@ -201,11 +203,11 @@ def _training_run_work(
         if production is None:
             raise ValueError("fine-tuning needs a Production version to start from, and there is none")
         _lease_renew(run_id, progress={"stage": "loading Production for fine-tuning"})
-        config, init_states = _fine_tune_setup(run_config=config, production=production)
+        config, init_states = fine_tune_setup(run_config=config, production=production)
         eval_samples = dataset_samples(dataset=evaluation_set)
         if not eval_samples:
             raise ValueError("fine-tuning checks every epoch on the evaluation set, and it is empty")
-        per_epoch, final_check = _fine_tune_checks(
+        per_epoch, final_check = fine_tune_checks(
             config=config, states=init_states, eval_samples=eval_samples, production=production
         )
         hooks.model_check = per_epoch
