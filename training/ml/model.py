@@ -257,14 +257,3 @@ def build_model(config: TrainConfig) -> CoinYearNet | CoinDateModel:
             model.reader.load_state_dict(state)
         return model
     return CoinYearNet(config)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return int(sum(p.numel() for p in model.parameters()))
-
-
-def years_array(values: torch.Tensor | np.ndarray | list[float]) -> np.ndarray:
-    """Tensor or sequence of years -> float64 numpy array."""
-    if isinstance(values, torch.Tensor):
-        return values.detach().cpu().double().numpy()
-    return np.asarray(values, dtype=np.float64)

@@ -110,7 +110,7 @@ def _render_coins(
     config = TrainConfig(image_size=image_size, year_min=year_min, year_max=year_max)
     photos, years, layout = [], [], []
     for i in range(start, stop):
-        year, coin_seed = synthetic._coin_plan(i, seed, year_min, year_max)
+        year, coin_seed = synthetic.coin_plan(i, seed, year_min, year_max)
         style = coin_style(i, seed, assorted_share)
         front, back, where = synthetic.generate_coin_with_layout(year, coin_seed, size=size, style=style)
         photos.append(torch.stack([images.load_uint8(front, config), images.load_uint8(back, config)]).numpy())

@@ -23,7 +23,7 @@ from .datasets import dataset_samples
 EVAL_BATCH_SIZE = 32
 
 
-def _read(photo: Path | bytes) -> bytes:
+def photo_bytes(photo: Path | bytes) -> bytes:
     return photo if isinstance(photo, bytes | bytearray) else Path(photo).read_bytes()
 
 
@@ -48,7 +48,7 @@ def model_version_evaluate(*, version: int, samples: Sequence[CoinSample], progr
         starts = tqdm(starts, desc=f"evaluating v{version}", unit="batch")
     for start in starts:
         chunk = samples[start : start + EVAL_BATCH_SIZE]
-        pairs = [(_read(s.front), _read(s.back)) for s in chunk]
+        pairs = [(photo_bytes(s.front), photo_bytes(s.back)) for s in chunk]
         front, back = images.preprocess_batch(pairs, predictor.config)
         first = np.asarray(predictor.predict_pairs(front, back), dtype=float).reshape(len(chunk), -1)
         calibration = predictor.calibration.get("calibration") or predictor.calibration

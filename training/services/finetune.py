@@ -15,7 +15,7 @@ from training.ml import images
 from training.ml.labels import CoinSample
 from training.ml.model import build_model, denormalise_year
 
-from .comparison import EVAL_BATCH_SIZE, _read, model_version_evaluate
+from .comparison import EVAL_BATCH_SIZE, model_version_evaluate, photo_bytes
 
 
 def fine_tune_setup(*, run_config, production: int) -> tuple[Any, list]:
@@ -40,7 +40,7 @@ def fine_tune_setup(*, run_config, production: int) -> tuple[Any, list]:
 
 def _eval_tensors(samples: Sequence[CoinSample], config) -> tuple[Any, Any, np.ndarray]:
     """The evaluation set through the serving preprocessing, once (reused every epoch of fine-tuning)."""
-    front, back = images.preprocess_batch([(_read(s.front), _read(s.back)) for s in samples], config)
+    front, back = images.preprocess_batch([(photo_bytes(s.front), photo_bytes(s.back)) for s in samples], config)
     return front, back, np.array([s.year for s in samples], dtype=float)
 
 

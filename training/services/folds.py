@@ -36,7 +36,7 @@ from ..errors import TrainingLeaseLost, error_text
 from ..models import TrainingFold, TrainingRun
 from ..signals import training_fold_queued, training_run_folds_done
 from .datasets import dataset_negative_pairs, dataset_samples
-from .lease import _lease_renew, _lease_seconds, _run_finish, next_queued_run_kick, run_guarded
+from .lease import lease_renew, lease_seconds, next_queued_run_kick, run_finish, run_guarded
 from .recording import decision_apply, result_record, run_tracker
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def training_folds_dispatch(*, run_id: int, config: TrainConfig) -> None:
     with transaction.atomic():
         for index in range(config.folds):
             TrainingFold.objects.get_or_create(run_id=run_id, index=index)
-        _lease_renew(run_id, progress=_fold_progress(run_id, config))
+        lease_renew(run_id, progress=_fold_progress(run_id, config))
         for index in range(config.folds):
             transaction.on_commit(
                 lambda index=index: training_fold_queued.send(sender=TrainingRun, run_id=run_id, fold=index)
@@ -105,7 +105,7 @@ def _fold_claim(run_id: int, index: int) -> TrainingFold | None:
     back by the broker) or whose heartbeat is older than the lease. None when another live process has it, it is
     done, or its run is not RUNNING any more."""
     now = timezone.now()
-    stale = now - timedelta(seconds=_lease_seconds())
+    stale = now - timedelta(seconds=lease_seconds())
     with transaction.atomic():
         fold = (
             TrainingFold.objects.select_for_update()
@@ -142,13 +142,13 @@ class _FoldHooks:
         TrainingFold.objects.filter(pk=self.fold.pk, worker=self.fold.worker).update(
             epoch=int(epoch), heartbeat_at=timezone.now()
         )
-        _lease_renew(self.fold.run_id, progress=_fold_progress(self.fold.run_id, self.config))
+        lease_renew(self.fold.run_id, progress=_fold_progress(self.fold.run_id, self.config))
 
     def should_stop(self) -> bool:
         mine = TrainingFold.objects.filter(pk=self.fold.pk, worker=self.fold.worker, status=TrainingFold.Status.RUNNING)
         if not mine.update(heartbeat_at=timezone.now()):
             raise TrainingLeaseLost(f"{self.fold} was taken over by another worker")
-        return _lease_renew(self.fold.run_id)
+        return lease_renew(self.fold.run_id)
 
 
 def training_fold_execute(*, run_id: int, index: int) -> str:
@@ -182,7 +182,7 @@ def training_fold_execute(*, run_id: int, index: int) -> str:
     except TrainingCancelled:
         TrainingFold.objects.filter(pk=fold.pk, worker=fold.worker).update(status=TrainingFold.Status.CANCELLED)
         if TrainingRun.objects.filter(pk=run_id, cancel_requested=True).exists():
-            _run_finish(run_id, status=TrainingRun.Status.CANCELLED, error="cancelled by a model owner")
+            run_finish(run_id, status=TrainingRun.Status.CANCELLED, error="cancelled by a model owner")
             next_queued_run_kick()
         return "cancelled"
     except Exception as error:  # noqa: BLE001 - a fold that fails fails its run; Production untouched
@@ -196,7 +196,7 @@ def training_fold_execute(*, run_id: int, index: int) -> str:
         stored = TrainingFold.objects.filter(pk=fold.pk, worker=fold.worker, status=TrainingFold.Status.RUNNING).update(
             status=TrainingFold.Status.DONE, output=output.to_bytes(), finished_at=timezone.now(), error=""
         )
-        _lease_renew(run_id, progress=_fold_progress(run_id, config))
+        lease_renew(run_id, progress=_fold_progress(run_id, config))
         if stored and not TrainingFold.objects.filter(run_id=run_id).exclude(status=TrainingFold.Status.DONE).exists():
             transaction.on_commit(lambda: training_run_folds_done.send(sender=TrainingRun, run_id=run_id))
     logger.info("fold %s of training run %s done (attempt %s)", index + 1, run_id, fold.attempts)
@@ -207,7 +207,7 @@ def _run_fail(run_id: int, reason: str) -> None:
     """End the run FAILED (once: only from RUNNING), which frees the training lock; the other folds stop at their
     next epoch check."""
     if TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING).exists():
-        _run_finish(run_id, status=TrainingRun.Status.FAILED, error=reason)
+        run_finish(run_id, status=TrainingRun.Status.FAILED, error=reason)
         next_queued_run_kick()
 
 
@@ -241,7 +241,7 @@ def _finalise(run_id: int) -> TrainingRun:
 
     def beat(**fields: Any) -> None:
         progress.update(fields)
-        if _lease_renew(run_id, progress=dict(progress)):
+        if lease_renew(run_id, progress=dict(progress)):
             raise TrainingCancelled()
 
     beat()
@@ -298,7 +298,7 @@ def training_folds_requeue_stale(*, now=None) -> list[tuple[int, int]]:
     host: nobody gave its task back); returns (run id, fold index) of each. Called by the reaper before it judges a
     run dead, so a fold-parallel run survives a lost worker while attempts remain."""
     now = now or timezone.now()
-    cutoff = now - timedelta(seconds=_lease_seconds())
+    cutoff = now - timedelta(seconds=lease_seconds())
     stale = TrainingFold.objects.filter(
         run__status=TrainingRun.Status.RUNNING, status=TrainingFold.Status.RUNNING, heartbeat_at__lt=cutoff
     )

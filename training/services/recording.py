@@ -30,7 +30,7 @@ from ..models import DatasetVersion, TrainingRun
 from ..selectors import coins_corrected_since
 from .comparison import model_version_compare
 from .label_check import out_of_fold_store
-from .lease import _run_finish
+from .lease import run_finish
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ def decision_apply(
             model_version_initial_production(mirror=mirror, actor=run.requested_by)
         elif verdict == TrainingRun.Verdict.RECOMMENDED:
             model_version_alias_mirror(name=name, version=version, alias=STAGING_ALIAS)
-    finished = _run_finish(
+    finished = run_finish(
         run_id,
         status=TrainingRun.Status.SUCCEEDED,
         metrics=metrics,

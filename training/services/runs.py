@@ -24,7 +24,7 @@ from ..models import DatasetVersion, TrainingRun
 from ..signals import training_run_queued
 from .datasets import dataset_freeze, dataset_negative_pairs, dataset_samples
 from .folds import training_fold_parallel_enabled, training_folds_dispatch
-from .lease import _lease_acquire, _lease_renew, run_guarded
+from .lease import lease_acquire, lease_renew, run_guarded
 from .recording import decision_apply, result_record, run_tracker
 
 logger = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ class _RunHooks:
     def beat(self, **progress) -> None:
         """Save progress and refresh the lease (one UPDATE); notice a cancellation request (one EXISTS)."""
         self.progress.update(progress)
-        if _lease_renew(self.run_id, progress=dict(self.progress)):
+        if lease_renew(self.run_id, progress=dict(self.progress)):
             self.cancelled = True
 
     def on_epoch(self, fold: int, epoch: int, metrics: dict) -> None:
@@ -161,7 +161,7 @@ def training_run_execute(
             status=TrainingRun.Status.CANCELLED, finished_at=timezone.now(), error="cancelled before it started"
         )
         return TrainingRun.objects.get(pk=run.pk)
-    if not _lease_acquire(run):
+    if not lease_acquire(run):
         return TrainingRun.objects.get(pk=run.pk)
     parallel = training_fold_parallel_enabled() if fold_parallel is None else fold_parallel
     return run_guarded(
@@ -189,7 +189,7 @@ def _training_run_work(
     run = TrainingRun.objects.get(pk=run_id)
     config = TrainConfig.from_dict(run.config)
 
-    _lease_renew(run_id, progress={"stage": "freezing data"})
+    lease_renew(run_id, progress={"stage": "freezing data"})
     training_set = dataset_freeze(kind=DatasetVersion.Kind.TRAINING)
     evaluation_set = dataset_freeze(kind=DatasetVersion.Kind.EVALUATION)
     TrainingRun.objects.filter(pk=run_id).update(dataset_version=training_set, evaluation_dataset=evaluation_set)
@@ -202,7 +202,7 @@ def _training_run_work(
     if run.fine_tune:
         if production is None:
             raise ValueError("fine-tuning needs a Production version to start from, and there is none")
-        _lease_renew(run_id, progress={"stage": "loading Production for fine-tuning"})
+        lease_renew(run_id, progress={"stage": "loading Production for fine-tuning"})
         config, init_states = fine_tune_setup(run_config=config, production=production)
         eval_samples = dataset_samples(dataset=evaluation_set)
         if not eval_samples:
