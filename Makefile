@@ -110,11 +110,12 @@ test-postgres: venv ## database tests and integration tests on PostgreSQL, Redis
 test-fast: venv ## unit tests only (no browser, no slow, no integration)
 	COINSITE_VAR_DIR=$(CURDIR)/var/test $(PY) -m pytest -m "not (integration or browser or slow)"
 
-lint: venv ## ruff, the layer contracts (pyproject.toml), no import cycle, no unexplained import inside a function, no private name used across modules
+lint: venv ## ruff, the layer contracts (pyproject.toml), no import cycle, no unexplained import inside a function, no private name used across modules, no function over 80 lines
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(PY) scripts/import_cycles.py
 	$(PY) scripts/private_names.py
+	$(PY) scripts/function_length.py
 	DJANGO_DEBUG=1 COINSITE_VAR_DIR=$(CURDIR)/var/test $(PY) manage.py makemigrations --check --dry-run
 
 bench: demo ## /api/predict (gunicorn; SQLite and PostgreSQL) vs in-process vs mlflow models serve (BENCH_ARGS="--repeat 3")

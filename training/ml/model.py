@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from torchvision import models as tv_models
 
+from training.ml.base_reader import load_base_state
 from training.ml.config import TrainConfig
-from training.ml.pretrain import load_base_state
 from training.ml.reader import DateReaderNet, ReaderLossWeights, ReaderTargets, reader_loss, year_log_probs
 
 BN_MOMENTUM = 0.1

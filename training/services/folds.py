@@ -37,7 +37,7 @@ from ..models import TrainingFold, TrainingRun
 from ..signals import training_fold_queued, training_run_folds_done
 from .datasets import dataset_negative_pairs, dataset_samples
 from .lease import lease_renew, lease_seconds, next_queued_run_kick, run_finish, run_guarded
-from .recording import decision_apply, result_record, run_tracker
+from .recording import run_record_and_decide
 
 logger = logging.getLogger(__name__)
 
@@ -267,29 +267,24 @@ def _finalise(run_id: int) -> TrainingRun:
         curator_negatives=len(negatives) if config.head == "reader" else 0,
     )
     production = gateway.tracking().get_alias_version(settings.MLFLOW_MODEL_NAME, PRODUCTION_ALIAS)
-    with run_tracker(
-        run=run, config=config, training_set=run.dataset_version, evaluation_set=run.evaluation_dataset
-    ) as tracker:
-        TrainingRun.objects.filter(pk=run_id).update(mlflow_run_id=tracker.run_id)
+
+    def replay(tracker):
         for row in result.history:  # each fold's learning curve in its nested run, as a one-process run logs it
             epoch_metrics = {k: v for k, v in row.items() if k not in ("fold", "epoch")}
             tracker.on_epoch(int(row["fold"]), int(row["epoch"]), epoch_metrics)
-        decision = result_record(
-            tracker,
-            run_id=run_id,
-            result=result,
-            train_samples=samples,
-            training_set=run.dataset_version,
-            evaluation_set=run.evaluation_dataset,
-            production=production,
-            beat=beat,
-        )
-    return decision_apply(
-        run_id=run_id,
-        decision=decision,
+        return result
+
+    return run_record_and_decide(
+        run=run,
+        config=config,
+        training_set=run.dataset_version,
+        evaluation_set=run.evaluation_dataset,
+        train_samples=samples,
         production=production,
+        beat=beat,
         progress=progress,
         auto_promote=settings.AUTO_PROMOTE,
+        fit=replay,
     )
 
 
