@@ -25,7 +25,7 @@ DIST_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/coinsite CELERY_BROK
 # `release` step (migrate + collectstatic) runs before them, once.
 DIST_PROCESSES := s3 mlflow web inference training housekeeping beat
 
-.PHONY: help venv venv-runtime lock run run-distributed test test-fast test-postgres browser-deps bench bench-train bench-folds lint demo clean \
+.PHONY: help venv venv-runtime lock run run-distributed test test-fast test-postgres browser-deps bench bench-train bench-folds bench-processes lint demo clean \
 	pretrain measure-reader collectstatic fuzz
 
 # manage.py runs local settings unless DJANGO_DEBUG says otherwise (DEBUG on, a dev key); gunicorn, Celery and the
@@ -110,10 +110,12 @@ test-postgres: venv ## database tests and integration tests on PostgreSQL, Redis
 test-fast: venv ## unit tests only (no browser, no slow, no integration)
 	COINSITE_VAR_DIR=$(CURDIR)/var/test $(PY) -m pytest -m "not (integration or browser or slow)"
 
-lint: venv ## ruff, the layer contracts (pyproject.toml), no import cycle, no unexplained import inside a function
+lint: venv ## ruff, the layer contracts (pyproject.toml), no import cycle, no unexplained import inside a function, no private name used across modules, no function over 80 lines
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(PY) scripts/import_cycles.py
+	$(PY) scripts/private_names.py
+	$(PY) scripts/function_length.py
 	DJANGO_DEBUG=1 COINSITE_VAR_DIR=$(CURDIR)/var/test $(PY) manage.py makemigrations --check --dry-run
 
 bench: demo ## /api/predict (gunicorn; SQLite and PostgreSQL) vs in-process vs mlflow models serve (BENCH_ARGS="--repeat 3")
@@ -121,6 +123,9 @@ bench: demo ## /api/predict (gunicorn; SQLite and PostgreSQL) vs in-process vs m
 
 bench-train: venv ## real training pipeline vs a bare PyTorch loop: seconds/epoch, pairs/s, peak RSS
 	$(PY) scripts/bench_train.py
+
+bench-processes: venv ## peak RSS of migrate, collectstatic, beat and a page-only request (target <= 200 MB each; no torch)
+	$(PY) scripts/process_rss.py
 
 bench-folds: venv ## one K-fold run on 1 then 2 training workers (PostgreSQL + Redis + Celery): wall time ratio
 	$(PY) scripts/bench_folds.py

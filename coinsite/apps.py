@@ -17,7 +17,7 @@ class CoinsiteConfig(AppConfig):
         # settings are imported: importing settings (a tool, a linter, a test) writes nothing to disk.
         for folder in (settings.VAR_DIR, settings.STATIC_ROOT):
             Path(folder).mkdir(parents=True, exist_ok=True)
-        from training.ml.photo_limits import install_process_default
+        from training.ml.photo_limits import install_process_default  # lazy: settings must be configured first
 
         install_process_default(settings.COINSITE_PHOTO_LIMITS)  # a path that passes no limits still gets these
         setting_changed.connect(_photo_limits_rebuild, dispatch_uid="coinsite-photo-limits")
@@ -36,7 +36,7 @@ def _photo_limits_rebuild(*, setting: str, **kwargs) -> None:
     """Keep COINSITE_PHOTO_LIMITS built from the four settings when one is changed at run time (tests do)."""
     if setting not in _PHOTO_LIMIT_SETTINGS:
         return
-    from training.ml.photo_limits import PhotoLimits, install_process_default
+    from training.ml.photo_limits import PhotoLimits, install_process_default  # lazy: as in ready()
 
     limits = PhotoLimits(**{field: getattr(settings, name) for name, field in _PHOTO_LIMIT_SETTINGS.items()})
     settings.COINSITE_PHOTO_LIMITS = limits

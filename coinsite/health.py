@@ -15,6 +15,7 @@ bearer token); anyone else gets 403 and no detail. All three are exempt from the
 from __future__ import annotations
 
 import sqlite3
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from coinsite.metrics import metrics_allowed
-from registry import gateway, serving
+from registry import gateway
 
 TIMEOUT_SECONDS = 2.0
 
@@ -89,7 +90,7 @@ def check_storage() -> str:
 def check_static() -> str:
     """The manifest the pages' {% static %} tags read: loaded when the process started, so a process started before
     `collectstatic` answers 500 on every page until it is restarted."""
-    from django.contrib.staticfiles.storage import staticfiles_storage
+    from django.contrib.staticfiles.storage import staticfiles_storage  # lazy: storage reads settings on import
 
     hashed = getattr(staticfiles_storage, "hashed_files", None)
     if hashed is None:
@@ -100,6 +101,9 @@ def check_static() -> str:
 
 
 def check_model() -> str:
+    """/readyz asks a web process to hold the model it will serve: the probe is what loads it (and torch)."""
+    from registry import serving  # lazy: the URLconf imports this module, and migrate's checks import the URLconf
+
     version = serving.production_version_loaded() or serving.warm_up()
     if version is None:
         if serving.serving_config() is None:
@@ -118,6 +122,12 @@ CHECKS: dict[str, Callable[[], str]] = {
 }
 
 
+def _model_loaded() -> bool:
+    """Whether this process holds a Production model; one that never imported registry.serving holds none."""
+    serving = sys.modules.get("registry.serving")
+    return serving is not None and serving.production_version_loaded() is not None
+
+
 def readiness() -> list[CheckResult]:
     """Every check, in order. The model is only loaded when MLflow answered: loading from a dead tracking server
     would retry for minutes, and its state is then reported, not re-tested."""
@@ -125,7 +135,7 @@ def readiness() -> list[CheckResult]:
     for name, check in CHECKS.items():
         started = time.monotonic()
         mlflow_down = any(result.name == "mlflow" and not result.ok for result in results)
-        if name == "model" and mlflow_down and serving.production_version_loaded() is None:
+        if name == "model" and mlflow_down and not _model_loaded():
             results.append(CheckResult(name, True, "not checked: MLflow is down", 0.0))
             continue
         try:

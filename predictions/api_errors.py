@@ -20,8 +20,8 @@ from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from registry.serving import NoProductionModel
-from training.ml import images
+from registry.outcomes import NoProductionModel
+from training.ml import photo_errors
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def _error_response(message: str, field: str | None, status_code: int, headers=N
 
 def exception_handler(exc, context):
     """Turn any exception of an API view into {"error", "field"} with the right status."""
-    if isinstance(exc, images.ImageError):  # its message names the problem ("the image file is truncated ...")
+    if isinstance(exc, photo_errors.ImageError):  # its message names the problem ("the image file is truncated ...")
         return _error_response(f"{exc.field}: {exc}" if exc.field else str(exc), exc.field, exc.http_status)
     if isinstance(exc, NoProductionModel):
         return _error_response(str(exc), None, status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "60"})

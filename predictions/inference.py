@@ -1,6 +1,8 @@
 """What serving writes: a Prediction row per scored coin, with the mirror row of the version that made it.
 
 The model itself (holder, batcher, scoring) is the registry's (registry.serving); this module stores its answers.
+registry.serving (torch) is imported by the function that scores, so the pages and the admin, which import this
+module for prediction_store, do not load torch.
 """
 
 from __future__ import annotations
@@ -10,9 +12,9 @@ import logging
 from django.conf import settings
 from django.db import transaction
 
+from registry.outcomes import NoProductionModel, PairPrediction
 from registry.services import model_version_mirror
-from registry.serving import NoProductionModel, PairPrediction, get_batcher, predict_pairs
-from training.ml import images
+from training.ml import photo_errors
 
 from .metrics import prediction_count_on_commit
 from .models import Coin, Prediction
@@ -53,6 +55,8 @@ def prediction_store(*, coin: Coin, result: PairPrediction, model_version=None) 
 def coin_predict(*, coin_id: int, force: bool = False) -> Prediction | None:
     """Predict one stored coin. Safe to run twice (acks_late redelivery): a coin already scored by the serving
     version keeps that prediction unless `force` (re-score). Leaves the coin pending when no model exists yet."""
+    from registry.serving import get_batcher, predict_pairs  # lazy: torch loads only in processes that score
+
     coin = Coin.objects.filter(pk=coin_id).first()
     if coin is None:
         return None
@@ -73,7 +77,7 @@ def coin_predict(*, coin_id: int, force: bool = False) -> Prediction | None:
         with coin.back_image.open("rb") as f:
             back = f.read()
         [result] = predict_pairs([(front, back)])
-    except (images.ImageError, FileNotFoundError) as error:
+    except (photo_errors.ImageError, FileNotFoundError) as error:
         Coin.objects.filter(pk=coin.pk).update(status=Coin.Status.FAILED, status_detail=str(error)[:300])
         return None
     return prediction_store(coin=coin, result=result)

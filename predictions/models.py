@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import models, transaction
 from django.db.models import F, OrderBy, Q
 
-from training.ml.ensemble import REJECT_MESSAGES
+from training.ml.answer import REJECT_MESSAGES
 
 YEAR_MIN = 1700
 YEAR_MAX = 2025

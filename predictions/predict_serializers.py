@@ -17,7 +17,7 @@ from rest_framework import serializers
 from rest_framework.settings import api_settings
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
-from training.ml import images
+from training.ml import photo_errors
 
 from . import services
 
@@ -207,7 +207,7 @@ class PredictInputSerializer(serializers.Serializer):
     After the shape of every input is checked, every photo's base64 is decoded and its header checked; the bytes are
     kept in `validated_data["pairs"]` (a list of (front, back) services.CheckedPhoto). services.coin_batch_predict()
     decodes the pixels, which completes the check. Every problem names its place in the body the client sent
-    (`instances[2].back_image_base64`, `dataframe_split.data[2][1]`). A photo problem raises images.ImageError with
+    (`instances[2].back_image_base64`, `dataframe_split.data[2][1]`). A photo problem raises photo_errors.ImageError with
     that path set (413/415 are not 400s, so it is not a ValidationError).
     """
 
@@ -281,9 +281,11 @@ class PredictInputSerializer(serializers.Serializer):
 def _photo_from_base64(text: str, *, field: str) -> services.CheckedPhoto:
     """Decode one photo's base64 (bounded by the upload limit) and check what needs no pixel decoding; the service
     decodes it to the model's input, which completes the check, while it stores the photo."""
+    from training.ml import images  # lazy: it imports torch, which this request loads to score anyway
+
     try:
         data = images.decode_base64(text, max_bytes=settings.COINSITE_MAX_UPLOAD_BYTES)
-    except images.ImageError as error:
+    except photo_errors.ImageError as error:
         error.field = field
         raise
     return services.photo_check_header(data, field=field)

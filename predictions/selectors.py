@@ -10,7 +10,7 @@ from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
-from training.ml.ensemble import REJECT_MESSAGES
+from training.ml.answer import REJECT_MESSAGES
 
 from . import verdicts
 from .models import YEAR_MAX, YEAR_MIN, Coin, Correction, Prediction

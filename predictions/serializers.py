@@ -14,7 +14,7 @@ from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
-from training.ml import images
+from training.ml import photo_errors
 
 from . import services, verdicts
 from .models import YEAR_MAX, YEAR_MIN, Coin, Prediction
@@ -75,7 +75,7 @@ class CoinCreateInputSerializer(serializers.Serializer):
         for side in ("front", "back"):
             upload, field = attrs[f"{side}_image"], f"{side}_image"
             if upload.size > limit:  # refused by its size: a huge upload is never read into memory
-                raise images.ImageTooLargeError(
+                raise photo_errors.ImageTooLargeError(
                     f"the image is {filesizeformat(upload.size)}, more than the limit of {filesizeformat(limit)}",
                     field=field,
                 )

@@ -16,9 +16,9 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
+from registry.outcomes import NoProductionModel
 from registry.services import model_version_mirror
-from registry.serving import NoProductionModel, predict_checked, serving_config
-from training.ml import decoding, images
+from training.ml import decoding, photo_errors
 
 from . import inference, quota, selectors, upload_guard
 from .decisions import coin_decide
@@ -62,7 +62,7 @@ def _limits() -> dict[str, Any]:
     return {"limits": settings.COINSITE_PHOTO_LIMITS}
 
 
-def _named(error: images.ImageError, field: str) -> images.ImageError:
+def _named(error: photo_errors.ImageError, field: str) -> photo_errors.ImageError:
     error.field = field
     return error
 
@@ -71,12 +71,12 @@ def photo_check(data: bytes, *, field: str) -> CheckedPhoto:
     """Validate one side's photo completely, decoding it once at reduced scale, before anything is written; the
     thumbnail comes from that same decode.
 
-    Raises images.ImageError naming the field.
+    Raises photo_errors.ImageError naming the field.
     """
     try:
         decoded = decoding.decode(data, target=THUMBNAIL_PX, **_limits())
         thumbnail = decoded.rendition_jpeg(THUMBNAIL_PX)
-    except images.ImageError as error:
+    except photo_errors.ImageError as error:
         raise _named(error, field) from None
     return CheckedPhoto(data=data, extension=EXTENSIONS.get(decoded.format, "img"), field=field, thumbnail=thumbnail)
 
@@ -85,8 +85,8 @@ def photo_check_header(data: bytes, *, field: str) -> CheckedPhoto:
     """The checks that need no decoding (size, format, dimensions, decode price): enough to start storing the photo
     while it is decoded. photo_decode() finishes the validation; until then the photo may still turn out truncated."""
     try:
-        image_format = images.check_header(data, **_limits())
-    except images.ImageError as error:
+        image_format = decoding.decode_plan(data, **_limits()).format  # images.check_header, without torch
+    except photo_errors.ImageError as error:
         raise _named(error, field) from None
     return CheckedPhoto(data=data, extension=EXTENSIONS.get(image_format, "img"), field=field)
 
@@ -96,11 +96,13 @@ def photo_decode(photo: CheckedPhoto, config) -> CheckedPhoto:
     it completely, and the pixels are kept so a synchronous prediction decodes each photo once.
 
     The decode target is the model's (as in images.load_image), so the model sees the very pixels training did."""
+    from training.ml import images  # lazy: torch (its tensors) loads only in processes that score
+
     try:
         decoded = decoding.decode(photo.data, target=2 * config.image_size, **_limits())
         image = decoded.model_image(size=config.image_size, grayscale=config.grayscale)
         thumbnail = decoded.rendition_jpeg(THUMBNAIL_PX)
-    except images.ImageError as error:
+    except photo_errors.ImageError as error:
         raise _named(error, photo.field) from None
     return replace(photo, pixels=images.image_to_uint8(image), decoded_for=config, thumbnail=thumbnail)
 
@@ -208,15 +210,15 @@ def coin_same_pair(*, owner, front: bytes, back: bytes) -> Coin | None:
     return coins.order_by("id").first()
 
 
-def photos_check(photos: dict[str, bytes]) -> tuple[dict[str, CheckedPhoto], dict[str, images.ImageError]]:
+def photos_check(photos: dict[str, bytes]) -> tuple[dict[str, CheckedPhoto], dict[str, photo_errors.ImageError]]:
     """Check every photo (not only up to the first bad one), so a page can say which one to replace and keep the
     other: (checked photos by field, errors by field)."""
     checked: dict[str, CheckedPhoto] = {}
-    errors: dict[str, images.ImageError] = {}
+    errors: dict[str, photo_errors.ImageError] = {}
     for field, data in photos.items():
         try:
             checked[field] = photo_check(data, field=field)
-        except images.ImageError as error:
+        except photo_errors.ImageError as error:
             errors[field] = error
     return checked, errors
 
@@ -388,6 +390,8 @@ def coin_batch_predict(
     a database error) removes the files written so far and leaves no row. All coins and predictions are written in
     one transaction. Returns the predictions in the order of `pairs` (each with its `.coin`).
     """
+    from registry.serving import serving_config  # lazy: torch loads only in processes that score
+
     photos = [photo for pair in pairs for photo in pair]
     quota.storage_quota_check(owner=owner, incoming=sum(len(photo.data) for photo in photos))
     config = serving_config()
@@ -400,6 +404,8 @@ def coin_batch_predict(
 
 
 def _coin_batch_files_then_rows(*, owner, pairs, photos, config, source: str) -> list[Prediction]:
+    from registry.serving import predict_checked  # lazy: as in coin_batch_predict
+
     files = PhotoFiles(owner, photos)
     try:
         decoded = [(photo_decode(front, config), photo_decode(back, config)) for front, back in pairs]
@@ -514,7 +520,7 @@ def coin_photo_rendition(*, coin: Coin, side: str, thumbnail: bool) -> PhotoRend
     """One side of a coin as browsers can show it: the stored thumbnail, the photo itself, or a JPEG rendition.
 
     A coin stored before thumbnails existed gets its thumbnail made (one bounded decode) and stored on first request.
-    Raises FileNotFoundError when the photo is missing, images.ImageError when it cannot be decoded.
+    Raises FileNotFoundError when the photo is missing, photo_errors.ImageError when it cannot be decoded.
     """
     photo = coin.front_image if side == "front" else coin.back_image
     thumbnail_field = f"{side}_thumbnail"

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from rest_framework.authtoken.models import Token
 
 from registry.roles import can_promote
-from training.ml import images
+from training.ml import photo_errors
 
 from . import quota, selectors, services, verdicts
 from .authentication import token_expired, token_issue, token_lifetime, token_revoke
@@ -298,7 +298,7 @@ def coin_image(request: HttpRequest, coin_id: int, side: str) -> HttpResponse:
             rendition = services.coin_photo_rendition(coin=coin, side=side, thumbnail=thumb)
         except (FileNotFoundError, OSError) as error:
             raise Http404("The photo file is missing.") from error
-        except images.ImageError as error:
+        except photo_errors.ImageError as error:
             raise Http404("The photo cannot be shown.") from error
         if isinstance(rendition.content, bytes):
             response = HttpResponse(rendition.content, rendition.content_type)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from django.dispatch import receiver
 
-from . import serving
 from .models import Promotion
 from .signals import production_changed
 
@@ -18,8 +18,12 @@ logger = logging.getLogger(__name__)
 def serving_refresh(sender: Any, *, action: str, **kwargs: Any) -> None:
     """This process serves predictions too (embedded default): swap to the new Production now instead of waiting for
     the alias poll. Other processes pick it up within INFERENCE_ALIAS_POLL_SECONDS. A first version needs no swap:
-    nothing was loaded before it."""
+    nothing was loaded before it. Nor does a process that never imported registry.serving (the admin of a web host
+    that only serves pages, beat): it holds no model, and importing serving here would load torch into it."""
     if action == Promotion.Action.INITIAL:
+        return
+    serving = sys.modules.get("registry.serving")
+    if serving is None:
         return
     try:
         if serving.production_version_loaded() is not None:

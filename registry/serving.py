@@ -16,7 +16,6 @@ import logging
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,33 +27,9 @@ from training.ml import images, second_look
 from training.ml.ensemble import DETAIL_COLUMNS, prediction_details
 
 from . import gateway
+from .outcomes import NoProductionModel, PairPrediction
 
 logger = logging.getLogger(__name__)
-
-
-class NoProductionModel(RuntimeError):
-    """No model version is registered with alias `production` yet."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            "No model is in production yet: predictions wait until the first model is trained and registered."
-        )
-
-
-@dataclass(frozen=True)
-class PairPrediction:
-    year: int
-    low: int
-    high: int
-    version: int
-    latency_ms: float
-    details: dict = field(default_factory=dict)  # the API's "details" entry (ensemble.prediction_details)
-    uncertainty: float | None = None  # nats; see prediction_uncertainty()
-
-    @property
-    def answered_year(self) -> int | None:
-        """The year given to the user: None when the input was rejected (not a coin, unreadable)."""
-        return None if "rejected" in self.details else self.year
 
 
 class ModelHolder:

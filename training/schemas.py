@@ -6,7 +6,7 @@ so readers (the admin's presenters) stop guessing. Each `from_dict` reads only k
 before a key existed, or a run that failed half-way, gives None for what it lacks instead of an error.
 
 Writers, and the keys they produce:
-- `TrainingRun.metrics`: training.services.runs `_run_metrics` = the flat keys of
+- `TrainingRun.metrics`: training.services.recording `run_metrics` = the flat keys of
   `training.ml.tracking.runs.summary_metrics` (mae, mae_std, mse, r2, within_5, within_10 as means over folds,
   baseline_<name>, interval_coverage, interval_halfwidth, fold_<k>_<name>) merged with `TrainingTracker.log_result`'s
   summary ("folds": a list of per-fold `regression_metrics`, "interval": {level, halfwidth, coverage, ...},

@@ -84,7 +84,7 @@ def test_a_failing_fold_fails_the_run_and_production_stays(
     def out_of_memory(*args, **kwargs):
         raise RuntimeError("CUDA out of memory")
 
-    monkeypatch.setattr(folds, "fit_fold", out_of_memory)
+    monkeypatch.setattr("training.ml.folds.fit_fold", out_of_memory)  # services.folds imports it when a fold runs
     assert folds.training_fold_execute(run_id=run.id, index=1) == "failed"
 
     run.refresh_from_db()

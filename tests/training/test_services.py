@@ -17,7 +17,7 @@ from training.errors import ERROR_MAX_CHARS, TrainingBusy, TrainingLeaseLost, er
 from training.models import DatasetVersion, TrainingRun
 from training.selectors import dataset_manifest, labelled_coins, new_labels_count
 from training.services.datasets import dataset_freeze, dataset_samples
-from training.services.lease import _lease_acquire, _lease_renew, training_run_reap_stale
+from training.services.lease import lease_acquire, lease_renew, training_run_reap_stale
 from training.services.runs import training_run_cancel, training_run_execute, training_run_start
 from training.services.schedule import retrain_if_enough_labels
 
@@ -227,7 +227,7 @@ def test_expired_lease_of_a_dead_worker_is_taken_over(settings):
     )
     waiting = TrainingRun.objects.create(config={})
 
-    assert _lease_acquire(waiting)
+    assert lease_acquire(waiting)
 
     dead.refresh_from_db()
     waiting.refresh_from_db()
@@ -266,7 +266,7 @@ def test_a_reaped_worker_that_wakes_up_writes_nothing(settings):
     training_run_reap_stale()
 
     with pytest.raises(TrainingLeaseLost):
-        _lease_renew(run.pk, progress={"epoch": 3})
+        lease_renew(run.pk, progress={"epoch": 3})
 
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.FAILED and run.progress == {}

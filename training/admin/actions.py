@@ -9,7 +9,6 @@ reads, not a 500.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +21,7 @@ from django.utils.html import format_html
 
 from registry.models import ModelVersion
 from registry.services import model_version_promote, model_version_rollback
+from training import errors
 from training.models import TrainingRun
 from training.services.runs import training_run_cancel
 
@@ -34,14 +34,12 @@ logger = logging.getLogger(__name__)
 # bug) is shown too, but logged with its traceback.
 EXPECTED_ERRORS = (ValidationError, ValueError, LookupError)
 
-_CREDENTIALS_IN_URL = re.compile(r"(\w+://)[^/\s:@]+:[^/\s@]+@")
 
 
 def error_text(error: Exception) -> str:
-    """What the owner reads: the reason, short, without credentials of a tracking or database URL."""
-    text = "; ".join(error.messages) if isinstance(error, ValidationError) else str(error) or error.__class__.__name__
-    text = _CREDENTIALS_IN_URL.sub(r"\1***@", text)
-    return text if len(text) <= 500 else text[:499] + "…"
+    """What the owner reads: the reason alone, short and secret-free, by the one masking rule a run's error field
+    uses too (training.errors.error_text: URL credentials, ``password=``/``token=``/``secret=`` values, the key)."""
+    return errors.error_text(error, with_type=False)
 
 
 def call_service(request: HttpRequest, action: str, service: Callable[..., Any], **kwargs: Any) -> tuple[bool, Any]:

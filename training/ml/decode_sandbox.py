@@ -140,7 +140,7 @@ def _ended_error(status: int | None, limits: PhotoLimits) -> ImageError:
 
 
 def _error_from(error: dict[str, str]) -> ImageError:
-    from training.ml import photo_errors
+    from training.ml import photo_errors  # lazy: the module's own names shadow the classes imported above
 
     classes = {
         cls.code: cls for cls in vars(photo_errors).values() if isinstance(cls, type) and issubclass(cls, ImageError)
@@ -252,7 +252,7 @@ def _read_exact(stream, n: int) -> bytes:
 
 
 def main() -> None:  # pragma: no cover - runs in the helper process; tests drive it through decode()
-    import resource
+    import resource  # lazy: only the helper process sets its limits; importers of this module never do
 
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing but replies on the pipe

@@ -193,7 +193,7 @@ def decode_plan(data: bytes, *, target: int = 0, limits: PhotoLimits | None = No
     limits = resolve(limits, **overrides)
     _check_bytes(data, limits)
     if _sandboxed(data):
-        from training.ml import decode_sandbox
+        from training.ml import decode_sandbox  # lazy: decode_sandbox imports this module (a cycle at import time)
 
         return decode_sandbox.plan(bytes(data), target=target, limits=limits)
     return plan_here(bytes(data), open_header(data, IN_PROCESS_FORMATS), target=target, limits=limits)
@@ -227,7 +227,7 @@ def decode(data: bytes, *, target: int, limits: PhotoLimits | None = None, **ove
     limits = resolve(limits, **overrides)
     _check_bytes(data, limits)
     if _sandboxed(data):
-        from training.ml import decode_sandbox
+        from training.ml import decode_sandbox  # lazy: decode_sandbox imports this module (a cycle at import time)
 
         return decode_sandbox.decode(bytes(data), target=target, limits=limits)
     started = time.thread_time()

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from training.ml import images, second_look
+from training.ml.answer import ALTERNATIVES, DETAIL_COLUMNS, REJECT_MESSAGES
 from training.ml.config import TrainConfig
 from training.ml.model import CoinDateModel, CoinYearNet, build_model
 
@@ -136,14 +137,6 @@ class CoinYearEnsemble(nn.Module):
         """(K, N) years of each fold model (diagnostics)."""
         return torch.stack([m.predict_years(front, back) for m in self.models], 0)
 
-
-DETAIL_COLUMNS = 5  # year, low, high, coin score, read score; then p(year) for a date-reading ensemble
-ALTERNATIVES = 3
-REJECT_MESSAGES = {
-    "not_a_coin": "This photo does not look like a coin. Photograph one coin, filling most of the picture.",
-    "unreadable": "The date on this coin cannot be read. Retake both sides in even light, sharp and close up, "
-    "with the date facing the camera.",
-}
 
 
 def prediction_details(row: np.ndarray, config: TrainConfig, calibration: Mapping[str, Any]) -> dict[str, Any]:

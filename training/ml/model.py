@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from torchvision import models as tv_models
 
+from training.ml.base_reader import load_base_state
 from training.ml.config import TrainConfig
-from training.ml.pretrain import load_base_state
 from training.ml.reader import DateReaderNet, ReaderLossWeights, ReaderTargets, reader_loss, year_log_probs
 
 BN_MOMENTUM = 0.1
@@ -257,14 +257,3 @@ def build_model(config: TrainConfig) -> CoinYearNet | CoinDateModel:
             model.reader.load_state_dict(state)
         return model
     return CoinYearNet(config)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return int(sum(p.numel() for p in model.parameters()))
-
-
-def years_array(values: torch.Tensor | np.ndarray | list[float]) -> np.ndarray:
-    """Tensor or sequence of years -> float64 numpy array."""
-    if isinstance(values, torch.Tensor):
-        return values.detach().cpu().double().numpy()
-    return np.asarray(values, dtype=np.float64)

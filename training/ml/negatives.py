@@ -32,7 +32,7 @@ def _rgb(rng: np.random.Generator) -> tuple[int, int, int]:
 
 
 def _texture(rng: np.random.Generator, size: int) -> Image.Image:
-    field = synthetic._lowfreq(rng, (size, size), int(rng.integers(3, 24)))
+    field = synthetic.lowfreq_noise(rng, (size, size), int(rng.integers(3, 24)))
     if rng.random() < 0.5:  # stripes / wood grain
         yy = np.mgrid[0:size, 0:size][0].astype(np.float32) / size
         field = 0.5 + 0.5 * np.sin(yy * rng.uniform(10, 60) + field * rng.uniform(2, 12))
@@ -53,14 +53,14 @@ def _document(rng: np.random.Generator, size: int) -> Image.Image:
         x = rng.uniform(-px, px)
         while x < size:
             word = _WORDS[int(rng.integers(len(_WORDS)))]
-            d.text((x, y), word, font=synthetic._font(px), fill=ink)
+            d.text((x, y), word, font=synthetic.coin_font(px), fill=ink)
             x += px * (len(word) * 0.6 + 1)
         y += px * rng.uniform(1.3, 2.0)
     return img.rotate(float(rng.uniform(-30, 30)), resample=Image.BILINEAR, fillcolor=paper)
 
 
 def _on_background(rng: np.random.Generator, size: int) -> Image.Image:
-    return Image.fromarray((synthetic._background(rng, size) * 255).astype(np.uint8), "RGB")
+    return Image.fromarray((synthetic.table_background(rng, size) * 255).astype(np.uint8), "RGB")
 
 
 def _round(rng: np.random.Generator, size: int) -> Image.Image:
@@ -110,7 +110,7 @@ def _fur(rng: np.random.Generator, size: int) -> Image.Image:
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     cx, cy, ax, ay = rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7), rng.uniform(0.25, 0.6), rng.uniform(0.2, 0.5)
     mask = (((xx - cx) / ax) ** 2 + ((yy - cy) / ay) ** 2) < 1
-    streaks = synthetic._blur(rng.random((size, size)).astype(np.float32), 1.5)
+    streaks = synthetic.gaussian_blur(rng.random((size, size)).astype(np.float32), 1.5)
     fur = base * (0.6 + 0.8 * streaks[..., None])
     arr = np.asarray(img, np.float32)
     arr[mask] = fur[mask]
@@ -133,7 +133,7 @@ def _clock(rng: np.random.Generator, size: int) -> Image.Image:
         d.text(
             (c[0] + 0.78 * r * math.cos(a), c[1] + 0.78 * r * math.sin(a)),
             str(hour),
-            font=synthetic._font(px),
+            font=synthetic.coin_font(px),
             fill=(20, 20, 20),
             anchor="mm",
         )
@@ -150,13 +150,13 @@ def _clock(rng: np.random.Generator, size: int) -> Image.Image:
 def _token(rng: np.random.Generator, size: int) -> Image.Image:
     """A struck metal token (the coin generator's relief, metal and camera): rim and denticles, a star, "TOKEN";
     no date, no legend, no portrait."""
-    spec = synthetic._Spec(int(rng.integers(1800, 2000)), rng, "classic")
+    spec = synthetic.CoinSpec(int(rng.integers(1800, 2000)), rng, "classic")
     diam = int(round(size * rng.uniform(0.55, 0.90)))
-    render = max(diam, synthetic._MIN_RENDER)
+    render = max(diam, synthetic.MIN_RENDER)
     c, radius = render / 2.0, render / 2.0 - 0.5
     relief = Image.new("L", (render, render), 0)
     d = ImageDraw.Draw(relief)
-    inner = synthetic._draw_rim(d, c, radius, spec)
+    inner = synthetic.draw_rim(d, c, radius, spec)
     turn = rng.uniform(0, 2 * math.pi)
     star = [
         (c + r * math.cos(turn + k * math.pi / 5), c - inner * 0.1 + r * math.sin(turn + k * math.pi / 5))
@@ -164,9 +164,9 @@ def _token(rng: np.random.Generator, size: int) -> Image.Image:
         for r in [inner * (0.55 if k % 2 == 0 else 0.23)]
     ]
     d.polygon(star, fill=200)
-    synthetic._draw_text(d, c, c + inner * 0.68, "TOKEN", inner * 0.24, fill=230)
-    face = synthetic._shade(np.asarray(relief, dtype=np.float32) / 255.0, spec, rng)
-    return synthetic._photograph(face, rng, size, diam)[0]
+    synthetic.draw_text(d, c, c + inner * 0.68, "TOKEN", inner * 0.24, fill=230)
+    face = synthetic.shade_relief(np.asarray(relief, dtype=np.float32) / 255.0, spec, rng)
+    return synthetic.photograph_coin(face, rng, size, diam)[0]
 
 
 _MAKERS = {

@@ -26,6 +26,13 @@ import yaml
 from tqdm import tqdm
 
 from training.ml import images, negatives, synthetic
+
+# Re-exported (`X as X`): the pretrain command and registered versions' code name these as pretrain.<Name>.
+from training.ml.base_reader import BASE_DIR as BASE_DIR
+from training.ml.base_reader import BASE_LINEAGE as BASE_LINEAGE
+from training.ml.base_reader import BASE_WEIGHTS as BASE_WEIGHTS
+from training.ml.base_reader import load_base_state as load_base_state
+from training.ml.base_reader import save_base as save_base
 from training.ml.config import TrainConfig
 from training.ml.reader import (
     DateReaderNet,
@@ -36,10 +43,7 @@ from training.ml.reader import (
     year_log_probs,
 )
 
-BASE_DIR = Path(__file__).resolve().parents[2]
 DEFAULT_MANIFEST = BASE_DIR / "configs" / "pretrain.yaml"
-BASE_WEIGHTS = BASE_DIR / "training" / "ml" / "base" / "date_reader.pt"
-BASE_LINEAGE = BASE_WEIGHTS.with_suffix(".json")
 GENERATOR_VERSION = "synthetic-3"  # 3: the "assorted" style (classic coins unchanged)
 
 
@@ -110,7 +114,7 @@ def _render_coins(
     config = TrainConfig(image_size=image_size, year_min=year_min, year_max=year_max)
     photos, years, layout = [], [], []
     for i in range(start, stop):
-        year, coin_seed = synthetic._coin_plan(i, seed, year_min, year_max)
+        year, coin_seed = synthetic.coin_plan(i, seed, year_min, year_max)
         style = coin_style(i, seed, assorted_share)
         front, back, where = synthetic.generate_coin_with_layout(year, coin_seed, size=size, style=style)
         photos.append(torch.stack([images.load_uint8(front, config), images.load_uint8(back, config)]).numpy())
@@ -301,6 +305,16 @@ def evaluate_reader(
     )
 
 
+@dataclass
+class _GeneratedSets:
+    """What pretraining reads: the training coins and non-coin photos, and the held-out ones it is evaluated on."""
+
+    coins: GeneratedSet
+    negative_photos: torch.Tensor
+    held_out: GeneratedSet
+    held_out_negatives: torch.Tensor
+
+
 def pretrain(
     config: PretrainConfig,
     *,
@@ -308,12 +322,22 @@ def pretrain(
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> tuple[DateReaderNet, dict[str, Any]]:
-    """Generate, train and evaluate the base reader; returns it and its lineage (metrics, history)."""
+    """Generate, train and evaluate the base reader; returns it and its lineage (metrics, history). The steps:
+    generate the sets (_pretrain_sets), build or resume the net (_pretrain_net), train with a held-out evaluation
+    every ``eval_every`` steps (_pretrain_loop), and describe the result (_pretrain_lineage)."""
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(config.seed)
-    net_config = config.train_config()
     started = time.perf_counter()
     log(f"generating {config.count} coins and {config.negatives} non-coin photos (seed {config.seed})")
+    sets = _pretrain_sets(config, progress)
+    generated_s = time.perf_counter() - started
+    net, resumed_from = _pretrain_net(config, device, log)
+    history = _pretrain_loop(config, net, sets, device=device, progress=progress, log=log)
+    seconds = {"generate": generated_s, "total": time.perf_counter() - started}
+    return net.cpu().eval(), _pretrain_lineage(config, history, seconds, device, resumed_from)
+
+
+def _pretrain_sets(config: PretrainConfig, progress: bool) -> _GeneratedSets:
     sizes = {"size": config.generate_size, "image_size": config.image_size}
     years = {"year_min": config.year_min, "year_max": config.year_max}
     coins = generate_coins(
@@ -324,7 +348,13 @@ def pretrain(
     held_out_negatives = generate_negative_photos(
         config.eval_count, config.eval_seed, **sizes, kinds=negatives.ALL_KINDS
     )
-    generated_s = time.perf_counter() - started
+    return _GeneratedSets(coins, negative_photos, held_out, held_out_negatives)
+
+
+def _pretrain_net(
+    config: PretrainConfig, device: torch.device, log: Callable[[str], None]
+) -> tuple[DateReaderNet, dict[str, Any] | None]:
+    """A fresh reader, or (``resume``) the current base and its lineage."""
     net = (
         DateReaderNet(in_channels=3, width=config.reader_width, year_min=config.year_min, year_max=config.year_max)
         .to(device)
@@ -336,6 +366,20 @@ def pretrain(
         net.load_state_dict(state)
         resumed_from = json.loads(BASE_LINEAGE.read_text()) if BASE_LINEAGE.is_file() else None
         log(f"resuming from the current base ({(resumed_from or {}).get('metrics')})")
+    return net, resumed_from
+
+
+def _pretrain_loop(
+    config: PretrainConfig,
+    net: DateReaderNet,
+    sets: _GeneratedSets,
+    *,
+    device: torch.device,
+    progress: bool,
+    log: Callable[[str], None],
+) -> list[dict[str, float]]:
+    """AdamW with one-cycle learning rates over ``steps`` batches; returns the held-out evaluations as history."""
+    net_config = config.train_config()
     train_transform = images.build_transforms(net_config, train=True)
     eval_transform = images.build_transforms(net_config, train=False)
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -344,8 +388,8 @@ def pretrain(
     )
     dtype = autocast_dtype(device)
     generator = torch.Generator().manual_seed(config.seed)
-    layout = torch.from_numpy(coins.layout)
-    years = torch.from_numpy(coins.years)
+    layout = torch.from_numpy(sets.coins.layout)
+    years = torch.from_numpy(sets.coins.years)
     history: list[dict[str, float]] = []
     steps = range(config.steps)
     if progress:
@@ -357,10 +401,10 @@ def pretrain(
         front, back, targets = reader_batch(
             net_config,
             train_transform,
-            coins.photos[index],
+            sets.coins.photos[index],
             years[index],
             layout[index],
-            negative_photos,
+            sets.negative_photos,
             config.negative_pairs,
             generator,
         )
@@ -377,44 +421,36 @@ def pretrain(
         if progress:
             steps.set_postfix({k: f"{v:.3f}" for k, v in running.items()})
         if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
-            result = evaluate_reader(net, eval_transform, held_out, held_out_negatives)
+            result = evaluate_reader(net, eval_transform, sets.held_out, sets.held_out_negatives)
             history.append({"step": step + 1, **running, **dataclasses.asdict(result)})
             log(
                 f"step {step + 1}: exact {result.exact:.1%}  MAE {result.mae:.2f} (baseline {result.baseline_mae:.1f})"
                 f"  coins accepted {result.coin_accept:.1%}  not-coins rejected {result.negative_reject:.1%}"
             )
+    return history
+
+
+def _pretrain_lineage(
+    config: PretrainConfig,
+    history: list[dict[str, float]],
+    seconds: dict[str, float],
+    device: torch.device,
+    resumed_from: dict[str, Any] | None,
+) -> dict[str, Any]:
     final = history[-1] if history else {}
-    lineage = {
+    return {
         "generator_version": GENERATOR_VERSION,
         "manifest": dataclasses.asdict(config),
-        "train_config": net_config.to_dict(),
+        "train_config": config.train_config().to_dict(),
         "metrics": {
             k: final[k] for k in ("exact", "mae", "baseline_mae", "coin_accept", "negative_reject") if k in final
         },
         "history": history,
-        "seconds": {"generate": generated_s, "total": time.perf_counter() - started},
+        "seconds": seconds,
         "device": str(device),
         "resumed_from": resumed_from,
     }
-    return net.cpu().eval(), lineage
 
 
 def _to(targets: ReaderTargets, device: torch.device) -> ReaderTargets:
     return ReaderTargets(*(getattr(targets, f.name).to(device) for f in dataclasses.fields(targets)))
-
-
-def save_base(net: DateReaderNet, lineage: dict[str, Any], path: Path = BASE_WEIGHTS) -> Path:
-    """Write the base weights in half precision (under 1 MB) and the lineage JSON beside them."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.half() if v.is_floating_point() else v) for k, v in net.state_dict().items()}
-    torch.save({"state": state, "train_config": lineage["train_config"]}, path)
-    path.with_suffix(".json").write_text(json.dumps(lineage, indent=1, default=str))
-    return path
-
-
-def load_base_state(path: Path = BASE_WEIGHTS) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The base reader's float32 state dict and the TrainConfig fields it was trained with."""
-    if not path.is_file():
-        raise FileNotFoundError(f"no base date reader at {path}: run `python manage.py pretrain`")
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    return {k: (v.float() if v.is_floating_point() else v) for k, v in data["state"].items()}, data["train_config"]

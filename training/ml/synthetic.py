@@ -72,7 +72,7 @@ LABELS_FILENAME = "labels.csv"
 
 # Coins are rendered at least this many pixels across, then downsized if the
 # photo is small, so that text and denticles stay crisp.
-_MIN_RENDER = 150
+MIN_RENDER = 150
 
 # --------------------------------------------------------------------------
 # era cues (all continuous in the year)
@@ -145,7 +145,7 @@ def _smoothstep(a: float, b: float, x: float) -> float:
     return s * s * (3.0 - 2.0 * s)
 
 
-def _metal_colour(year: float) -> np.ndarray:
+def metal_colour(year: float) -> np.ndarray:
     return np.array([np.interp(year, _ANCHOR_YEARS, _ANCHOR_RGB[:, k]) for k in range(3)])
 
 
@@ -159,7 +159,7 @@ def _copperness(year: float) -> float:
 
 
 @lru_cache(maxsize=64)
-def _font(px: int) -> ImageFont.FreeTypeFont:
+def coin_font(px: int) -> ImageFont.FreeTypeFont:
     # Pillow's bundled font (Aileron); the only font sure to exist everywhere.
     return ImageFont.load_default(size=max(4, int(px)))
 
@@ -187,7 +187,7 @@ def _gauss_kernel(sigma_centi: int) -> np.ndarray:
     return (k / k.sum()).astype(np.float32)
 
 
-def _blur(a: np.ndarray, sigma: float) -> np.ndarray:
+def gaussian_blur(a: np.ndarray, sigma: float) -> np.ndarray:
     """Separable Gaussian blur of a 2-D float array (edge padding)."""
     if sigma < 0.15:
         return a
@@ -206,7 +206,7 @@ def _blur(a: np.ndarray, sigma: float) -> np.ndarray:
     return out
 
 
-def _lowfreq(rng: np.random.Generator, shape: tuple[int, int], cells: int) -> np.ndarray:
+def lowfreq_noise(rng: np.random.Generator, shape: tuple[int, int], cells: int) -> np.ndarray:
     """Smooth random field in [0, 1] (bicubic upscaling of a small random grid)."""
     small = (rng.random((cells, cells)) * 255).astype(np.uint8)
     img = Image.fromarray(small, "L").resize((shape[1], shape[0]), Image.BICUBIC)
@@ -230,7 +230,7 @@ def _ellipse_poly(cx, cy, a, b, angle, n=10):
 
 def _text_strip(text: str, px: int, stroke: int) -> np.ndarray:
     """Text rendered as a float height strip (rows = letter height)."""
-    font = _font(px)
+    font = coin_font(px)
     left, top, right, bottom = font.getbbox(text, stroke_width=stroke)
     w, h = max(1, right - left + 2), max(1, bottom - top + 2)
     img = Image.new("L", (w, h), 0)
@@ -262,7 +262,7 @@ def _sample_bilinear(src: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarra
 # --------------------------------------------------------------------------
 
 
-class _Spec:
+class CoinSpec:
     """All per-coin design parameters, drawn once from the coin's RNG."""
 
     def __init__(self, year: int, rng: np.random.Generator, style: str = "classic"):
@@ -270,7 +270,7 @@ class _Spec:
         self.style = style
         self.year = year
         self.t = t
-        colour = _metal_colour(year) * (1.0 + rng.normal(0, 0.02, 3)) * (1.0 + rng.normal(0, 0.04))
+        colour = metal_colour(year) * (1.0 + rng.normal(0, 0.02, 3)) * (1.0 + rng.normal(0, 0.04))
         if style == "northern":  # other alloys: the channels rotated (teal, violet, olive instead of copper/silver)
             colour = colour[[2, 0, 1]] * np.array([0.9, 1.0, 1.1])
         self.metal = np.clip(colour, 0.05, 1.0)
@@ -338,7 +338,7 @@ class _Spec:
 # --------------------------------------------------------------------------
 
 
-def _draw_rim(d: ImageDraw.ImageDraw, c: float, R: float, s: _Spec) -> float:
+def draw_rim(d: ImageDraw.ImageDraw, c: float, R: float, s: CoinSpec) -> float:
     """Raised rim and denticles; returns the radius inside the denticles."""
     inner = R * (1.0 - s.rim_w)
     d.ellipse((c - R, c - R, c + R, c + R), fill=215)
@@ -384,15 +384,15 @@ def _legend(h: np.ndarray, text: str, r_out: float, px: float, span: float, cent
     h[m] = np.maximum(h[m], vals)
 
 
-def _draw_text(d: ImageDraw.ImageDraw, x: float, y: float, text: str, px: float, fill: int = 240):
+def draw_text(d: ImageDraw.ImageDraw, x: float, y: float, text: str, px: float, fill: int = 240):
     px = int(round(px))
     if px < 4:
         return
     stroke = 1 if px >= 16 else 0
-    d.text((x, y), text, font=_font(px), fill=fill, anchor="mm", stroke_width=stroke, stroke_fill=fill)
+    d.text((x, y), text, font=coin_font(px), fill=fill, anchor="mm", stroke_width=stroke, stroke_fill=fill)
 
 
-def _draw_bust(d: ImageDraw.ImageDraw, c: float, R: float, s: _Spec, rng: np.random.Generator):
+def _draw_bust(d: ImageDraw.ImageDraw, c: float, R: float, s: CoinSpec, rng: np.random.Generator):
     t = s.t
     M = R * (0.68 - 0.16 * t)
     cx = c + rng.normal(0, 0.01) * R
@@ -455,7 +455,7 @@ def _bbox(xy, rx, ry):
     return (x - rx, y - ry, x + rx, y + ry)
 
 
-def _draw_geo_front(d: ImageDraw.ImageDraw, c: float, R: float, s: _Spec, rng: np.random.Generator):
+def _draw_geo_front(d: ImageDraw.ImageDraw, c: float, R: float, s: CoinSpec, rng: np.random.Generator):
     t = s.t
     M = R * (0.46 - 0.06 * t)
     cx, cy = c, c - R * 0.1
@@ -552,7 +552,7 @@ def _draw_branch(d: ImageDraw.ImageDraw, c: float, rad: float, a0: float, a1: fl
             )
 
 
-def _draw_back(d: ImageDraw.ImageDraw, c: float, R: float, r_in: float, s: _Spec, rng: np.random.Generator):
+def _draw_back(d: ImageDraw.ImageDraw, c: float, R: float, r_in: float, s: CoinSpec, rng: np.random.Generator):
     t = s.t
     style = s.back_style
     if style == "wreath":
@@ -562,7 +562,7 @@ def _draw_back(d: ImageDraw.ImageDraw, c: float, R: float, r_in: float, s: _Spec
         _draw_branch(d, c, rad, math.radians(100), math.radians(215), n, leaf, 200)
         _draw_branch(d, c, rad, math.radians(80), math.radians(-35), n, leaf, 200)
         _draw_crown(d, c, c - R * 0.38, R * 0.16)
-        _draw_text(d, c, c + R * 0.02, s.denom, R * 0.34)
+        draw_text(d, c, c + R * 0.02, s.denom, R * 0.34)
     elif style == "shield":
         w, h = R * 0.36, R * 0.46
         top = c - R * 0.22
@@ -607,7 +607,7 @@ def _draw_back(d: ImageDraw.ImageDraw, c: float, R: float, r_in: float, s: _Spec
                 a = math.radians(-225 + 270 * k / (n - 1))
                 d.ellipse(_bbox((c + R * 0.52 * math.cos(a), c + R * 0.52 * math.sin(a)), R * 0.05, R * 0.05), fill=220)
         dx = -0.12 if kind == 0 else 0.0
-        _draw_text(d, c + R * dx, c - R * 0.05, s.denom, R * (0.38 + 0.1 * t), fill=235)
+        draw_text(d, c + R * dx, c - R * 0.05, s.denom, R * (0.38 + 0.1 * t), fill=235)
 
 
 # Seven-segment digits of the "northern" mint: other digit shapes than the Aileron font of the classic coins.
@@ -634,7 +634,7 @@ _SEGMENT_BOXES = {  # x0, y0, x1, y1 in a 0.6 x 1 digit cell
 }
 
 
-def _draw_segment_date(d: ImageDraw.ImageDraw, c: float, R: float, r_in: float, s: _Spec) -> tuple[float, float]:
+def _draw_segment_date(d: ImageDraw.ImageDraw, c: float, R: float, r_in: float, s: CoinSpec) -> tuple[float, float]:
     """Draw the year in seven-segment digits above the centre (the northern mint's date); returns its centre."""
     height = R * (0.17 + 0.04 * s.t)
     width = 0.6 * height
@@ -680,7 +680,7 @@ _PEN_DIGITS: dict[str, list[list[tuple[float, float]]]] = {
 }
 
 
-def _draw_assorted_date(d: ImageDraw.ImageDraw, c: float, r_in: float, s: _Spec) -> tuple[float, float]:
+def _draw_assorted_date(d: ImageDraw.ImageDraw, c: float, r_in: float, s: CoinSpec) -> tuple[float, float]:
     """Draw the year anywhere inside the rim (pen-drawn or Aileron, sometimes on a dark plaque); returns its centre."""
     height = r_in * s.date_height
     width = height * s.date_aspect
@@ -693,7 +693,7 @@ def _draw_assorted_date(d: ImageDraw.ImageDraw, c: float, r_in: float, s: _Spec)
     if s.date_plaque:
         d.rectangle((x - total / 2 - gap, y - height / 2 - gap, x + total / 2 + gap, y + height / 2 + gap), fill=0)
     if not s.date_pen:
-        _draw_text(d, x, y, f"{s.year:04d}", height * 1.3, fill=245)
+        draw_text(d, x, y, f"{s.year:04d}", height * 1.3, fill=245)
         return x, y
     pen = max(1, int(round(height * s.date_pen_width)))
     for k, digit in enumerate(f"{s.year:04d}"):
@@ -707,14 +707,14 @@ def _draw_assorted_date(d: ImageDraw.ImageDraw, c: float, r_in: float, s: _Spec)
     return x, y
 
 
-def _height_map(s: _Spec, side: str, D: int, rng: np.random.Generator) -> tuple[np.ndarray, tuple[float, float] | None]:
+def _height_map(s: CoinSpec, side: str, D: int, rng: np.random.Generator) -> tuple[np.ndarray, tuple[float, float] | None]:
     """The face's relief in [0, 1], and where its date's centre is (pixels of the face), or None without a date."""
     c = D / 2.0
     date_xy = None
     R = D / 2.0 - 0.5
     img = Image.new("L", (D, D), 0)
     d = ImageDraw.Draw(img)
-    r_in = _draw_rim(d, c, R, s)
+    r_in = draw_rim(d, c, R, s)
     t = s.t
     year_here = (side == "back") == s.year_on_back
     if side == "front":
@@ -738,16 +738,16 @@ def _height_map(s: _Spec, side: str, D: int, rng: np.random.Generator) -> tuple[
             px = R * (s.digit_px + 0.02)
         # keep the whole date inside the denticles
         ipx = int(round(px))
-        left, _, right, bottom = _font(ipx).getbbox(digits, anchor="mm", stroke_width=1 if ipx >= 16 else 0)
+        left, _, right, bottom = coin_font(ipx).getbbox(digits, anchor="mm", stroke_width=1 if ipx >= 16 else 0)
         half_w = max(-left, right)
         limit = 0.95 * r_in
         y = min(y, c + math.sqrt(max(limit**2 - half_w**2, 0.0)) - bottom)
-        _draw_text(d, c, y, digits, px, fill=245)
+        draw_text(d, c, y, digits, px, fill=245)
         date_xy = (c, y)
         if s.mint:
             mx = c + half_w + 0.4 * px
             if math.hypot(mx - c + 0.25 * px, y - c + 0.3 * px) < limit:
-                _draw_text(d, mx, y, s.mint, px * 0.55, fill=230)
+                draw_text(d, mx, y, s.mint, px * 0.55, fill=230)
     h = np.asarray(img, dtype=np.float32) / 255.0
     h = np.array(h)  # writable
     lp = R * s.legend_px
@@ -773,11 +773,11 @@ def _height_map(s: _Spec, side: str, D: int, rng: np.random.Generator) -> tuple[
 # --------------------------------------------------------------------------
 
 
-def _shade(h: np.ndarray, s: _Spec, rng: np.random.Generator) -> Image.Image:
+def shade_relief(h: np.ndarray, s: CoinSpec, rng: np.random.Generator) -> Image.Image:
     D = h.shape[0]
     unit = D / 200.0
     wear = s.wear
-    hb = _blur(h, unit * (0.7 + 1.1 * wear))
+    hb = gaussian_blur(h, unit * (0.7 + 1.1 * wear))
     gy, gx = np.gradient(hb)
     la = rng.uniform(-2.6, -1.6)  # light from upper left-ish
     lx, ly = math.cos(la), math.sin(la)
@@ -794,7 +794,7 @@ def _shade(h: np.ndarray, s: _Spec, rng: np.random.Generator) -> Image.Image:
     spec = np.clip(shade, 0, None) ** 2 * (0.9 * (1.0 - 0.7 * wear))
     # grainy metal surface
     grain = rng.normal(0, 0.025 + 0.04 * wear, (D, D)).astype(np.float32)
-    grain = _blur(grain, 0.6 * unit)
+    grain = gaussian_blur(grain, 0.6 * unit)
     lum = albedo * diffuse + grain
     rgb = lum[..., None] * base[None, None, :] + spec[..., None] * (0.6 + 0.4 * base[None, None, :])
     # toning / darkening with age, dirt in recesses near the relief
@@ -802,7 +802,7 @@ def _shade(h: np.ndarray, s: _Spec, rng: np.random.Generator) -> Image.Image:
     tone = 0.45 * (0.8 * base + 0.2 * base.mean())
     dark = 0.45 * wear
     rgb = rgb * (1.0 - dark) + tone[None, None, :] * dark * lum[..., None]
-    dirt = np.clip(_blur(h, 3.0 * unit) - hb, 0, None) * (1.3 * wear)
+    dirt = np.clip(gaussian_blur(h, 3.0 * unit) - hb, 0, None) * (1.3 * wear)
     rgb *= (1.0 - np.clip(dirt, 0, 0.6))[..., None]
     # patina spots
     n_spots = int(rng.poisson(0.5 + 7 * wear**1.5))
@@ -813,7 +813,7 @@ def _shade(h: np.ndarray, s: _Spec, rng: np.random.Generator) -> Image.Image:
             x, y = rng.uniform(0.15, 0.85, 2) * D
             rx, ry = rng.uniform(0.01, 0.055, 2) * D
             sd.ellipse((x - rx, y - ry, x + rx, y + ry), fill=int(rng.uniform(90, 220)))
-        sm = _blur(np.asarray(spot, dtype=np.float32) / 255.0, 1.5 * unit)
+        sm = gaussian_blur(np.asarray(spot, dtype=np.float32) / 255.0, 1.5 * unit)
         pc = np.array([0.22, 0.36, 0.28] if s.copper > 0.5 else [0.16, 0.15, 0.14], dtype=np.float32)
         sm = sm[..., None] * (0.4 + 0.5 * wear)
         rgb = rgb * (1 - sm) + pc[None, None, :].astype(np.float32) * sm
@@ -853,7 +853,7 @@ def _bg_colour(rng: np.random.Generator, lo: float, hi: float) -> np.ndarray:
     return (g + (col - g) * sat).astype(np.float32)
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+def table_background(rng: np.random.Generator, size: int) -> np.ndarray:
     kind = int(rng.integers(4))
     shape = (size, size)
     unit = size / 256.0
@@ -861,7 +861,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     yy, xx = yy * size, xx * size
     if kind == 0:  # plain surface (paper, table, felt)
         col = _bg_colour(rng, 0.12, 0.95)
-        var = (_lowfreq(rng, shape, 4) - 0.5) * 0.12
+        var = (lowfreq_noise(rng, shape, 4) - 0.5) * 0.12
         img = col[None, None, :] * (1.0 + var[..., None])
     elif kind == 1:  # cloth: weave plus fuzz
         col = _bg_colour(rng, 0.1, 0.85)
@@ -870,8 +870,8 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
         u = xx * math.cos(ang) + yy * math.sin(ang)
         v = -xx * math.sin(ang) + yy * math.cos(ang)
         weave = 0.5 + 0.25 * np.sin(u * f) * np.sin(v * f) + 0.25 * np.sin(u * f * 0.5)
-        fuzz = _blur(rng.standard_normal(shape, dtype=np.float32), 0.8 * unit) * 0.06
-        var = (_lowfreq(rng, shape, 5) - 0.5) * 0.25
+        fuzz = gaussian_blur(rng.standard_normal(shape, dtype=np.float32), 0.8 * unit) * 0.06
+        var = (lowfreq_noise(rng, shape, 5) - 0.5) * 0.25
         img = col[None, None, :] * (0.85 + 0.15 * weave + fuzz + var)[..., None]
     elif kind == 2:  # wood: stripes bent by low-frequency noise
         light = np.array([0.72, 0.52, 0.32])
@@ -882,11 +882,11 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
         ang = rng.uniform(0, math.pi)
         u = xx * math.cos(ang) + yy * math.sin(ang)
         v = -xx * math.sin(ang) + yy * math.cos(ang)
-        bend = _lowfreq(rng, shape, 3) * (rng.uniform(15, 45) * unit)
+        bend = lowfreq_noise(rng, shape, 3) * (rng.uniform(15, 45) * unit)
         freq = rng.uniform(0.05, 0.16) / unit
         st = 0.5 + 0.5 * np.sin((v + bend) * freq + 0.3 * np.sin(u * (0.02 / unit)))
         st = st ** rng.uniform(1.5, 4.0)
-        fine = _blur(rng.standard_normal(shape, dtype=np.float32), 0.7 * unit) * 0.04
+        fine = gaussian_blur(rng.standard_normal(shape, dtype=np.float32), 0.7 * unit) * 0.04
         img = light[None, None, :] * (1 - st[..., None]) + darkc[None, None, :] * st[..., None]
         img = img * (1.0 + fine[..., None])
         if rng.random() < 0.5:  # plank seams
@@ -896,12 +896,12 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     else:  # two-tone backdrop, sometimes speckled (granite, cork)
         c1 = _bg_colour(rng, 0.1, 0.95)
         c2 = np.clip(c1 * rng.uniform(0.6, 1.3) + rng.normal(0, 0.04, 3), 0, 1)
-        g = _lowfreq(rng, shape, 2)[..., None]
+        g = lowfreq_noise(rng, shape, 2)[..., None]
         img = c1[None, None, :] * (1 - g) + c2[None, None, :] * g
         if rng.random() < 0.5:
             sp = rng.random(shape) < rng.uniform(0.01, 0.08)
             img[sp] *= rng.uniform(0.4, 1.6)
-            img = np.stack([_blur(img[..., k].astype(np.float32), 0.6 * unit) for k in range(3)], axis=-1)
+            img = np.stack([gaussian_blur(img[..., k].astype(np.float32), 0.6 * unit) for k in range(3)], axis=-1)
     return np.clip(img, 0.0, 1.0).astype(np.float32)
 
 
@@ -917,7 +917,7 @@ def _tiles(rng: np.random.Generator, size: int) -> np.ndarray:
     return img.astype(np.float32)
 
 
-def _photograph(
+def photograph_coin(
     face: Image.Image,
     rng: np.random.Generator,
     size: int,
@@ -956,7 +956,7 @@ def _photograph(
         (m[0, 0], m[0, 1], off[0], m[1, 0], m[1, 1], off[1]),
         resample=Image.BICUBIC,
     )
-    img = _tiles(rng, size) if style == "northern" else _background(rng, size)
+    img = _tiles(rng, size) if style == "northern" else table_background(rng, size)
     slack = max(size - diam, 0)
     ox = int(round(slack / 2 + rng.uniform(-0.4, 0.4) * slack))
     oy = int(round(slack / 2 + rng.uniform(-0.4, 0.4) * slack))
@@ -1052,16 +1052,16 @@ def _render(
     if style not in STYLES:
         raise ValueError(f"style must be one of {', '.join(STYLES)}, got {style!r}")
     rng = np.random.default_rng(np.random.SeedSequence([int(rng_seed) & (2**63 - 1), year]))
-    spec = _Spec(year, rng, style)
+    spec = CoinSpec(year, rng, style)
     out = []
     qualities = []
     layout = None
     for side_index, side in enumerate(("front", "back")):
         diam = int(round(size * rng.uniform(0.55, 0.90)))
-        render = max(diam, _MIN_RENDER)
+        render = max(diam, MIN_RENDER)
         h, date_xy = _height_map(spec, side, render, rng)
-        face = _shade(h, spec, rng)
-        photo, photo_xy = _photograph(face, rng, size, diam, date_xy, style)
+        face = shade_relief(h, spec, rng)
+        photo, photo_xy = photograph_coin(face, rng, size, diam, date_xy, style)
         out.append(photo)
         if photo_xy is not None:
             layout = DateLayout(side_index, photo_xy[0] / size, photo_xy[1] / size)
@@ -1105,7 +1105,7 @@ def generate_coin_with_layout(
     return _jpeg(front, qf), _jpeg(back, qb), layout
 
 
-def _coin_plan(i: int, seed: int, year_min: int, year_max: int) -> tuple[int, int]:
+def coin_plan(i: int, seed: int, year_min: int, year_max: int) -> tuple[int, int]:
     """Year (uniform in [year_min, year_max]) and coin seed of the i-th coin."""
     r = np.random.default_rng(np.random.SeedSequence([int(seed) & (2**63 - 1), i, 0x5EED]))
     year = int(r.integers(year_min, year_max + 1))
@@ -1139,7 +1139,7 @@ def iter_coins(
     _check_range(count, year_min, year_max)
     _check_size(size)
     for i in range(int(count)):
-        year, coin_seed = _coin_plan(i, seed, year_min, year_max)
+        year, coin_seed = coin_plan(i, seed, year_min, year_max)
         front, back = generate_coin_jpegs(year, coin_seed, size=size, style=style)
         yield front, back, year
 

@@ -21,16 +21,15 @@ from training.ml.data import CoinPairDataset, make_loader
 from training.ml.metrics import regression_metrics
 from training.ml.model import CoinDateModel, CoinYearNet, build_model, denormalise_year
 from training.ml.pretrain import autocast_dtype
+from training.ml.stopping import (
+    TrainingCancelled as TrainingCancelled,  # re-exported: callers name train.TrainingCancelled
+)
 
 OnEpoch = Callable[[int, int, dict[str, float]], None]
 OnModel = Callable[[int, int, nn.Module], None]
 ShouldStop = Callable[[], bool]
 StateDict = dict[str, torch.Tensor]
 BN_RECALIBRATION_PAIRS = 256
-
-
-class TrainingCancelled(Exception):
-    """should_stop() asked to stop; nothing of the run may be used."""
 
 
 # --- devices -------------------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from ..errors import TrainingBusy
 from ..models import TrainingRun
 from . import runs
-from .lease import _mlflow_end_run_quietly, _run_finish
+from .lease import mlflow_end_run_quietly, run_finish
 
 logger = logging.getLogger(__name__)
 
@@ -130,10 +130,10 @@ def _abandoned_runs_fail() -> None:
         return
     try:
         for run in TrainingRun.objects.filter(pk__in=abandoned, status=TrainingRun.Status.RUNNING):
-            ended = _run_finish(
+            ended = run_finish(
                 run.pk, status=TrainingRun.Status.FAILED, error="the server process stopped during the run"
             )
             if ended.status == TrainingRun.Status.FAILED:
-                _mlflow_end_run_quietly(run.mlflow_run_id, status="FAILED")
+                mlflow_end_run_quietly(run.mlflow_run_id, status="FAILED")
     except Exception:  # noqa: BLE001 - the process is exiting: the lease reaper is the fallback
         logger.warning("could not mark background training runs %s as failed", abandoned, exc_info=True)

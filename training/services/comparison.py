@@ -13,8 +13,7 @@ from django.core.cache import cache
 from tqdm.auto import tqdm
 
 from registry import gateway
-from training.ml import images, second_look
-from training.ml.data import CoinSample
+from training.ml.labels import CoinSample
 from training.ml.metrics import regression_metrics
 
 from ..models import DatasetVersion
@@ -24,7 +23,7 @@ from .datasets import dataset_samples
 EVAL_BATCH_SIZE = 32
 
 
-def _read(photo: Path | bytes) -> bytes:
+def photo_bytes(photo: Path | bytes) -> bytes:
     return photo if isinstance(photo, bytes | bytearray) else Path(photo).read_bytes()
 
 
@@ -40,6 +39,8 @@ def model_version_evaluate(*, version: int, samples: Sequence[CoinSample], progr
     """Score a registered version on labelled samples the way serving does (gateway.predictor_load + the single
     preprocessing path of training.ml.images): regression metrics, MAE by decade, interval coverage and the
     per-sample predictions (keyed by sample key)."""
+    from training.ml import images, second_look  # lazy: torch loads only where a version is evaluated (a worker)
+
     predictor = gateway.predictor_load(version, name=settings.MLFLOW_MODEL_NAME)
     rows = []
     starts = range(0, len(samples), EVAL_BATCH_SIZE)
@@ -47,7 +48,7 @@ def model_version_evaluate(*, version: int, samples: Sequence[CoinSample], progr
         starts = tqdm(starts, desc=f"evaluating v{version}", unit="batch")
     for start in starts:
         chunk = samples[start : start + EVAL_BATCH_SIZE]
-        pairs = [(_read(s.front), _read(s.back)) for s in chunk]
+        pairs = [(photo_bytes(s.front), photo_bytes(s.back)) for s in chunk]
         front, back = images.preprocess_batch(pairs, predictor.config, limits=settings.COINSITE_PHOTO_LIMITS)
         first = np.asarray(predictor.predict_pairs(front, back), dtype=float).reshape(len(chunk), -1)
         calibration = predictor.calibration.get("calibration") or predictor.calibration

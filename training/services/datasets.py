@@ -6,15 +6,18 @@ import hashlib
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.db import IntegrityError, transaction
 
 from predictions.models import Coin
-from training.ml.data import CoinSample
-from training.ml.reader_calibration import NegativePair
+from training.ml.labels import CoinSample
 
 from ..models import DatasetVersion
 from ..selectors import dataset_manifest, manifest_labels, manifest_negatives
+
+if TYPE_CHECKING:  # an annotation only: reader_calibration imports torch
+    from training.ml.reader_calibration import NegativePair
 
 
 def dataset_freeze(*, kind: str = DatasetVersion.Kind.TRAINING) -> DatasetVersion:

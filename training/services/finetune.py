@@ -12,13 +12,13 @@ from django.conf import settings
 
 from registry import gateway
 from training.ml import images
-from training.ml.data import CoinSample
+from training.ml.labels import CoinSample
 from training.ml.model import build_model, denormalise_year
 
-from .comparison import EVAL_BATCH_SIZE, _read, model_version_evaluate
+from .comparison import EVAL_BATCH_SIZE, model_version_evaluate, photo_bytes
 
 
-def _fine_tune_setup(*, run_config, production: int) -> tuple[Any, list]:
+def fine_tune_setup(*, run_config, production: int) -> tuple[Any, list]:
     """Fine-tuning continues Production's fold models: their architecture (from the version's config), their
     weights, fine_tune_epochs epochs at a tenth of the configured peak learning rate, no early stopping."""
     loaded = gateway.predictor_load(production, name=settings.MLFLOW_MODEL_NAME)
@@ -40,7 +40,7 @@ def _fine_tune_setup(*, run_config, production: int) -> tuple[Any, list]:
 
 def _eval_tensors(samples: Sequence[CoinSample], config) -> tuple[Any, Any, np.ndarray]:
     """The evaluation set through the serving preprocessing, once (reused every epoch of fine-tuning)."""
-    pairs = [(_read(s.front), _read(s.back)) for s in samples]
+    pairs = [(photo_bytes(s.front), photo_bytes(s.back)) for s in samples]
     front, back = images.preprocess_batch(pairs, config, limits=settings.COINSITE_PHOTO_LIMITS)
     return front, back, np.array([s.year for s in samples], dtype=float)
 
@@ -61,7 +61,7 @@ def _model_years(model, front, back) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def _fine_tune_checks(*, config, states: list, eval_samples: Sequence[CoinSample], production: int):
+def fine_tune_checks(*, config, states: list, eval_samples: Sequence[CoinSample], production: int):
     """Per-epoch check (fold model vs the same Production fold model on the evaluation set) and the final check
     (fine-tuned ensemble vs Production's ensemble on the evaluation set). A regression discards the candidate."""
     front, back, years = _eval_tensors(eval_samples, config)

@@ -30,18 +30,14 @@ from django.utils import timezone
 from registry import gateway
 from registry.gateway import PRODUCTION_ALIAS
 from training.ml.config import TrainConfig
-from training.ml.data import CoinPairDataset
-from training.ml.folds import FoldContext, FoldOutput, fit_fold, fold_plan
-from training.ml.kfold import fit_combine, quantization_sample
-from training.ml.soup import make_soup, soup_wanted
-from training.ml.train import TrainingCancelled, select_device
+from training.ml.stopping import TrainingCancelled
 
 from ..errors import TrainingLeaseLost, error_text
 from ..models import TrainingFold, TrainingRun
 from ..signals import training_fold_queued, training_run_folds_done
 from .datasets import dataset_negative_pairs, dataset_samples
-from .lease import _lease_renew, _lease_seconds, _run_finish, next_queued_run_kick, run_guarded
-from .recording import decision_apply, result_record, run_tracker
+from .lease import lease_renew, lease_seconds, next_queued_run_kick, run_finish, run_guarded
+from .recording import run_record_and_decide
 
 logger = logging.getLogger(__name__)
 
@@ -58,11 +54,11 @@ def _fold_attempts() -> int:
     return int(settings.TRAINING_FOLD_ATTEMPTS)
 
 
-def _worker_identity() -> str:
+def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _process_gone(worker: str) -> bool:
+def process_gone(worker: str) -> bool:
     """Whether the process recorded as `host:pid` is known to be dead: only answerable on its own host."""
     host, _, pid = worker.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
@@ -81,7 +77,7 @@ def training_folds_dispatch(*, run_id: int, config: TrainConfig) -> None:
     with transaction.atomic():
         for index in range(config.folds):
             TrainingFold.objects.get_or_create(run_id=run_id, index=index)
-        _lease_renew(run_id, progress=_fold_progress(run_id, config))
+        lease_renew(run_id, progress=_fold_progress(run_id, config))
         for index in range(config.folds):
             transaction.on_commit(
                 lambda index=index: training_fold_queued.send(sender=TrainingRun, run_id=run_id, fold=index)
@@ -109,7 +105,7 @@ def _fold_claim(run_id: int, index: int) -> TrainingFold | None:
     back by the broker) or whose heartbeat is older than the lease. None when another live process has it, it is
     done, or its run is not RUNNING any more."""
     now = timezone.now()
-    stale = now - timedelta(seconds=_lease_seconds())
+    stale = now - timedelta(seconds=lease_seconds())
     with transaction.atomic():
         fold = (
             TrainingFold.objects.select_for_update()
@@ -119,7 +115,7 @@ def _fold_claim(run_id: int, index: int) -> TrainingFold | None:
         if fold is None or fold.status in (TrainingFold.Status.DONE, TrainingFold.Status.FAILED):
             return None
         if fold.status == TrainingFold.Status.RUNNING:
-            if not (_process_gone(fold.worker) or (fold.heartbeat_at and fold.heartbeat_at < stale)):
+            if not (process_gone(fold.worker) or (fold.heartbeat_at and fold.heartbeat_at < stale)):
                 return None
             logger.warning(
                 "fold %s of training run %s: its worker %s is gone, training it again", index, run_id, fold.worker
@@ -128,7 +124,7 @@ def _fold_claim(run_id: int, index: int) -> TrainingFold | None:
             fold.status, fold.error, fold.finished_at = TrainingFold.Status.FAILED, "too many attempts", now
             fold.save(update_fields=["status", "error", "finished_at"])
             return fold
-        fold.status, fold.worker, fold.attempts = TrainingFold.Status.RUNNING, _worker_identity(), fold.attempts + 1
+        fold.status, fold.worker, fold.attempts = TrainingFold.Status.RUNNING, worker_identity(), fold.attempts + 1
         fold.started_at = fold.heartbeat_at = now
         fold.epoch, fold.error = 0, ""
         fold.save(update_fields=["status", "worker", "attempts", "started_at", "heartbeat_at", "epoch", "error"])
@@ -146,19 +142,23 @@ class _FoldHooks:
         TrainingFold.objects.filter(pk=self.fold.pk, worker=self.fold.worker).update(
             epoch=int(epoch), heartbeat_at=timezone.now()
         )
-        _lease_renew(self.fold.run_id, progress=_fold_progress(self.fold.run_id, self.config))
+        lease_renew(self.fold.run_id, progress=_fold_progress(self.fold.run_id, self.config))
 
     def should_stop(self) -> bool:
         mine = TrainingFold.objects.filter(pk=self.fold.pk, worker=self.fold.worker, status=TrainingFold.Status.RUNNING)
         if not mine.update(heartbeat_at=timezone.now()):
             raise TrainingLeaseLost(f"{self.fold} was taken over by another worker")
-        return _lease_renew(self.fold.run_id)
+        return lease_renew(self.fold.run_id)
 
 
 def training_fold_execute(*, run_id: int, index: int) -> str:
     """Train fold `index` of a RUNNING fold-parallel run, store its output, and finalise the run when it was the last
     fold. Safe to call twice (a redelivered task): a fold that another live process trains, or that is done, is left
     alone. Returns what happened, for the task's result."""
+    from training.ml.data import CoinPairDataset  # lazy: torch loads only in the training worker
+    from training.ml.folds import FoldContext, fit_fold, fold_plan  # lazy: as above
+    from training.ml.train import select_device  # lazy: as above
+
     fold = _fold_claim(run_id, index)
     if fold is None:
         return "skipped"
@@ -182,7 +182,7 @@ def training_fold_execute(*, run_id: int, index: int) -> str:
     except TrainingCancelled:
         TrainingFold.objects.filter(pk=fold.pk, worker=fold.worker).update(status=TrainingFold.Status.CANCELLED)
         if TrainingRun.objects.filter(pk=run_id, cancel_requested=True).exists():
-            _run_finish(run_id, status=TrainingRun.Status.CANCELLED, error="cancelled by a model owner")
+            run_finish(run_id, status=TrainingRun.Status.CANCELLED, error="cancelled by a model owner")
             next_queued_run_kick()
         return "cancelled"
     except Exception as error:  # noqa: BLE001 - a fold that fails fails its run; Production untouched
@@ -196,7 +196,7 @@ def training_fold_execute(*, run_id: int, index: int) -> str:
         stored = TrainingFold.objects.filter(pk=fold.pk, worker=fold.worker, status=TrainingFold.Status.RUNNING).update(
             status=TrainingFold.Status.DONE, output=output.to_bytes(), finished_at=timezone.now(), error=""
         )
-        _lease_renew(run_id, progress=_fold_progress(run_id, config))
+        lease_renew(run_id, progress=_fold_progress(run_id, config))
         if stored and not TrainingFold.objects.filter(run_id=run_id).exclude(status=TrainingFold.Status.DONE).exists():
             transaction.on_commit(lambda: training_run_folds_done.send(sender=TrainingRun, run_id=run_id))
     logger.info("fold %s of training run %s done (attempt %s)", index + 1, run_id, fold.attempts)
@@ -207,7 +207,7 @@ def _run_fail(run_id: int, reason: str) -> None:
     """End the run FAILED (once: only from RUNNING), which frees the training lock; the other folds stop at their
     next epoch check."""
     if TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING).exists():
-        _run_finish(run_id, status=TrainingRun.Status.FAILED, error=reason)
+        run_finish(run_id, status=TrainingRun.Status.FAILED, error=reason)
         next_queued_run_kick()
 
 
@@ -229,13 +229,19 @@ def training_run_finalise(*, run_id: int) -> TrainingRun:
 
 
 def _finalise(run_id: int) -> TrainingRun:
+    from training.ml.data import CoinPairDataset  # lazy: torch loads only in the training worker
+    from training.ml.folds import FoldContext, FoldOutput, fold_plan  # lazy: as above
+    from training.ml.kfold import fit_combine, quantization_sample  # lazy: as above
+    from training.ml.soup import make_soup, soup_wanted  # lazy: as above
+    from training.ml.train import select_device  # lazy: as above
+
     run = TrainingRun.objects.select_related("dataset_version", "evaluation_dataset", "requested_by").get(pk=run_id)
     config = TrainConfig.from_dict(run.config)
     progress = _fold_progress(run_id, config, stage="combining the folds")
 
     def beat(**fields: Any) -> None:
         progress.update(fields)
-        if _lease_renew(run_id, progress=dict(progress)):
+        if lease_renew(run_id, progress=dict(progress)):
             raise TrainingCancelled()
 
     beat()
@@ -261,29 +267,24 @@ def _finalise(run_id: int) -> TrainingRun:
         curator_negatives=len(negatives) if config.head == "reader" else 0,
     )
     production = gateway.tracking().get_alias_version(settings.MLFLOW_MODEL_NAME, PRODUCTION_ALIAS)
-    with run_tracker(
-        run=run, config=config, training_set=run.dataset_version, evaluation_set=run.evaluation_dataset
-    ) as tracker:
-        TrainingRun.objects.filter(pk=run_id).update(mlflow_run_id=tracker.run_id)
+
+    def replay(tracker):
         for row in result.history:  # each fold's learning curve in its nested run, as a one-process run logs it
             epoch_metrics = {k: v for k, v in row.items() if k not in ("fold", "epoch")}
             tracker.on_epoch(int(row["fold"]), int(row["epoch"]), epoch_metrics)
-        decision = result_record(
-            tracker,
-            run_id=run_id,
-            result=result,
-            train_samples=samples,
-            training_set=run.dataset_version,
-            evaluation_set=run.evaluation_dataset,
-            production=production,
-            beat=beat,
-        )
-    return decision_apply(
-        run_id=run_id,
-        decision=decision,
+        return result
+
+    return run_record_and_decide(
+        run=run,
+        config=config,
+        training_set=run.dataset_version,
+        evaluation_set=run.evaluation_dataset,
+        train_samples=samples,
         production=production,
+        beat=beat,
         progress=progress,
         auto_promote=settings.AUTO_PROMOTE,
+        fit=replay,
     )
 
 
@@ -292,7 +293,7 @@ def training_folds_requeue_stale(*, now=None) -> list[tuple[int, int]]:
     host: nobody gave its task back); returns (run id, fold index) of each. Called by the reaper before it judges a
     run dead, so a fold-parallel run survives a lost worker while attempts remain."""
     now = now or timezone.now()
-    cutoff = now - timedelta(seconds=_lease_seconds())
+    cutoff = now - timedelta(seconds=lease_seconds())
     stale = TrainingFold.objects.filter(
         run__status=TrainingRun.Status.RUNNING, status=TrainingFold.Status.RUNNING, heartbeat_at__lt=cutoff
     )

@@ -38,14 +38,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from statistics import median
+from typing import TYPE_CHECKING
 
 from django.db import transaction
 
 from predictions.models import Coin, Correction
-from training.ml.data import CoinSample
-from training.ml.kfold import FitResult
 
 from ..models import OutOfFoldPrediction, TrainingRun
+
+if TYPE_CHECKING:  # annotations only: the admin pages that read suspects must not load torch (kfold, data do)
+    from training.ml.kfold import FitResult
+    from training.ml.labels import CoinSample
 
 MIN_YEAR_SUPPORT = 5
 REGRESSION_Z = 3.0

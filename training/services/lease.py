@@ -17,7 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from registry import gateway
-from training.ml.train import TrainingCancelled
+from training.ml.stopping import TrainingCancelled
 
 from ..errors import ERROR_MAX_CHARS, FineTuneRegressed, TrainingBusy, TrainingLeaseLost, error_text
 from ..models import TrainingRun
@@ -26,7 +26,7 @@ from ..signals import training_run_queued
 logger = logging.getLogger(__name__)
 
 
-def _lease_seconds() -> int:
+def lease_seconds() -> int:
     return int(getattr(settings, "TRAINING_LEASE_SECONDS", 900))
 
 
@@ -38,7 +38,7 @@ def training_run_reap_stale(*, now=None) -> list[int]:
     was never touched by the dead run: promotion only happens after a successful comparison.
     """
     now = now or timezone.now()
-    cutoff = now - timedelta(seconds=_lease_seconds())
+    cutoff = now - timedelta(seconds=lease_seconds())
     stale = TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING).filter(
         Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
     )
@@ -49,17 +49,17 @@ def training_run_reap_stale(*, now=None) -> list[int]:
             pk=run.pk, status=TrainingRun.Status.RUNNING, heartbeat_at=run.heartbeat_at
         ).update(
             status=TrainingRun.Status.FAILED,
-            error=f"worker died: no heartbeat since {beat} (lease {_lease_seconds()} s)",
+            error=f"worker died: no heartbeat since {beat} (lease {lease_seconds()} s)",
             finished_at=now,
         )
         if updated:
             reaped.append(run.pk)
             logger.warning("training run %s reaped: worker died (last heartbeat %s)", run.pk, beat)
-            _mlflow_end_run_quietly(run.mlflow_run_id, status="FAILED")
+            mlflow_end_run_quietly(run.mlflow_run_id, status="FAILED")
     return reaped
 
 
-def _lease_acquire(run: TrainingRun) -> bool:
+def lease_acquire(run: TrainingRun) -> bool:
     """QUEUED -> RUNNING, which is the lock: the database refuses a second RUNNING row. False when the run is no
     longer queued (another worker took it: acks_late redelivery). Raises TrainingBusy when another run holds it."""
     training_run_reap_stale()
@@ -74,7 +74,7 @@ def _lease_acquire(run: TrainingRun) -> bool:
     return updated == 1
 
 
-def _lease_renew(run_id: int, *, progress: dict | None = None) -> bool:
+def lease_renew(run_id: int, *, progress: dict | None = None) -> bool:
     """Refresh the heartbeat (and progress); returns whether a cancellation was requested.
 
     Raises TrainingLeaseLost when the run is no longer RUNNING (it was reaped while this worker stalled): the worker
@@ -88,7 +88,7 @@ def _lease_renew(run_id: int, *, progress: dict | None = None) -> bool:
     return TrainingRun.objects.filter(pk=run_id, cancel_requested=True).exists()
 
 
-def _run_finish(run_id: int, *, status: str, **fields) -> TrainingRun:
+def run_finish(run_id: int, *, status: str, **fields) -> TrainingRun:
     """Leave RUNNING (this releases the lock) with the final status; only from RUNNING, so a reaped run stays reaped."""
     TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING).update(
         status=status, finished_at=timezone.now(), **fields
@@ -96,7 +96,7 @@ def _run_finish(run_id: int, *, status: str, **fields) -> TrainingRun:
     return TrainingRun.objects.get(pk=run_id)
 
 
-def _mlflow_end_run_quietly(run_id: str, *, status: str) -> None:
+def mlflow_end_run_quietly(run_id: str, *, status: str) -> None:
     """End a dead worker's MLflow run (best effort: the tracking server may be down too)."""
     if not run_id:
         return
@@ -125,9 +125,9 @@ def run_guarded(run_id: int, work: Callable[[], TrainingRun | None]) -> Training
         logger.warning("%s", error)
         return TrainingRun.objects.get(pk=run_id)
     except TrainingCancelled:
-        finished = _run_finish(run_id, status=TrainingRun.Status.CANCELLED, error="cancelled by a model owner")
+        finished = run_finish(run_id, status=TrainingRun.Status.CANCELLED, error="cancelled by a model owner")
     except FineTuneRegressed as error:
-        finished = _run_finish(
+        finished = run_finish(
             run_id,
             status=TrainingRun.Status.SUCCEEDED,
             verdict=TrainingRun.Verdict.REJECTED,
@@ -135,7 +135,7 @@ def run_guarded(run_id: int, work: Callable[[], TrainingRun | None]) -> Training
         )
     except Exception as error:  # noqa: BLE001 - any failure: FAILED with the reason, Production untouched
         logger.exception("training run %s failed", run_id)
-        finished = _run_finish(run_id, status=TrainingRun.Status.FAILED, error=error_text(error))
+        finished = run_finish(run_id, status=TrainingRun.Status.FAILED, error=error_text(error))
     finally:
         # Whatever happened (even KeyboardInterrupt), this worker's run is not left RUNNING: the lock is released.
         if not handed_on:

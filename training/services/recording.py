@@ -23,14 +23,14 @@ from registry.services import (
     model_version_promote,
 )
 from training.ml.config import TrainConfig
-from training.ml.data import CoinSample
+from training.ml.labels import CoinSample
 
 from ..errors import error_text
 from ..models import DatasetVersion, TrainingRun
 from ..selectors import coins_corrected_since
 from .comparison import model_version_compare
 from .label_check import out_of_fold_store
-from .lease import _run_finish
+from .lease import run_finish
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ def decision_apply(
             model_version_initial_production(mirror=mirror, actor=run.requested_by)
         elif verdict == TrainingRun.Verdict.RECOMMENDED:
             model_version_alias_mirror(name=name, version=version, alias=STAGING_ALIAS)
-    finished = _run_finish(
+    finished = run_finish(
         run_id,
         status=TrainingRun.Status.SUCCEEDED,
         metrics=metrics,
@@ -165,3 +165,38 @@ def decision_apply(
             TrainingRun.objects.filter(pk=run_id).update(error=error_text(error))
         finished.refresh_from_db()
     return finished
+
+
+def run_record_and_decide(
+    *,
+    run: TrainingRun,
+    config: TrainConfig,
+    training_set: DatasetVersion,
+    evaluation_set: DatasetVersion,
+    train_samples: Sequence[CoinSample],
+    production: int | None,
+    beat: Callable[..., None],
+    progress: dict[str, Any],
+    auto_promote: bool,
+    fit: Callable[[Any], Any],
+) -> TrainingRun:
+    """The one path from a run's fit to its verdict, for a one-process run (runs.py) and a fold-parallel run's
+    finaliser (folds.py) alike: the MLflow parent run opens, ``fit(tracker)`` gives the FitResult (training inside
+    the run, or replaying the folds' learning curves into it), the result is recorded and registered, and once the
+    MLflow run ended FINISHED the decision is applied (decision_apply)."""
+    with run_tracker(run=run, config=config, training_set=training_set, evaluation_set=evaluation_set) as tracker:
+        TrainingRun.objects.filter(pk=run.pk).update(mlflow_run_id=tracker.run_id)
+        result = fit(tracker)
+        decision = result_record(
+            tracker,
+            run_id=run.pk,
+            result=result,
+            train_samples=train_samples,
+            training_set=training_set,
+            evaluation_set=evaluation_set,
+            production=production,
+            beat=beat,
+        )
+    return decision_apply(
+        run_id=run.pk, decision=decision, production=production, progress=progress, auto_promote=auto_promote
+    )

@@ -22,10 +22,9 @@ from django.utils import timezone
 
 from predictions import inference
 from predictions.models import Coin, Prediction
-from registry import serving
 from registry.models import ModelVersion
 from registry.services import model_version_mirror
-from training.ml import images
+from training.ml import photo_errors
 
 from ..signals import coins_rescore_requested
 
@@ -100,6 +99,8 @@ def coins_rescore_now(*, coin_ids: Sequence[int], requested_at: datetime | None 
     """The work of one chunk, in this process: refresh the Production model first (it may just have moved), then a
     new prediction per coin, BATCH coins per forward pass. With `requested_at`, a coin the serving version predicted
     since then is skipped (a redelivered chunk). Returns how many got a prediction now."""
+    from registry import serving  # lazy: torch loads only in the worker that re-scores, not with the admin's views
+
     try:
         serving.get_batcher().holder.refresh()
         version = serving.get_batcher().holder.current().version
@@ -119,13 +120,15 @@ def coins_rescore_now(*, coin_ids: Sequence[int], requested_at: datetime | None 
 def _batch_predict(coins: list[Coin], *, mirror) -> int:
     """One forward pass for the batch and its rows in one transaction; a photo that cannot be read (or is gone)
     sends the batch through coin_predict one coin at a time, which marks that coin failed."""
+    from registry import serving  # lazy: as in coins_rescore_now
+
     try:
         pairs = []
         for coin in coins:
             with coin.front_image.open("rb") as front, coin.back_image.open("rb") as back:
                 pairs.append((front.read(), back.read()))
         results = serving.predict_pairs(pairs)
-    except (images.ImageError, FileNotFoundError, ValueError) as error:
+    except (photo_errors.ImageError, FileNotFoundError, ValueError) as error:
         logger.info("re-score batch of %d coins one by one: %s", len(coins), error)
         return sum(inference.coin_predict(coin_id=coin.pk, force=True) is not None for coin in coins)
     with transaction.atomic():

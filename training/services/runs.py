@@ -16,19 +16,16 @@ from registry import gateway
 from registry.gateway import PRODUCTION_ALIAS
 from registry.roles import can_train
 from registry.selectors import production_version_registered
-from training.ml import kfold
 from training.ml.config import TrainConfig, load_config
-from training.ml.data import CoinPairDataset
-from training.ml.train import TrainingCancelled
+from training.ml.stopping import TrainingCancelled
 
 from ..errors import FineTuneRegressed
 from ..models import DatasetVersion, TrainingRun
 from ..signals import training_run_queued
 from .datasets import dataset_freeze, dataset_negative_pairs, dataset_samples
-from .finetune import _fine_tune_checks, _fine_tune_setup
 from .folds import training_fold_parallel_enabled, training_folds_dispatch
-from .lease import _lease_acquire, _lease_renew, run_guarded
-from .recording import decision_apply, result_record, run_tracker
+from .lease import lease_acquire, lease_renew, run_guarded
+from .recording import run_record_and_decide
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +110,7 @@ class _RunHooks:
     def beat(self, **progress) -> None:
         """Save progress and refresh the lease (one UPDATE); notice a cancellation request (one EXISTS)."""
         self.progress.update(progress)
-        if _lease_renew(self.run_id, progress=dict(self.progress)):
+        if lease_renew(self.run_id, progress=dict(self.progress)):
             self.cancelled = True
 
     def on_epoch(self, fold: int, epoch: int, metrics: dict) -> None:
@@ -164,7 +161,7 @@ def training_run_execute(
             status=TrainingRun.Status.CANCELLED, finished_at=timezone.now(), error="cancelled before it started"
         )
         return TrainingRun.objects.get(pk=run.pk)
-    if not _lease_acquire(run):
+    if not lease_acquire(run):
         return TrainingRun.objects.get(pk=run.pk)
     parallel = training_fold_parallel_enabled() if fold_parallel is None else fold_parallel
     return run_guarded(
@@ -183,88 +180,132 @@ def _training_run_work(
     *, run_id: int, progress: bool, on_epoch: Callable | None, auto_promote: bool, fold_parallel: bool
 ) -> TrainingRun | None:
     """Freeze the data and train; None when the folds were handed to the training workers (fold-parallel: the run
-    stays RUNNING and the worker that finishes the last fold finalises it, training.services.folds)."""
-    tracking = gateway.tracking()
+    stays RUNNING and the worker that finishes the last fold finalises it, training.services.folds). The steps:
+    freeze the data (_run_data_freeze), prepare fine-tuning (_fine_tune_prepare), check there is enough to train,
+    then fit, record and decide (recording.run_record_and_decide), the path a fold-parallel finaliser takes too."""
     run = TrainingRun.objects.get(pk=run_id)
     config = TrainConfig.from_dict(run.config)
-
-    _lease_renew(run_id, progress={"stage": "freezing data"})
-    training_set = dataset_freeze(kind=DatasetVersion.Kind.TRAINING)
-    evaluation_set = dataset_freeze(kind=DatasetVersion.Kind.EVALUATION)
-    TrainingRun.objects.filter(pk=run_id).update(dataset_version=training_set, evaluation_dataset=evaluation_set)
-    train_samples = dataset_samples(dataset=training_set)
-
-    production = tracking.get_alias_version(settings.MLFLOW_MODEL_NAME, PRODUCTION_ALIAS)
-    init_states = None
-    final_check = None
+    training_set, evaluation_set, train_samples = _run_data_freeze(run_id)
+    production = gateway.tracking().get_alias_version(settings.MLFLOW_MODEL_NAME, PRODUCTION_ALIAS)
     hooks = _RunHooks(run_id=run_id, folds=config.folds, epochs=config.epochs)
+    init_states, final_check = None, None
     if run.fine_tune:
-        if production is None:
-            raise ValueError("fine-tuning needs a Production version to start from, and there is none")
-        _lease_renew(run_id, progress={"stage": "loading Production for fine-tuning"})
-        config, init_states = _fine_tune_setup(run_config=config, production=production)
-        eval_samples = dataset_samples(dataset=evaluation_set)
-        if not eval_samples:
-            raise ValueError("fine-tuning checks every epoch on the evaluation set, and it is empty")
-        per_epoch, final_check = _fine_tune_checks(
-            config=config, states=init_states, eval_samples=eval_samples, production=production
+        config, init_states, final_check = _fine_tune_prepare(
+            run_id=run_id, config=config, production=production, evaluation_set=evaluation_set, hooks=hooks
         )
-        hooks.model_check = per_epoch
-        hooks.progress.update(folds=config.folds, epochs=config.epochs)
-    minimum = 2 * config.folds
-    if len(train_samples) < minimum:
-        raise ValueError(
-            f"not enough labelled coins to train: {len(train_samples)} in the training set, at least {minimum} "
-            f"needed for {config.folds} folds"
-        )
+    _enough_samples_check(train_samples, config)
     if fold_parallel and not run.fine_tune:
         training_folds_dispatch(run_id=run_id, config=config)
         return None
     hooks.beat(stage="training")
+
+    def fit(tracker):
+        hooks.tracker = tracker
+        result = _run_fit(
+            config=config,
+            samples=train_samples,
+            negatives=dataset_negative_pairs(dataset=training_set),
+            hooks=hooks,
+            progress=progress,
+            on_epoch=on_epoch,
+            init_states=init_states,
+        )
+        if final_check is not None:
+            hooks.beat(stage="checking fine-tuned model")
+            regressed = final_check(result)
+            if regressed:
+                raise FineTuneRegressed(regressed + "; the candidate was discarded (nothing registered)")
+        return result
+
+    return run_record_and_decide(
+        run=run,
+        config=config,
+        training_set=training_set,
+        evaluation_set=evaluation_set,
+        train_samples=train_samples,
+        production=production,
+        beat=hooks.beat,
+        progress=hooks.progress,
+        auto_promote=auto_promote,
+        fit=fit,
+    )
+
+
+def _run_data_freeze(run_id: int) -> tuple[DatasetVersion, DatasetVersion, list]:
+    """The run's training and evaluation sets frozen now, and the training samples."""
+    lease_renew(run_id, progress={"stage": "freezing data"})
+    training_set = dataset_freeze(kind=DatasetVersion.Kind.TRAINING)
+    evaluation_set = dataset_freeze(kind=DatasetVersion.Kind.EVALUATION)
+    TrainingRun.objects.filter(pk=run_id).update(dataset_version=training_set, evaluation_dataset=evaluation_set)
+    return training_set, evaluation_set, dataset_samples(dataset=training_set)
+
+
+def _fine_tune_prepare(
+    *, run_id: int, config: TrainConfig, production: int | None, evaluation_set: DatasetVersion, hooks: _RunHooks
+) -> tuple[TrainConfig, list, Callable]:
+    """Fine-tuning starts from Production's fold models and is checked on the evaluation set every epoch (the hooks'
+    model check) and at the end (the returned final check): (config, initial states, final check)."""
+    from .finetune import fine_tune_checks, fine_tune_setup  # lazy: finetune imports torch (training worker only)
+
+    if production is None:
+        raise ValueError("fine-tuning needs a Production version to start from, and there is none")
+    lease_renew(run_id, progress={"stage": "loading Production for fine-tuning"})
+    config, init_states = fine_tune_setup(run_config=config, production=production)
+    eval_samples = dataset_samples(dataset=evaluation_set)
+    if not eval_samples:
+        raise ValueError("fine-tuning checks every epoch on the evaluation set, and it is empty")
+    per_epoch, final_check = fine_tune_checks(
+        config=config, states=init_states, eval_samples=eval_samples, production=production
+    )
+    hooks.model_check = per_epoch
+    hooks.progress.update(folds=config.folds, epochs=config.epochs)
+    return config, init_states, final_check
+
+
+def _enough_samples_check(samples: Sequence, config: TrainConfig) -> None:
+    minimum = 2 * config.folds
+    if len(samples) < minimum:
+        raise ValueError(
+            f"not enough labelled coins to train: {len(samples)} in the training set, at least {minimum} "
+            f"needed for {config.folds} folds"
+        )
+
+
+def _run_fit(
+    *,
+    config: TrainConfig,
+    samples: list,
+    negatives: list,
+    hooks: _RunHooks,
+    progress: bool,
+    on_epoch: Callable | None,
+    init_states: list | None,
+):
+    """K-fold training in this process; a cancel (or a fine-tune that regressed) raises instead of a result."""
+    from training.ml import kfold  # lazy: torch loads only in the training worker
+    from training.ml.data import CoinPairDataset  # lazy: as kfold
 
     def epoch_hook(fold: int, epoch: int, metrics: dict) -> None:
         hooks.on_epoch(fold, epoch, metrics)
         if on_epoch is not None:
             on_epoch(fold, epoch, metrics)
 
-    with run_tracker(run=run, config=config, training_set=training_set, evaluation_set=evaluation_set) as tracker:
-        hooks.tracker = tracker
-        TrainingRun.objects.filter(pk=run_id).update(mlflow_run_id=tracker.run_id)
-        try:
-            result = kfold.fit(
-                config,
-                train_samples,
-                dataset=CoinPairDataset(train_samples, config, train=True, limits=settings.COINSITE_PHOTO_LIMITS),
-                progress=progress,
-                on_epoch=epoch_hook,
-                should_stop=hooks.should_stop,
-                init_state_dict=init_states,
-                on_model=hooks.on_model,
-                negatives=dataset_negative_pairs(dataset=training_set),
-            )
-        except TrainingCancelled:
-            if hooks.regressed:
-                raise FineTuneRegressed(
-                    hooks.regressed + "; the candidate was discarded (nothing registered)"
-                ) from None
-            raise
-        if hooks.cancelled:
-            raise TrainingCancelled()
-        if final_check is not None:
-            hooks.beat(stage="checking fine-tuned model")
-            regressed = final_check(result)
-            if regressed:
-                raise FineTuneRegressed(regressed + "; the candidate was discarded (nothing registered)")
-        decision = result_record(
-            tracker,
-            run_id=run_id,
-            result=result,
-            train_samples=train_samples,
-            training_set=training_set,
-            evaluation_set=evaluation_set,
-            production=production,
-            beat=hooks.beat,
+    try:
+        result = kfold.fit(
+            config,
+            samples,
+            dataset=CoinPairDataset(samples, config, train=True, limits=settings.COINSITE_PHOTO_LIMITS),
+            progress=progress,
+            on_epoch=epoch_hook,
+            should_stop=hooks.should_stop,
+            init_state_dict=init_states,
+            on_model=hooks.on_model,
+            negatives=negatives,
         )
-    return decision_apply(
-        run_id=run_id, decision=decision, production=production, progress=hooks.progress, auto_promote=auto_promote
-    )
+    except TrainingCancelled:
+        if hooks.regressed:
+            raise FineTuneRegressed(hooks.regressed + "; the candidate was discarded (nothing registered)") from None
+        raise
+    if hooks.cancelled:
+        raise TrainingCancelled()
+    return result

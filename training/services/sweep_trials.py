@@ -29,10 +29,10 @@ from ..errors import TrainingLeaseLost, error_text
 from ..models import Sweep, SweepTrial, TrainingRun
 from ..signals import sweep_trial_queued, sweep_trials_done
 from .datasets import dataset_samples
-from .folds import _process_gone, _worker_identity
-from .lease import _lease_seconds
+from .folds import process_gone, worker_identity
+from .lease import lease_seconds
 from .runs import training_config_load, training_run_start
-from .sweeps import OPEN, _sweep_finish, sweep_study
+from .sweeps import OPEN, sweep_finish, sweep_study
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def _trial_claim(sweep_id: int, index: int) -> tuple[SweepTrial | None, SweepTri
     """(the task's row, taken by this process or settled here; the row's previous attempt if its worker died).
     None when the sweep is not RUNNING, the task is settled, or another live process runs it."""
     now = timezone.now()
-    stale = now - timedelta(seconds=_lease_seconds())
+    stale = now - timedelta(seconds=lease_seconds())
     lost = None
     with transaction.atomic():
         slot = (
@@ -63,7 +63,7 @@ def _trial_claim(sweep_id: int, index: int) -> tuple[SweepTrial | None, SweepTri
         if slot is None or slot.status not in OPEN:
             return None, None
         if slot.status == SweepTrial.Status.RUNNING:
-            if not (_process_gone(slot.worker) or (slot.heartbeat_at and slot.heartbeat_at < stale)):
+            if not (process_gone(slot.worker) or (slot.heartbeat_at and slot.heartbeat_at < stale)):
                 return None, None
             logger.warning(
                 "%s: its worker %s is gone; trial %s failed, asking a new one", slot, slot.worker, slot.number
@@ -78,7 +78,7 @@ def _trial_claim(sweep_id: int, index: int) -> tuple[SweepTrial | None, SweepTri
             slot.status, slot.finished_at = SweepTrial.Status.FAILED, now
             slot.error = f"its worker died {slot.attempts} times"
         else:
-            slot.status, slot.worker, slot.attempts = SweepTrial.Status.RUNNING, _worker_identity(), slot.attempts + 1
+            slot.status, slot.worker, slot.attempts = SweepTrial.Status.RUNNING, worker_identity(), slot.attempts + 1
             slot.started_at = slot.heartbeat_at = now
             slot.epoch, slot.error, slot.number, slot.value, slot.mlflow_run_id = 0, "", None, None, ""
         slot.save()
@@ -252,9 +252,9 @@ def sweep_finalise(*, sweep_id: int, train_best: bool = True, enqueue: bool = Tr
         if best is not None:
             fields.update(best_value=best["value"], best_trial=best["number"], best_params=best["params"])
         if sweep.cancel_requested:
-            return _sweep_finish(sweep_id, Sweep.Status.CANCELLED, **fields)
+            return sweep_finish(sweep_id, Sweep.Status.CANCELLED, **fields)
         if best is None:
-            return _sweep_finish(sweep_id, Sweep.Status.FAILED, error="no trial completed", **fields)
+            return sweep_finish(sweep_id, Sweep.Status.FAILED, error="no trial completed", **fields)
         if train_best and sweep.train_best:
             space, base = tune.SearchSpace.from_dict(sweep.space), TrainConfig.from_dict(sweep.base_config)
             config = tune.trial_config(base, space, best["params"])
@@ -265,14 +265,14 @@ def sweep_finalise(*, sweep_id: int, train_best: bool = True, enqueue: bool = Tr
                 enqueue=enqueue,
             )
             fields["training_run"] = run
-        return _sweep_finish(sweep_id, Sweep.Status.SUCCEEDED, **fields)
+        return sweep_finish(sweep_id, Sweep.Status.SUCCEEDED, **fields)
     except Exception as failure:  # noqa: BLE001 - the sweep ends FAILED with the reason; Production untouched
         logger.exception("sweep %s could not be finalised", sweep_id)
         try:
             tracking.sweeps.sweep_run_end(sweep.mlflow_run_id, status="FAILED", tags={"error": error_text(failure)})
         except Exception:  # noqa: BLE001
             logger.warning("could not end MLflow run %s", sweep.mlflow_run_id, exc_info=True)
-        return _sweep_finish(sweep_id, Sweep.Status.FAILED, error=error_text(failure))
+        return sweep_finish(sweep_id, Sweep.Status.FAILED, error=error_text(failure))
 
 
 def sweep_trials_requeue_stale(*, now=None) -> list[tuple[int, int]]:
@@ -280,7 +280,7 @@ def sweep_trials_requeue_stale(*, now=None) -> list[tuple[int, int]]:
     Optuna trial ends FAILED and the task is queued again (a new trial); returns (sweep id, task index) of each.
     A sweep whose trials all settled but that nobody finalised gets its finaliser queued again."""
     now = now or timezone.now()
-    cutoff = now - timedelta(seconds=_lease_seconds())
+    cutoff = now - timedelta(seconds=lease_seconds())
     requeued = []
     stale = SweepTrial.objects.select_related("sweep").filter(
         sweep__status=Sweep.Status.RUNNING, status=SweepTrial.Status.RUNNING, heartbeat_at__lt=cutoff

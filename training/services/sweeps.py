@@ -213,14 +213,14 @@ def sweep_execute(*, sweep_id: int, dispatch: bool = True) -> Sweep:
     if sweep.status != Sweep.Status.QUEUED:
         return sweep
     if sweep.cancel_requested:
-        return _sweep_finish(sweep_id, Sweep.Status.CANCELLED, from_status=Sweep.Status.QUEUED)
+        return sweep_finish(sweep_id, Sweep.Status.CANCELLED, from_status=Sweep.Status.QUEUED)
     try:
         with transaction.atomic():
             claimed = Sweep.objects.filter(pk=sweep_id, status=Sweep.Status.QUEUED).update(
                 status=Sweep.Status.RUNNING, started_at=timezone.now()
             )
     except IntegrityError:
-        return _sweep_finish(
+        return sweep_finish(
             sweep_id,
             Sweep.Status.FAILED,
             from_status=Sweep.Status.QUEUED,
@@ -251,7 +251,7 @@ def sweep_execute(*, sweep_id: int, dispatch: bool = True) -> Sweep:
         )
     except Exception as error:  # noqa: BLE001 - a sweep that cannot start ends FAILED with the reason
         logger.exception("sweep %s could not start", sweep_id)
-        return _sweep_finish(sweep_id, Sweep.Status.FAILED, error=error_text(error))
+        return sweep_finish(sweep_id, Sweep.Status.FAILED, error=error_text(error))
     with transaction.atomic():
         Sweep.objects.filter(pk=sweep_id).update(dataset_version=dataset, mlflow_run_id=run_id)
         for index in range(sweep.trials_wanted):
@@ -265,6 +265,6 @@ def sweep_execute(*, sweep_id: int, dispatch: bool = True) -> Sweep:
     return Sweep.objects.get(pk=sweep_id)
 
 
-def _sweep_finish(sweep_id: int, status: str, *, from_status: str = Sweep.Status.RUNNING, **fields: Any) -> Sweep:
+def sweep_finish(sweep_id: int, status: str, *, from_status: str = Sweep.Status.RUNNING, **fields: Any) -> Sweep:
     Sweep.objects.filter(pk=sweep_id, status=from_status).update(status=status, finished_at=timezone.now(), **fields)
     return Sweep.objects.get(pk=sweep_id)

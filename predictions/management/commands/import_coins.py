@@ -10,7 +10,7 @@ from tqdm import tqdm
 from predictions import services
 from predictions.management.owners import command_owner
 from predictions.models import YEAR_MAX, YEAR_MIN, Coin
-from training.ml.data import LabelRowError, LabelRowProblem, LabelsFileError, labels_path, read_label_rows
+from training.ml.labels import LabelRowError, LabelRowProblem, LabelsFileError, labels_path, read_label_rows
 
 DEFAULT_OWNER = "import"
 

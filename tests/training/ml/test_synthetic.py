@@ -69,7 +69,7 @@ def test_iter_coins_yields_jpeg_pairs_and_years_within_range():
 
 def test_years_are_spread_over_the_whole_range():
     # year drawing is cheap (no rendering): look at the plan directly
-    years = [synthetic._coin_plan(i, 11, 1700, 2025)[0] for i in range(2000)]
+    years = [synthetic.coin_plan(i, 11, 1700, 2025)[0] for i in range(2000)]
     assert min(years) < 1720 and max(years) > 2005
     assert abs(np.median(years) - 1862) < 25
     # and the plan is what iter_coins yields
@@ -157,9 +157,9 @@ def test_era_cues_differ_between_1720_and_2010():
 def test_design_parameters_vary_smoothly_with_the_year():
     """The continuous cues move monotonically / continuously across the years (no big jumps year to year)."""
     rng_years = range(1700, 2026)
-    colours = np.array([synthetic._metal_colour(y) for y in rng_years])
+    colours = np.array([synthetic.metal_colour(y) for y in rng_years])
     assert np.abs(np.diff(colours, axis=0)).max() < 0.03
-    beads = [synthetic._Spec(y, np.random.default_rng(0)).n_beads for y in (1700, 1800, 1900)]
+    beads = [synthetic.CoinSpec(y, np.random.default_rng(0)).n_beads for y in (1700, 1800, 1900)]
     assert beads[0] < beads[1] < beads[2]
-    wear = [np.mean([synthetic._Spec(y, np.random.default_rng(s)).wear for s in range(20)]) for y in (1720, 1870, 2020)]
+    wear = [np.mean([synthetic.CoinSpec(y, np.random.default_rng(s)).wear for s in range(20)]) for y in (1720, 1870, 2020)]
     assert wear[0] > wear[1] > wear[2]

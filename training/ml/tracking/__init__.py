@@ -8,54 +8,74 @@ training.mlflow_access.mlflow_ready()).
   log_evaluation.
 - packaging.py: what a registered version is made of (artifact files, the shipped ``training`` code, requirements).
 - loading.py: a registered version downloaded once and turned into a predictor (load_predictor, predictor_from_files).
-- sweeps.py: a hyperparameter sweep's parent run and one nested run per trial (training.ml.tune).
 - aliases.py: registering versions, reading them, moving aliases such as ``production``.
 - artifacts.py: the names of a run's files and reading them back; values.py: numbers and JSON for MLflow.
+- sweeps.py: a hyperparameter sweep's parent run and one nested run per trial (training.ml.tune).
 
 Callers use this package's names (``from training.ml import tracking``; ``tracking.load_predictor(...)``); the
-modules are imported for what is not listed in ``__all__`` (tests reading ``store.state``).
+modules are imported for what is not listed in ``__all__`` (tests reading ``store.state``). Each name is imported on
+first use (PEP 562's module ``__getattr__``): ``import mlflow`` alone costs 160 MB of RSS and loading pulls in torch,
+and the registry's gateway imports this package in every Django process, including ``migrate``, ``collectstatic``,
+beat and page-only web workers that never call MLflow. names.py (the model, experiment, alias and artifact names)
+imports nothing and is imported at once.
 """
 
+from __future__ import annotations
+
+import importlib
 import os
+from typing import Any
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # Workers download models in the background; a tqdm bar per download only clutters their logs.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-from training.ml.tracking import sweeps  # noqa: E402  (a sweep's parent run and its trials' nested runs)
-from training.ml.tracking.aliases import (  # noqa: E402
-    delete_alias,
-    get_alias_version,
-    list_versions,
-    register_model,
-    set_alias,
-    version_info,
-)
-from training.ml.tracking.artifacts import (  # noqa: E402
+from training.ml.tracking.names import (  # noqa: E402 - after the environment MLflow reads when it is imported
+    DEFAULT_EXPERIMENT,
+    DEFAULT_MODEL_NAME,
     ERROR_BY_DECADE_PNG,
     INTERVAL_PNG,
     LEARNING_CURVES_PNG,
     MANIFEST_JSON,
     METRICS_JSON,
     PRED_VS_TRUE_PNG,
-    download_artifact,
-    list_artifacts,
-)
-from training.ml.tracking.loading import (  # noqa: E402
-    LoadedModel,
-    download_version,
-    load_predictor,
-    model_files,
-    predictor_from_files,
-)
-from training.ml.tracking.runs import TrainingTracker, end_run, log_evaluation, log_training  # noqa: E402
-from training.ml.tracking.store import (  # noqa: E402
-    DEFAULT_EXPERIMENT,
-    DEFAULT_MODEL_NAME,
     PRODUCTION_ALIAS,
-    configure,
 )
-from training.ml.tracking.values import flatten_metrics, manifest_sha256  # noqa: E402
+
+# name -> the module of this package that defines it, imported when the name is first read.
+_LAZY = {
+    **dict.fromkeys(
+        ("delete_alias", "get_alias_version", "list_versions", "register_model", "set_alias", "version_info"),
+        "aliases",
+    ),
+    **dict.fromkeys(("download_artifact", "list_artifacts"), "artifacts"),
+    **dict.fromkeys(
+        ("LoadedModel", "download_version", "load_predictor", "model_files", "predictor_from_files"), "loading"
+    ),
+    **dict.fromkeys(("TrainingTracker", "end_run", "log_evaluation", "log_training"), "runs"),
+    "configure": "store",
+    **dict.fromkeys(("flatten_metrics", "manifest_sha256"), "values"),
+}
+# Modules read as attributes (``tracking.sweeps.trial_run_start``), imported on first use as well.
+_LAZY_MODULES = frozenset({"sweeps"})
+
+
+def __getattr__(name: str) -> Any:
+    """Import the module that defines ``name`` now, and keep the name here so the next read is a plain lookup."""
+    if name in _LAZY_MODULES:
+        value = importlib.import_module(f"{__name__}.{name}")
+        globals()[name] = value
+        return value
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | _LAZY_MODULES)
 
 __all__ = [
     "DEFAULT_EXPERIMENT",

@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from training.ml.tracking import store
-from training.ml.tracking.store import DEFAULT_MODEL_NAME, PRODUCTION_ALIAS
+from training.ml.tracking.names import DEFAULT_MODEL_NAME, PRODUCTION_ALIAS
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Files of a training run: the names runs write (metrics, manifest, plots), writing values as files, reading back.
 
-The admin shows the plots by these names, so they are defined here once and runs.py writes under them.
+The names themselves are in names.py (no MLflow import), where the admin reads them and runs.py writes under them.
 """
 
 from __future__ import annotations
@@ -16,14 +16,6 @@ from mlflow import MlflowClient
 
 from training.ml.tracking import store
 from training.ml.tracking.values import jsonable
-
-# Run artifacts written by TrainingTracker.log_result.
-METRICS_JSON = "metrics.json"
-MANIFEST_JSON = "dataset_manifest.json"
-LEARNING_CURVES_PNG = "plots/learning_curves.png"
-PRED_VS_TRUE_PNG = "plots/predicted_vs_true.png"
-INTERVAL_PNG = "plots/interval_sharpness.png"
-ERROR_BY_DECADE_PNG = "plots/error_by_decade.png"
 
 
 def write_artifact(folder: Path, name: str, value: Any) -> Path:

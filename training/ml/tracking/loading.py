@@ -27,8 +27,8 @@ from mlflow.exceptions import MlflowException
 from training.ml.config import TrainConfig
 from training.ml.ensemble import CoinYearEnsemble, EnsemblePredictor
 from training.ml.tracking import store
+from training.ml.tracking.names import DEFAULT_MODEL_NAME
 from training.ml.tracking.packaging import ARTIFACT_FILES
-from training.ml.tracking.store import DEFAULT_MODEL_NAME
 
 BACKENDS = ("auto", "onnx", "onnx-int8", "torch")
 # Written last into a downloaded version's folder: a folder without it is a download that did not finish.

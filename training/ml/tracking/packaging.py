@@ -22,7 +22,6 @@ from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 from mlflow.types.schema import AnyType
 
 from training.ml import ensemble as ensemble_mod
-from training.ml import synthetic
 from training.ml.tracking.values import as_number, jsonable
 
 MODEL_ARTIFACT_NAME = "model"
@@ -176,6 +175,8 @@ def model_signature() -> ModelSignature:
 
 def default_input_example() -> list[dict[str, str]]:
     """One small synthetic coin as the Model-Serving input example (also gives MLflow a serving example)."""
+    from training.ml import synthetic  # lazy: only registering needs a coin; loading a served model imports this module
+
     front, back = synthetic.generate_coin_jpegs(1900, 7, size=64)
     return [
         {

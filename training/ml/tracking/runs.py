@@ -25,14 +25,15 @@ from mlflow.exceptions import MlflowException
 
 from training.ml.tracking import store
 from training.ml.tracking.aliases import claim_production, register_version, rollback_version
-from training.ml.tracking.artifacts import (
+from training.ml.tracking.artifacts import log_artifact_values
+from training.ml.tracking.names import (
+    DEFAULT_MODEL_NAME,
     ERROR_BY_DECADE_PNG,
     INTERVAL_PNG,
     LEARNING_CURVES_PNG,
     MANIFEST_JSON,
     METRICS_JSON,
     PRED_VS_TRUE_PNG,
-    log_artifact_values,
 )
 from training.ml.tracking.packaging import (
     MODEL_ARTIFACT_NAME,
@@ -43,7 +44,6 @@ from training.ml.tracking.packaging import (
     stage_training_package,
     write_model_artifacts,
 )
-from training.ml.tracking.store import DEFAULT_MODEL_NAME
 from training.ml.tracking.values import (
     as_number,
     config_dict,
@@ -59,7 +59,7 @@ logger = logging.getLogger(__name__)
 _PARAM_VALUE_LIMIT = 6000
 
 
-def _log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float], *, step: int = 0) -> None:
+def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float], *, step: int = 0) -> None:
     """Log metrics in batches of 500 (one request each instead of one per metric)."""
     items = [Metric(key=k, value=float(v), timestamp=now_ms(), step=int(step)) for k, v in metrics.items()]
     for start in range(0, len(items), 500):
@@ -245,7 +245,7 @@ class TrainingTracker:
         numbers = flatten_metrics(metrics)
         with self._lock:
             self.history.setdefault(fold, []).append({"epoch": int(epoch), **numbers})
-        _log_metrics(self.client, run_id, numbers, step=int(epoch))
+        log_metrics(self.client, run_id, numbers, step=int(epoch))
 
     # -- after fit --
 
@@ -274,12 +274,12 @@ class TrainingTracker:
         flat["dataset_size"] = float(len(manifest) - negatives)
         if negatives:
             flat["dataset_negatives"] = float(negatives)
-        _log_metrics(self.client, run_id, flat)
+        log_metrics(self.client, run_id, flat)
 
         fold_metrics = [dict(m) for m in (getattr(fit_result, "fold_metrics", None) or [])]
         fold_keys = self._fold_keys(len(fold_metrics))
         for key, metrics in zip(fold_keys, fold_metrics, strict=True):
-            _log_metrics(self.client, self.fold_run_id(key), flatten_metrics(metrics))
+            log_metrics(self.client, self.fold_run_id(key), flatten_metrics(metrics))
 
         true, pred = _oof(fit_result)
         by_decade = plots.mae_by_decade(true, pred)
@@ -466,7 +466,7 @@ def log_evaluation(
     try:
         if tags and not created:
             client.log_batch(run_id, tags=[RunTag(str(k), str(v)) for k, v in tags.items()])
-        _log_metrics(client, run_id, flatten_metrics(metrics))
+        log_metrics(client, run_id, flatten_metrics(metrics))
         if artifacts:
             log_artifact_values(client, run_id, artifacts)
     except BaseException:

@@ -18,9 +18,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
 
-DEFAULT_MODEL_NAME = "coin-year"
-DEFAULT_EXPERIMENT = "coin-year"
-PRODUCTION_ALIAS = "production"
+from training.ml.tracking.names import DEFAULT_EXPERIMENT
 
 
 @dataclass

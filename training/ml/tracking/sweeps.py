@@ -14,7 +14,7 @@ from mlflow.entities import Param, RunTag
 
 from training.ml.tracking import store
 from training.ml.tracking.artifacts import log_artifact_values
-from training.ml.tracking.runs import _log_metrics
+from training.ml.tracking.runs import log_metrics
 from training.ml.tracking.values import flatten_metrics
 
 TRIAL_STATE_TAG = "coinsite.trial_state"
@@ -59,7 +59,7 @@ def trial_run_start(*, parent_run_id: str, number: int, params: Mapping[str, Any
 
 def trial_run_epoch(run_id: str, metrics: Mapping[str, Any], *, step: int) -> None:
     """One epoch of one fold of the trial (step = fold * max_epochs + epoch, as the pruner sees it)."""
-    _log_metrics(store.client(), run_id, flatten_metrics(metrics), step=step)
+    log_metrics(store.client(), run_id, flatten_metrics(metrics), step=step)
 
 
 def trial_run_end(run_id: str, *, state: str, value: float | None = None, error: str = "") -> None:
@@ -71,7 +71,7 @@ def trial_run_end(run_id: str, *, state: str, value: float | None = None, error:
         tags.append(RunTag("error", error[:5000]))
     client.log_batch(run_id, tags=tags)
     if value is not None:
-        _log_metrics(client, run_id, {"cv_mae": float(value)})
+        log_metrics(client, run_id, {"cv_mae": float(value)})
     client.set_terminated(run_id, RUN_STATUS.get(state, "FAILED"))
 
 
@@ -89,7 +89,7 @@ def sweep_run_end(
     if tags:
         client.log_batch(run_id, tags=[RunTag(str(k), str(v)[:5000]) for k, v in tags.items()])
     if metrics:
-        _log_metrics(client, run_id, flatten_metrics(metrics))
+        log_metrics(client, run_id, flatten_metrics(metrics))
     if artifacts:
         log_artifact_values(client, run_id, artifacts)
     client.set_terminated(run_id, status)
