@@ -121,7 +121,8 @@ def main() -> None:
                 total += figures["exact"] - 5 * figures["confidently_wrong"]
         return total, per
 
-    best = None
+    default_value, default_per = objective(fusion.FusionWeights())
+    best = (default_value, fusion.FusionWeights(), default_per)  # the defaults win ties: a tie is no finding
     for q_one, q_both, coin_one, coin_both, temper in itertools.product(
         (0.5, 0.7, 0.85, 0.95), (0.9, 0.97, 0.995), (0.0, 0.3, 0.6), (0.6, 0.9, 0.98), (0.1, 0.3, 1.0)
     ):
@@ -129,7 +130,7 @@ def main() -> None:
             fusion.FusionWeights(), q_one=q_one, q_both=q_both, coin_one=coin_one, coin_both=coin_both, temper=temper
         )
         value, per = objective(weights)
-        if best is None or value > best[0]:
+        if value > best[0]:
             best = (value, weights, per)
     value, weights, per = best
     print(f"best {weights} (objective {value:.3f})")

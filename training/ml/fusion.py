@@ -44,7 +44,7 @@ class FusionWeights:
     q_one: float = 0.85  # P(the OCR's year is right) when one photo read a year
     q_both: float = 0.97  # ... when both photos read the same year
     min_confidence: float = 0.8  # readings less confident than this are ignored
-    coin_one: float = 0.6  # coin evidence of a year read on one photo
+    coin_one: float = 0.3  # coin evidence of a year read on one photo (0.6 let a document with a year pass)
     coin_both: float = 0.95  # ... on both photos, alike
     temper: float = 0.3  # exponent on the reader's p(year) where the pair is judged not a coin
 
