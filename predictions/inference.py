@@ -44,6 +44,8 @@ def prediction_store(*, coin: Coin, result: PairPrediction, model_version=None) 
             read_score=result.details.get("read_score"),
             rejected=result.details.get("rejected", ""),
             second_look=result.details.get("second_look", ""),
+            readers=result.details.get("readers", ""),
+            ocr_reading=result.details.get("ocr"),
             uncertainty=result.uncertainty,
         )
         Coin.objects.filter(pk=coin.pk).update(status=Coin.Status.PREDICTED, status_detail="")

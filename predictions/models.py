@@ -244,6 +244,20 @@ class Prediction(models.Model):
         help_text="Which second look answered when the first read was unsure (training/ml/second_look.py), e.g. "
         "'front turned 90°, back cropped'; empty when the first read answered.",
     )
+    readers = models.CharField(
+        max_length=16,
+        blank=True,
+        default="",
+        help_text="Which reader(s) the answer rests on: 'reader' (the learned date reader), 'ocr' (the general OCR "
+        "reader, training/ml/ocr.py, overrode it), 'reader+ocr' (both agreed); empty for predictions made before "
+        "the OCR reader existed.",
+    )
+    ocr_reading = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="What the OCR read when it ran (only where the reader was unsure): year (or null), confidence, "
+        "path, side, turn, photos (how many of the two photos read that year).",
+    )
     uncertainty = models.FloatField(
         null=True,
         blank=True,

@@ -297,6 +297,16 @@ class YearAlternativeSerializer(serializers.Serializer):
     p = serializers.FloatField(help_text="The model's probability for this year.")
 
 
+@extend_schema_serializer(component_name="OcrReading")
+class OcrReadingSerializer(serializers.Serializer):
+    year = serializers.IntegerField(allow_null=True, help_text="The year the OCR read; null when it read none.")
+    confidence = serializers.FloatField(help_text="The OCR recogniser's confidence in that text line.")
+    path = serializers.ChoiceField(choices=["detector", "none"], help_text="How the OCR found the date.")
+    side = serializers.CharField(help_text="The photo the year was read on: front or back (empty when none).")
+    turn = serializers.IntegerField(help_text="Degrees the photo was turned when the year was read.")
+    photos = serializers.IntegerField(help_text="How many of the two photos read that year.")
+
+
 @extend_schema_serializer(component_name="PredictionDetail")
 class PredictDetailSerializer(serializers.Serializer):
     """Either an answer (year, low, high, level, coin_score, alternatives) or a rejection (rejected, message)."""
@@ -321,6 +331,13 @@ class PredictDetailSerializer(serializers.Serializer):
         help_text="Present when the first read was unsure and a second look answered: the photos cropped to the coin "
         "and/or turned, e.g. 'front turned 90°, back cropped'.",
     )
+    readers = serializers.ChoiceField(
+        choices=["reader", "ocr", "reader+ocr"],
+        required=False,
+        help_text="Which reader(s) the answer rests on: the learned date reader, the general OCR reader (which runs "
+        "only where the reader is unsure), or both in agreement.",
+    )
+    ocr = OcrReadingSerializer(required=False, help_text="What the OCR read, where it ran.")
 
 
 class PredictOutputSerializer(serializers.Serializer):

@@ -212,4 +212,8 @@ def prediction_details(prediction: Prediction) -> dict:
         details["alternatives"] = prediction.alternatives
     if prediction.second_look:
         details["second_look"] = prediction.second_look
+    if prediction.readers:
+        details["readers"] = prediction.readers
+    if prediction.ocr_reading is not None:
+        details["ocr"] = prediction.ocr_reading
     return details

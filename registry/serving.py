@@ -23,7 +23,7 @@ import torch
 from django.conf import settings
 from PIL import Image
 
-from training.ml import images, second_look
+from training.ml import fusion, images, second_look
 from training.ml.ensemble import DETAIL_COLUMNS, prediction_details
 
 from . import gateway
@@ -260,7 +260,8 @@ def _score(
     output, version = batcher.predict(front, back)
     loaded = batcher.holder.current()
     calibration = loaded.calibration.get("calibration") or loaded.calibration
-    notes: list[str | None] = [None] * len(output)
+    n = len(output)
+    fused = fusion.Fused(np.asarray(output), [None] * n, [fusion.READER] * n, [None] * n)
     if loaded.version == version:  # the model that answered first looks again (not one swapped in meanwhile)
         looked = second_look.look_again(
             loaded.predict_pairs,
@@ -270,18 +271,18 @@ def _score(
             calibration,
             limits=settings.COINSITE_PHOTO_LIMITS,
         )
-        output, notes = looked.rows, looked.notes
+        fused = fusion.read_with_ocr(pairs, looked, loaded.config, calibration)  # the OCR where still unsure
     latency_ms = (time.perf_counter() - started) * 1000 / max(len(front), 1)
-    return [_to_prediction(row, version, latency_ms, loaded, note) for row, note in zip(output, notes, strict=True)]
+    return [_to_prediction(fused, i, version, latency_ms, loaded) for i in range(n)]
 
 
-def _to_prediction(row, version: int, latency_ms: float, loaded, note: str | None = None) -> PairPrediction:
+def _to_prediction(fused: fusion.Fused, index: int, version: int, latency_ms: float, loaded) -> PairPrediction:
+    row = fused.rows[index]
     year = int(round(float(row[0])))
     low = min(int(np.floor(float(row[1]))), year)
     high = max(int(np.ceil(float(row[2]))), year)
     details = prediction_details(row, loaded.config, loaded.calibration.get("calibration") or loaded.calibration)
-    if note:
-        details["second_look"] = note
+    fusion.annotate(details, fused, index)
     return PairPrediction(
         year=year,
         low=low,

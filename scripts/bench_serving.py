@@ -92,8 +92,9 @@ def load_average() -> str:
 
 def in_process(setup: Setup) -> dict[str, tuple[float, float]]:
     """(a): p50/p95 of decode + preprocess + forward in this process, one pair at a time, as serving does it
-    (registry.serving: the first look, then the second look where the reader is unsure, training.ml.second_look)."""
-    from training.ml import images, second_look  # after django.setup(): the app registry imports the ML library
+    (registry.serving: the first look, then the second look where the reader is unsure, training.ml.second_look, then
+    the OCR where it is still unsure, training.ml.fusion); prints the share of inputs that ran the OCR and its p50."""
+    from training.ml import fusion, images, second_look  # after django.setup(): the app registry imports the ML library
 
     predictor = setup.predictor
     calibration = predictor.calibration.get("calibration") or predictor.calibration
@@ -102,16 +103,24 @@ def in_process(setup: Setup) -> dict[str, tuple[float, float]]:
         pairs = setup.pairs[kind]
         for pair in pairs[:2]:
             predictor.predict_pairs(*images.preprocess_batch([pair], predictor.config))
-        latencies, looked = [], 0
+        latencies, looked, ocr_ms = [], 0, []
         for i in range(setup.args.repeats):
             started = time.perf_counter()
             pair = pairs[i % len(pairs)]
             rows = predictor.predict_pairs(*images.preprocess_batch([pair], predictor.config))
             looked += int(second_look.unsure(rows, calibration).any())
-            second_look.look_again(predictor.predict_pairs, [pair], rows, predictor.config, calibration)
+            again = second_look.look_again(predictor.predict_pairs, [pair], rows, predictor.config, calibration)
+            ocr_started = time.perf_counter()
+            fused = fusion.read_with_ocr([pair], again, predictor.config, calibration)
+            if fused.ocr[0] is not None:
+                ocr_ms.append((time.perf_counter() - ocr_started) * 1000)
             latencies.append((time.perf_counter() - started) * 1000)
         out[kind] = report.percentiles(latencies)
-        print(f"(a) {kind}: {looked} of {setup.args.repeats} pairs took the second look")
+        ocr_p50 = f"{statistics.median(ocr_ms):.0f} ms p50 of the OCR itself" if ocr_ms else "no OCR p50"
+        print(
+            f"(a) {kind}: {looked} of {setup.args.repeats} pairs took the second look; "
+            f"{len(ocr_ms)} of {setup.args.repeats} ({len(ocr_ms) / setup.args.repeats:.0%}) ran the OCR, {ocr_p50}"
+        )
     return out
 
 

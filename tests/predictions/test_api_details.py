@@ -12,7 +12,8 @@ from rest_framework.test import APIClient
 
 from predictions.models import Coin
 from registry import serving
-from training.ml import negatives, synthetic
+from tests.training.ml.ocr_photos import dated_coin
+from training.ml import negatives, ocr, synthetic
 
 pytestmark = pytest.mark.django_db
 
@@ -107,3 +108,28 @@ def test_the_registered_pyfunc_answers_years_and_on_request_the_same_details(rea
         if year is not None:
             assert type(year) is int and detail["year"] == year and detail["low"] <= year <= detail["high"]
             assert len(detail["alternatives"]) == 3
+
+
+@pytest.mark.skipif(not ocr.available(), reason="rapidocr-onnxruntime is not installed")
+def test_serving_api_and_pyfunc_say_alike_which_reader_answered_and_what_the_ocr_read(api, reader_production_model):
+    # given the tiny reader in production (unsure of everything, so the OCR runs) and a coin with a legible date
+    pairs = [(dated_coin("1874"), dated_coin("1874", turn=180))] + [
+        (front, back) for front, back, _year in synthetic.iter_coins(1, seed=25)
+    ]
+    inputs = serving_json(pairs)["inputs"]
+
+    # when asking in process, through /api/predict and the registered pyfunc (what `mlflow models serve` runs)
+    in_process = [result.details for result in serving.predict_pairs(pairs)]
+    response = api.post(reverse("api-predict"), {"inputs": inputs}, format="json")
+    served = mlflow.pyfunc.load_model("models:/coin-year@production")
+    by_pyfunc = served.unwrap_python_model().predict(inputs, params={"details": True})
+
+    # then all three answer the same details, the readers and the OCR's reading included, and the rows keep them
+    assert response.status_code == 200, response.json()
+    assert in_process == response.json()["details"] == by_pyfunc
+    dated = by_pyfunc[0]
+    assert dated["ocr"]["year"] == 1874 and dated["ocr"]["photos"] == 2 and "ocr" in dated["readers"]
+    assert dated.get("year") == 1874 and response.json()["predictions"][0] == 1874
+    coin = Coin.objects.get(pk=int(response["X-Coin-Ids"].split(",")[0]))
+    prediction = coin.predictions.get()
+    assert prediction.readers == dated["readers"] and prediction.ocr_reading == dated["ocr"]

@@ -441,3 +441,31 @@ def test_searching_the_queue_by_id_finds_the_coin_and_a_digit_username(client, c
     assert [c.pk for c in by_id.context["cl"].result_list] == [coin.pk]
     assert theirs.pk in [c.pk for c in by_name.context["cl"].result_list]
     assert other.pk not in [c.pk for c in by_name.context["cl"].result_list]
+
+
+# --- the OCR's suggestion ----------------------------------------------------------------------------------------------
+
+
+def test_the_desk_shows_the_ocrs_reading_as_a_suggestion_beside_a_rejection(client, curator, queued):
+    # given a coin the reader judged not a coin, whose photos the OCR read as 1921 on both sides
+    coin = queued(year=1850, rejected="not_a_coin")
+    coin.predictions.update(
+        readers="reader",
+        ocr_reading={"year": 1921, "confidence": 0.97, "path": "detector", "side": "back", "turn": 0, "photos": 2},
+    )
+    client.force_login(curator)
+
+    # when the curator opens it
+    page = client.get(review_url(coin)).content.decode()
+
+    # then the OCR's year is offered as a suggestion, not as a verified year, and the reader that answered is named
+    assert 'id="review-ocr"' in page and "<strong>1921</strong>" in page and "both photos alike" in page
+    assert "a suggestion, not a verified year" in page and "Answered by: reader" in page
+    coin.refresh_from_db()
+    assert coin.verified_year is None
+
+
+def test_the_desk_shows_no_ocr_line_where_the_ocr_did_not_run(client, curator, queued):
+    coin = queued()
+    client.force_login(curator)
+    assert 'id="review-ocr"' not in client.get(review_url(coin)).content.decode()

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from training.ml import decode_sandbox
 from training.ml.photo_errors import (
     DecodeTooCostlyError,
     EmptyImageError,
@@ -193,9 +194,7 @@ def decode_plan(data: bytes, *, target: int = 0, limits: PhotoLimits | None = No
     limits = resolve(limits, **overrides)
     _check_bytes(data, limits)
     if _sandboxed(data):
-        from training.ml import decode_sandbox  # lazy: decode_sandbox imports this module (a cycle at import time)
-
-        return decode_sandbox.plan(bytes(data), target=target, limits=limits)
+        return DecodePlan(**decode_sandbox.plan(bytes(data), target=target, limits=limits))
     return plan_here(bytes(data), open_header(data, IN_PROCESS_FORMATS), target=target, limits=limits)
 
 
@@ -227,9 +226,8 @@ def decode(data: bytes, *, target: int, limits: PhotoLimits | None = None, **ove
     limits = resolve(limits, **overrides)
     _check_bytes(data, limits)
     if _sandboxed(data):
-        from training.ml import decode_sandbox  # lazy: decode_sandbox imports this module (a cycle at import time)
-
-        return decode_sandbox.decode(bytes(data), target=target, limits=limits)
+        image, format_name, orientation = decode_sandbox.decode(bytes(data), target=target, limits=limits)
+        return DecodedPhoto(image=image, format=format_name, orientation=orientation)
     started = time.thread_time()
     data = bytes(data)
     plan = plan_here(data, open_header(data, IN_PROCESS_FORMATS), target=target, limits=limits)

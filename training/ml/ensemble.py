@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.ml import images, second_look
+from training.ml import fusion, images, second_look
 from training.ml.answer import ALTERNATIVES, DETAIL_COLUMNS, REJECT_MESSAGES
 from training.ml.config import TrainConfig
 from training.ml.model import CoinDateModel, CoinYearNet, build_model
@@ -357,10 +357,12 @@ class EnsemblePredictor:
 
     def read_bytes(
         self, pairs: Sequence[tuple[bytes, bytes]], calibration: Mapping[str, Any], **limits: int
-    ) -> second_look.Looked:
-        """What serving answers: the first look, and a second look (cropped, turned) where it was unsure."""
+    ) -> fusion.Fused:
+        """What serving answers: the first look, a second look (cropped, turned) where it was unsure, and the OCR's
+        reading fused in where it is still unsure (training.ml.fusion)."""
         rows = self.predict_bytes(pairs, **limits)
-        return second_look.look_again(self.predict, pairs, rows, self.config, calibration, **limits)
+        looked = second_look.look_again(self.predict, pairs, rows, self.config, calibration, **limits)
+        return fusion.read_with_ocr(pairs, looked, self.config, calibration, **limits)
 
 
 def _numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:

@@ -33,7 +33,7 @@ import pydantic  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.pyfunc import PythonModel, PythonModelContext  # noqa: E402
 
-from training.ml import images  # noqa: E402
+from training.ml import fusion, images  # noqa: E402
 from training.ml.ensemble import prediction_details  # noqa: E402
 from training.ml.tracking.loading import predictor_from_files  # noqa: E402
 
@@ -128,14 +128,12 @@ class CoinYearModel(PythonModel):
         for start in range(0, len(pairs), CHUNK):
             chunk = pairs[start : start + CHUNK]
             try:
-                looked = self.predictor.read_bytes(chunk, calibration)  # with the second look (second_look.py)
+                looked = self.predictor.read_bytes(chunk, calibration)  # second look, then the OCR (fusion.py)
             except images.ImageError as error:
                 where = _request_field(error.field, start, len(chunk))
                 raise MlflowException.invalid_parameter_value(f"{where}: {error} (code {error.code})") from error
-            for row, note in zip(looked.rows, looked.notes, strict=True):
-                details = prediction_details(row, self.config, calibration)
-                if note:
-                    details["second_look"] = note
+            for index, row in enumerate(looked.rows):
+                details = fusion.annotate(prediction_details(row, self.config, calibration), looked, index)
                 years.append(details if want_details else (None if "rejected" in details else year_of(row)))
         return years
 

@@ -141,13 +141,13 @@ def framed_view(data: bytes, config: TrainConfig, **limits: int) -> tuple[torch.
         if r < SMALL_DISC * min(upright.size):
             half = CROP_HALF * r
             box = (round(cx - half), round(cy - half), round(cx + half), round(cy + half))
-            upright = _crop_padded(upright, box)
+            upright = crop_padded(upright, box)
             cropped = True
     image = decoding.finish(upright, size=config.image_size, grayscale=config.grayscale, orientation=1)
     return images.image_to_uint8(image), cropped
 
 
-def _crop_padded(image: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
+def crop_padded(image: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
     """image.crop(box), the part outside the photo filled with its median border colour, not black."""
     left, top, right, bottom = box
     if left >= 0 and top >= 0 and right <= image.width and bottom <= image.height:

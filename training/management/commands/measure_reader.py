@@ -234,6 +234,8 @@ class Outcome:
     confidently_wrong: float  # answered with top p > 0.9 and |error| > 1, share of all
     coverage: float  # true year inside the interval, share of the answered
     level: float
+    ocr_ran: float = 0.0  # share of pairs the OCR read (training.ml.fusion: only where the reader was unsure)
+    by_ocr: float = 0.0  # share of pairs whose answer rests on the OCR ("ocr" or "reader+ocr" among the readers)
 
     @classmethod
     def of(cls, years: np.ndarray, details: list[dict]) -> Outcome:
@@ -250,19 +252,24 @@ class Outcome:
             confidently_wrong=float(np.sum((top > 0.9) & (error > 1)) / n) if n else float("nan"),
             coverage=float(np.mean(covered)) if covered else float("nan"),
             level=float(answered[0][0].get("level", float("nan"))) if answered else float("nan"),
+            ocr_ran=float(np.mean(["ocr" in d for d in details])) if n else float("nan"),
+            by_ocr=float(np.mean(["ocr" in d.get("readers", "") and "rejected" not in d for d in details]))
+            if n
+            else float("nan"),
         )
 
     def row(self, label: str) -> str:
         level = f"{self.level:.0%}" if np.isfinite(self.level) else "-"
         return (
             f"| {label} | {self.n} | {self.exact:.1%} | {self.not_a_coin:.1%} | {self.unreadable:.1%} | "
-            f"{self.confidently_wrong:.1%} | {self.coverage:.1%} ({level}) |"
+            f"{self.confidently_wrong:.1%} | {self.coverage:.1%} ({level}) | {self.ocr_ran:.0%} / {self.by_ocr:.0%} |"
         )
 
 
 TABLE_HEAD = (
     "| photos | n | exact (±1 y) | not a coin | unreadable | confidently wrong (p > 0.9, >1 y off) "
-    "| interval coverage among answered (level) |\n| --- | --- | --- | --- | --- | --- | --- |"
+    "| interval coverage among answered (level) | OCR ran / answered with it |\n"
+    "| --- | --- | --- | --- | --- | --- | --- | --- |"
 )
 
 

@@ -136,6 +136,7 @@ def pip_requirements() -> list[str]:
         "torch",
         "torchvision",
         "onnxruntime",
+        "rapidocr-onnxruntime",  # the second reader of the date (training.ml.ocr); its weights ship in the wheel
         "numpy",
         "pillow",
         "pillow-heif",
