@@ -353,6 +353,9 @@ def test_end_to_end_learning_loop_through_the_admin(
     from django.urls import reverse
 
     settings.INFERENCE_ALIAS_POLL_SECONDS = 3600  # no background poll: the swap must come from the promotion itself
+    # one collector uploads more than the production rate (30 a minute) here: the loop, not the throttle, is tested
+    rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "upload": "1000/min"}
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
     add_coins(collector, 32, seed=31)
 
     # the owner trains v1 from the admin (eager Celery runs it in-process after commit): it becomes Production

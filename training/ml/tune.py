@@ -18,18 +18,19 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
-import torch
 import yaml
-from torch.utils.data import Subset
 
 from training.ml.config import TrainConfig
-from training.ml.data import CoinPairDataset, CoinSample
-from training.ml.folds import fold_plan
-from training.ml.train import OnEpoch, ShouldStop, select_device, train_fold
+from training.ml.labels import CoinSample
+
+if TYPE_CHECKING:
+    import torch
+
+    from training.ml.train import OnEpoch, ShouldStop
 
 # Knobs that are not TrainConfig fields: aug_strength scales the five augmentation amounts of the base config at once.
 DERIVED = ("aug_strength",)
@@ -311,6 +312,12 @@ def cv_objective(
     optuna.TrialPruned to stop the trial (the pruner said so). The folds' best-epoch MAE, as a normal run keeps its
     best checkpoint; the fold-specific parts of a run (coin head, calibration, soup) are left out: they do not
     depend on the searched parameters' ranking and cost a fifth of a fold."""
+    from torch.utils.data import Subset  # lazy: torch only where a trial trains (the admin imports this module)
+
+    from training.ml.data import CoinPairDataset  # lazy: as torch
+    from training.ml.folds import fold_plan  # lazy: as torch
+    from training.ml.train import select_device, train_fold  # lazy: as torch
+
     device = select_device(device)
     samples = list(samples)
     plan = fold_plan(config, len(samples))

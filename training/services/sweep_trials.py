@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 from registry import gateway
 from training.ml import tune
 from training.ml.config import TrainConfig
-from training.ml.train import TrainingCancelled
+from training.ml.stopping import TrainingCancelled
 
 from ..errors import TrainingLeaseLost, error_text
 from ..models import Sweep, SweepTrial, TrainingRun
