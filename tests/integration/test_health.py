@@ -42,7 +42,7 @@ def start_redis(port: int) -> subprocess.Popen:
 def test_healthz_is_200_and_readyz_reports_every_check(client, no_model):
     assert client.get("/healthz").json() == {"status": "ok"}
     body = client.get("/readyz").json()
-    assert set(body["checks"]) == {"database", "broker", "mlflow", "storage", "model"}
+    assert set(body["checks"]) == {"database", "broker", "mlflow", "storage", "static", "model"}
     assert body["status"] == "ok", body
     assert body["checks"]["model"]["detail"].startswith("none registered yet")
 
