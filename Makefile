@@ -98,14 +98,11 @@ collectstatic: venv ## gather static files into STATIC_ROOT with whitenoise's ma
 browser-deps: venv ## Debian's chromium for the browser tests (Playwright's Python package comes with requirements)
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
 
-test: venv browser-deps ## the whole suite: SQLite/eager pass, then the PostgreSQL + Redis + Celery worker pass
-	COINSITE_VAR_DIR=$(CURDIR)/var/test $(PY) -m pytest -m "not integration" --durations=15
-	$(MAKE) test-postgres
+test: venv browser-deps ## the whole suite, six pytest streams at once: four on SQLite/eager, two on PostgreSQL + Redis + Celery
+	$(PY) scripts/test_streams.py
 
 test-postgres: venv ## database tests and integration tests on PostgreSQL, Redis and real Celery workers
-	DATABASE_URL=$(TEST_DATABASE_URL) COINSITE_VAR_DIR=$(CURDIR)/var/test $(PY) -m pytest \
-		-m "integration or not (browser or slow)" --ignore=tests/training/ml --ignore=tests/generalisation \
-		--ignore=tests/test_settings.py --ignore=tests/test_observability.py --durations=15
+	$(PY) scripts/test_streams.py --only postgres --only postgres-integration
 
 test-fast: venv ## unit tests only (no browser, no slow, no integration)
 	COINSITE_VAR_DIR=$(CURDIR)/var/test $(PY) -m pytest -m "not (integration or browser or slow)"

@@ -7,6 +7,8 @@ Run with ``-s`` to see the figures (CPU seconds and RSS growth per photo and pat
 from __future__ import annotations
 
 import base64
+import threading
+import time
 
 import pytest
 from django.core.files.base import ContentFile
@@ -133,3 +135,23 @@ def test_training_refuses_a_hostile_photo_in_its_dataset_cheaply(settings, name)
 
     within_limits(name, "training dataset", cost)
     assert isinstance(cost.outcome, images.ImageError) and type(cost.outcome) is type(refusal)
+
+
+def test_the_cost_counts_the_calls_own_cpu_and_not_a_periodic_background_thread_ticking_meanwhile():
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            sum(range(10_000))
+
+    background = threading.Thread(target=spin, name="housekeeping", daemon=True)
+    background.start()
+    try:
+        idle = cost_of(lambda: time.sleep(0.5))
+        busy = cost_of(lambda: sum(range(3_000_000)))
+    finally:
+        stop.set()
+        background.join()
+
+    assert idle.cpu_seconds < 0.2, str(idle)
+    assert busy.cpu_seconds > 0.02, str(busy)
