@@ -241,6 +241,12 @@ COINSITE_THROTTLE_RATES = {
     "predict": env("COINSITE_THROTTLE_PREDICT", default="30/min"),
     "upload": env("COINSITE_THROTTLE_UPLOAD", default="30/min"),
     "token": env("COINSITE_THROTTLE_TOKEN", default="10/min"),
+    # Accounts (coinsite/lockout.py, predictions/views.py): refused before any password is hashed or mail is sent.
+    "signin": env("COINSITE_THROTTLE_SIGNIN", default="20/min"),  # per address, site and admin sign-in pages
+    "signin_account": env("COINSITE_THROTTLE_SIGNIN_ACCOUNT", default="10/min"),  # per username, from any address
+    "signup": env("COINSITE_THROTTLE_SIGNUP", default="10/hour"),  # per address
+    "password_reset": env("COINSITE_THROTTLE_PASSWORD_RESET", default="5/hour"),  # per address
+    "password_reset_email": env("COINSITE_THROTTLE_PASSWORD_RESET_EMAIL", default="3/hour"),  # per mailbox
 }
 for _scope, _rate in COINSITE_THROTTLE_RATES.items():
     if not re.fullmatch(_THROTTLE_RATE_FORMAT, _rate):
