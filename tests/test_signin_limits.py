@@ -40,15 +40,6 @@ def counted_checks(settings):
     CHECKS.clear()
 
 
-@pytest.fixture
-def rates(settings):
-    def set_rates(**scopes: str) -> None:
-        current = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
-        settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {**current, **scopes}}
-
-    return set_rates
-
-
 def sign_in(client, username: str, password: str, *, address: str = "127.0.0.1", admin: bool = False):
     url = reverse("admin:login") if admin else reverse("login")
     return client.post(url, {"username": username, "password": password}, REMOTE_ADDR=address)

@@ -31,17 +31,6 @@ def token_client(user) -> APIClient:
     return client
 
 
-@pytest.fixture
-def rates(settings):
-    """Set some throttle rates for this test (the others keep their defaults)."""
-
-    def set_rates(**scopes: str) -> None:
-        current = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
-        settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {**current, **scopes}}
-
-    return set_rates
-
-
 def assert_throttled(response, *, limit: str, call: str) -> int:
     """The 429 of the API: its error shape, naming the limit and the call, with a Retry-After that says the same."""
     assert response.status_code == 429, response.content[:300]
