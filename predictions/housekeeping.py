@@ -4,8 +4,8 @@ With COINSITE_HOUSEKEEPING_SECONDS > 0 (`make run` sets 300; gunicorn.conf.py gi
 daemon thread runs predictions.sweeps.housekeeping_run() shortly after start-up and then every interval: coins still
 pending after COINSITE_PENDING_REQUEUE_SECONDS (a lost message, an inference worker killed with its task unacknowledged,
 which Redis would give back only after its one-hour visibility timeout) are asked for again, and files a killed request
-left behind are removed once they are older than the grace period. With a broker the timer runs too: beat is then
-not needed for these (it schedules the same, idempotent work when it runs).
+left behind are removed once they are older than the grace period. With a broker the timer runs too, for the pending
+coins only: beat is then not needed for them (it schedules the same, idempotent work when it runs).
 
 One owner per tick: every gunicorn worker (and host) runs a timer, so each tick is first claimed in the shared cache
 (`tick_claim`: cache.add with an expiry, atomic on every backend). Measured before: two workers each predicted the same
@@ -68,13 +68,23 @@ def timer_start_if_enabled() -> threading.Thread | None:
 
 
 def housekeeping_tick(interval: float) -> bool:
-    """One tick: the sweeps and the registered jobs, when this process wins the tick's claim; returns whether it ran."""
-    from .sweeps import housekeeping_run  # lazy: started from AppConfig.ready(), before models may be imported
+    """One tick, when this process wins the tick's claim; returns whether it ran. Without a broker: the sweeps and
+    the registered jobs, in-process. With one: only the pending coins are asked for again (a query on the pending
+    index and a message each); the orphan sweep, a walk over every photo folder, stays on the `housekeeping` queue
+    that beat (or `manage.py sweep`) feeds, never in a web worker."""
+    from .services import coins_requeue_pending  # lazy: started from AppConfig.ready(), before models may be imported
+    from .sweeps import housekeeping_run
 
     if not tick_claim(interval):
         return False
+    age = settings.COINSITE_PENDING_REQUEUE_SECONDS
     try:
-        result = housekeeping_run(pending_after_seconds=settings.COINSITE_PENDING_REQUEUE_SECONDS)
+        if not settings.CELERY_TASK_ALWAYS_EAGER:
+            requeued = coins_requeue_pending(older_than_seconds=age)
+            if requeued:
+                logger.info("housekeeping: %d pending coin(s) asked for again", requeued)
+            return True
+        result = housekeeping_run(pending_after_seconds=age)
         if result.orphans_removed or result.pending_requeued:
             logger.info("housekeeping: %s", result)
     except Exception:  # a locked database, a full disk: log it and try again next time
