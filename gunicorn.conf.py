@@ -74,11 +74,13 @@ def post_worker_init(worker) -> None:
     the schema generator), which Django otherwise imports during the first request: 450 ms of CPU on the 2-core
     development machine, against 820 ms for the model. Measured by `make bench` before this, with the model alone
     warmed: the first prediction after a start took 408 ms against 34 ms for the next ten (the worker that had
-    answered the readiness probe had imported the URLconf; the other paid for it on its first prediction)."""
+    answered the readiness probe had imported the URLconf; the other paid for it on its first prediction). And the
+    OpenAPI schema (coinsite/schema.py), whose generation on concurrent first requests answered 500."""
     from django.core.exceptions import ImproperlyConfigured  # lazy: the config file is read before Django is set up
     from django.urls import get_resolver
 
     from coinsite.checks import shared_cache_refusal
+    from coinsite.schema import schema_get
     from registry import serving
 
     # Before the model: a worker that raises here exits as "failed to boot", and gunicorn's master stops with it
@@ -88,3 +90,4 @@ def post_worker_init(worker) -> None:
         raise ImproperlyConfigured(refusal)
     serving.warm_up()
     get_resolver().url_patterns  # noqa: B018  (a cached property: reading it imports coinsite.urls and every view)
+    schema_get()  # the OpenAPI schema, generated once here rather than by the first concurrent requests

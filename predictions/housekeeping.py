@@ -73,7 +73,7 @@ def housekeeping_tick(interval: float) -> bool:
     index and a message each); the orphan sweep, a walk over every photo folder, stays on the `housekeeping` queue
     that beat (or `manage.py sweep`) feeds, never in a web worker."""
     from .services import coins_requeue_pending  # lazy: started from AppConfig.ready(), before models may be imported
-    from .sweeps import housekeeping_run
+    from .sweeps import housekeeping_run  # lazy: as above
 
     if not tick_claim(interval):
         return False
