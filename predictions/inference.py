@@ -60,8 +60,8 @@ def coin_predict(*, coin_id: int, force: bool = False) -> Prediction | None:
     from registry.serving import get_batcher, predict_pairs  # lazy: torch loads only in processes that score
 
     coin = Coin.objects.filter(pk=coin_id).first()
-    if coin is None:
-        return None
+    if coin is None or not coin.front_image.name or not coin.back_image.name:
+        return None  # gone, or hidden with its photos deleted (coin_delete): nothing left to score
     try:
         version = get_batcher().holder.current().version
     except NoProductionModel:

@@ -523,6 +523,8 @@ def coin_photo_rendition(*, coin: Coin, side: str, thumbnail: bool) -> PhotoRend
     Raises FileNotFoundError when the photo is missing, photo_errors.ImageError when it cannot be decoded.
     """
     photo = coin.front_image if side == "front" else coin.back_image
+    if not photo.name:  # a coin hidden without its label loses its photos (coin_delete): the field is empty
+        raise FileNotFoundError(f"coin {coin.pk} has no {side} photo any more")
     thumbnail_field = f"{side}_thumbnail"
     if thumbnail:
         stored = getattr(coin, thumbnail_field)
