@@ -33,6 +33,9 @@ threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 worker_class = "gthread"
 timeout = 120
 graceful_timeout = 20
+# gunicorn's largest (its default, 4094, refused an API call with a long query string before Django saw it). What
+# is longer still gets the API's JSON 400 (coinsite/gunicorn_errors.py), not gunicorn's HTML page.
+limit_request_line = 8190
 
 # gunicorn's own lines (start, worker boots and deaths, timeouts) in the format of the site's (coinsite/settings.py
 # LOGGING): time, level, logger, process; JSON lines with LOG_FORMAT=json. To stderr, like the site's. No access line
@@ -61,6 +64,13 @@ def on_starting(server) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob("*.db"):
         stale.unlink(missing_ok=True)
+
+
+def post_fork(server, worker) -> None:
+    """In the new worker: gunicorn's own 4xx answers (request line or headers too large) in the API's JSON shape."""
+    from coinsite.gunicorn_errors import json_errors_install  # lazy: imported by each worker, after the fork
+
+    json_errors_install()
 
 
 def child_exit(server, worker) -> None:

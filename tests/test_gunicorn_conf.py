@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import socket
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.urls import clear_url_caches, get_resolver
+from gunicorn import util as gunicorn_util
 
 from registry import serving
 
@@ -58,3 +61,23 @@ def test_a_worker_of_two_refuses_to_boot_with_a_per_process_cache_before_loading
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "t"}}
     conf.post_worker_init(worker=SimpleNamespace(cfg=SimpleNamespace(workers=2)))
     assert warmed == [True]
+
+
+def test_gunicorns_own_errors_are_written_in_the_api_json_shape(monkeypatch, tmp_path):
+    # given a worker after its fork (the hook points gunicorn's error writer at the JSON one)
+    conf = load_conf(monkeypatch, tmp_path)
+    monkeypatch.setattr(gunicorn_util, "write_error", gunicorn_util.write_error)  # restored after the test
+    conf.post_fork(server=None, worker=None)
+    left, right = socket.socketpair()
+
+    # when gunicorn refuses a request line that is too long
+    gunicorn_util.write_error(left, 400, "Bad Request", "Request Line is too large (9000 > 8190)")
+    left.close()
+    answer = right.recv(65536).decode()
+
+    # then the answer is the API's JSON error, not an HTML page
+    head, _, body = answer.partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.1 400 Bad Request") and "Content-Type: application/json" in head
+    assert json.loads(body) == {"error": "Bad Request: Request Line is too large (9000 > 8190)", "field": None}
+    assert f"Content-Length: {len(body)}" in head
+    assert conf.limit_request_line == 8190
