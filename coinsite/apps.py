@@ -21,7 +21,7 @@ class CoinsiteConfig(AppConfig):
 
         install_process_default(settings.COINSITE_PHOTO_LIMITS)  # a path that passes no limits still gets these
         setting_changed.connect(_photo_limits_rebuild, dispatch_uid="coinsite-photo-limits")
-        from coinsite import lockout  # noqa: F401  (connects the sign-in lockout's receivers; needs loaded apps)
+        from coinsite import checks, lockout  # noqa: F401  (registers the deploy checks, connects the lockout's receivers)
 
 
 _PHOTO_LIMIT_SETTINGS = {

@@ -188,8 +188,11 @@ COINSITE_PHOTO_LIMITS = PhotoLimits(
 )
 # Photo files older than this with no coin row (a process killed mid-request) are removed by the orphan sweep.
 COINSITE_ORPHAN_GRACE_SECONDS = env.int("COINSITE_ORPHAN_GRACE_SECONDS", default=3600)
-# The embedded default has no beat: `make run` turns on an in-process timer for the sweeps (0 = off).
+# The sweeps without beat: an in-process timer, one process per tick (predictions/housekeeping.py); `make run` sets
+# 300 and gunicorn.conf.py 60 for its workers; 0 = off (tools, tests, Celery workers).
 COINSITE_HOUSEKEEPING_SECONDS = env.int("COINSITE_HOUSEKEEPING_SECONDS", default=0)
+# A coin still pending this long (its task lost, or its worker killed before acknowledging) is asked for again.
+COINSITE_PENDING_REQUEUE_SECONDS = env.int("COINSITE_PENDING_REQUEUE_SECONDS", default=120)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 4 * COINSITE_MAX_UPLOAD_BYTES  # base64 JSON of two photos is 4/3 of their size
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * COINSITE_MAX_UPLOAD_BYTES
 COINSITE_PREDICT_MAX_INPUTS = env.int("COINSITE_PREDICT_MAX_INPUTS", default=16)
@@ -241,6 +244,12 @@ COINSITE_THROTTLE_RATES = {
     "predict": env("COINSITE_THROTTLE_PREDICT", default="30/min"),
     "upload": env("COINSITE_THROTTLE_UPLOAD", default="30/min"),
     "token": env("COINSITE_THROTTLE_TOKEN", default="10/min"),
+    # Accounts (coinsite/lockout.py, predictions/views.py): refused before any password is hashed or mail is sent.
+    "signin": env("COINSITE_THROTTLE_SIGNIN", default="20/min"),  # per address, site and admin sign-in pages
+    "signin_account": env("COINSITE_THROTTLE_SIGNIN_ACCOUNT", default="10/min"),  # per username, from any address
+    "signup": env("COINSITE_THROTTLE_SIGNUP", default="10/hour"),  # per address
+    "password_reset": env("COINSITE_THROTTLE_PASSWORD_RESET", default="5/hour"),  # per address
+    "password_reset_email": env("COINSITE_THROTTLE_PASSWORD_RESET_EMAIL", default="3/hour"),  # per mailbox
 }
 for _scope, _rate in COINSITE_THROTTLE_RATES.items():
     if not re.fullmatch(_THROTTLE_RATE_FORMAT, _rate):

@@ -20,7 +20,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from coinsite.lockout import locked_message, seconds_locked
+from coinsite.lockout import signin_refusal
 from registry.selectors import production_model_version
 
 from . import quota, selectors, services
@@ -435,13 +435,14 @@ class TokenApi(BaseApi):
     def post(self, request):
         serializer = TokenInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        # A locked account (coinsite.lockout) is told so, with when to retry; any username may be locked, so this
-        # says nothing about which accounts exist.
-        seconds = seconds_locked(serializer.validated_data["username"])
-        if seconds:
-            raise exceptions.Throttled(wait=seconds, detail=locked_message(seconds))
-        # With the request, so a failure sends user_login_failed (the login lockout counts those).
-        user = authenticate(request=request, **serializer.validated_data)
+        # An account over its limit or locked (coinsite.lockout) is told so, with when to retry, before its password
+        # is hashed; any username may be locked, so this says nothing about which accounts exist. The address was
+        # counted by this view's `token` throttle.
+        refusal = signin_refusal(request, serializer.validated_data["username"], per_address=False)
+        user = None if refusal else authenticate(request=request, **serializer.validated_data)
+        refusal = refusal or getattr(request, "signin_refused", None)  # the backend's: locked or busy meanwhile
+        if refusal:
+            raise exceptions.Throttled(wait=refusal[1], detail=refusal[0])
         if user is None:
             raise exceptions.ValidationError(WRONG_CREDENTIALS)
         return Response(TokenOutputSerializer(token_issue(user=user)).data)

@@ -60,8 +60,8 @@ def coin_predict(*, coin_id: int, force: bool = False) -> Prediction | None:
     from registry.serving import get_batcher, predict_pairs  # lazy: torch loads only in processes that score
 
     coin = Coin.objects.filter(pk=coin_id).first()
-    if coin is None:
-        return None
+    if coin is None or not coin.front_image.name or not coin.back_image.name:
+        return None  # gone, or hidden with its photos deleted (coin_delete): nothing left to score
     try:
         version = get_batcher().holder.current().version
     except NoProductionModel:
@@ -82,4 +82,22 @@ def coin_predict(*, coin_id: int, force: bool = False) -> Prediction | None:
     except (photo_errors.ImageError, FileNotFoundError) as error:
         Coin.objects.filter(pk=coin.pk).update(status=Coin.Status.FAILED, status_detail=str(error)[:300])
         return None
-    return prediction_store(coin=coin, result=result)
+    if force:
+        return prediction_store(coin=coin, result=result)
+    return _prediction_store_once(coin=coin, result=result)
+
+
+def _prediction_store_once(*, coin: Coin, result: PairPrediction) -> Prediction:
+    """Store the prediction unless one of the same version landed while this one was scored: two tasks for one coin
+    (a requeue by age beside the original message, redelivered after its worker died) may run at once on two threads
+    or workers. The coin's row lock (SQLite: the write lock its IMMEDIATE transaction takes) orders them; the second
+    finds the first's row and stores nothing."""
+    model_version = model_version_mirror(version=result.version)  # a registry call: before the transaction
+    with transaction.atomic():
+        list(Coin.objects.select_for_update().filter(pk=coin.pk).values_list("pk", flat=True))
+        existing = coin.predictions.filter(
+            model_version__name=settings.MLFLOW_MODEL_NAME, model_version__version=result.version
+        ).first()
+        if existing is not None:
+            return existing
+        return prediction_store(coin=coin, result=result, model_version=model_version)

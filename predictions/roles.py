@@ -54,6 +54,22 @@ def can_review(user: AbstractBaseUser | AnonymousUser) -> bool:
     return user.is_authenticated and user.has_perm("predictions.review_coin")
 
 
+def can_list_coins_in_admin(user: AbstractBaseUser | AnonymousUser) -> bool:
+    """Whether the admin may list every coin to this user: staff holding predictions.view_coin through anything but
+    the collector role (curators, model owners, a group or a permission of their own), or a superuser. The collector
+    role's view_coin means their own coins on the site: a staff member whose only group was collector listed every
+    collector's coins in the admin."""
+    if not (user.is_active and user.is_staff):
+        return False
+    if user.is_superuser or can_review(user) or user.has_perm("registry.promote_modelversion"):
+        return True  # curators and model owners, from the permissions Django has cached on the user: no query
+    view_coin = {"codename": "view_coin", "content_type__app_label": "predictions"}
+    if user.user_permissions.filter(**view_coin).exists():
+        return True
+    granting = {f"permissions__{field}": value for field, value in view_coin.items()}
+    return user.groups.filter(**granting).exclude(name=COLLECTOR).exists()
+
+
 def user_add_role(*, user, role: str) -> None:
     """Put a user in one of the role groups (the groups themselves come from the data migration)."""
     user.groups.add(Group.objects.get(name=role))

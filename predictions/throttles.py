@@ -53,6 +53,24 @@ def describe_rate(rate: str) -> str:
     return f"{count} per {name}"
 
 
+@contextmanager
+def cache_lock(cache, key: str, *, wait_seconds: float = LOCK_WAIT_SECONDS) -> Iterator[bool]:
+    """Hold `key`'s lock (cache.add is atomic on every Django backend: local memory, Redis, Memcached, the database
+    table), waiting up to `wait_seconds`; yields whether it was got. The throttles and the sign-in lockout
+    (coinsite.lockout) count under it, so a read-modify-write of a count is never interleaved with another's."""
+    lock = f"{key}_lock"
+    deadline = time.monotonic() + wait_seconds
+    acquired = cache.add(lock, 1, LOCK_SECONDS)
+    while not acquired and time.monotonic() < deadline:
+        time.sleep(0.002)
+        acquired = cache.add(lock, 1, LOCK_SECONDS)
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            cache.delete(lock)
+
+
 def scope_of(view: Any, method: str) -> str | None:
     """The view's throttle scope for this method, or None when the method is not throttled."""
     return getattr(view, "throttle_scopes", {}).get(method.upper())
@@ -95,7 +113,7 @@ class ScopedThrottle(SimpleRateThrottle):
         self.key = self.get_cache_key(request, view)
         self.history, self.now = [], self.timer()
         try:
-            with self._locked(self.key) as acquired:
+            with cache_lock(self.cache, self.key) as acquired:
                 # Not acquired: this client's own concurrent calls held the lock all along. Refused, not counted
                 # unlocked (counting them anyway let 34 of 80 calls through under load, with a limit of 30).
                 return self._count() if acquired else False
@@ -112,21 +130,6 @@ class ScopedThrottle(SimpleRateThrottle):
         self.history.insert(0, self.now)
         self.cache.set(self.key, self.history, self.duration)
         return True
-
-    @contextmanager
-    def _locked(self, key: str) -> Iterator[bool]:
-        """Hold `key`'s lock (cache.add is atomic), waiting up to LOCK_WAIT_SECONDS; yields whether it was got."""
-        lock = f"{key}_lock"
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
-        acquired = self.cache.add(lock, 1, LOCK_SECONDS)
-        while not acquired and time.monotonic() < deadline:
-            time.sleep(0.002)
-            acquired = self.cache.add(lock, 1, LOCK_SECONDS)
-        try:
-            yield acquired
-        finally:
-            if acquired:
-                self.cache.delete(lock)
 
     def wait(self) -> float:
         """Seconds until the oldest call of the window leaves it, i.e. until one more call is allowed (1 s when the
@@ -158,11 +161,29 @@ def retry_after(wait: float) -> int:
     return max(1, math.ceil(wait))
 
 
-def page_refusal(request, scope: str) -> tuple[str, int] | None:
+class KeyedThrottle(ScopedThrottle):
+    """Counted under a key the caller names: an account's name for sign-in, an e-mail address for password reset.
+    Guessing aims at one account from many addresses, and reset mail at one mailbox, so the address alone is not
+    enough."""
+
+    def __init__(self, ident: str) -> None:
+        super().__init__()
+        self.named_ident = ident
+
+    def ident(self, request) -> str:
+        return self.named_ident
+
+
+def address_ident(request) -> str:
+    """The key of the client's address (REMOTE_ADDR, or X-Forwarded-For as COINSITE_NUM_PROXIES says)."""
+    return ClientAddressThrottle().ident(request)
+
+
+def page_refusal(request, scope: str, *, ident: str | None = None) -> tuple[str, int] | None:
     """The throttle of a scope, for a page (a plain Django view): None when the call is allowed, else the 429
     message and the Retry-After seconds. Counted under the same key as the API's scope, so the upload page and
-    POST /api/coins/ share one limit per collector."""
-    throttle = ScopedThrottle()
+    POST /api/coins/ share one limit per collector. `ident` counts under another key (an address, an account)."""
+    throttle = ScopedThrottle() if ident is None else KeyedThrottle(ident)
     if throttle.allow_request(request, SimpleNamespace(throttle_scopes={request.method.upper(): scope})):
         return None
     return throttle.refusal(request.method, request.path), retry_after(throttle.wait())

@@ -356,6 +356,17 @@ def two_versions(production_model, registered_tiny_versions):
     return current, candidate
 
 
+@pytest.fixture
+def rates(settings):
+    """Set some throttle rates for this test (the others keep their defaults)."""
+
+    def set_rates(**scopes: str) -> None:
+        current = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
+        settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {**current, **scopes}}
+
+    return set_rates
+
+
 @pytest.fixture(autouse=True)
 def fresh_cache():
     """The API's throttles count calls in the cache: every test starts with none counted, so no test is throttled

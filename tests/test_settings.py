@@ -37,10 +37,31 @@ def test_check_deploy_is_clean_with_production_variables(tmp_path):
             "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
             "DJANGO_ALLOWED_HOSTS": "example.org",
             "COINSITE_VAR_DIR": str(tmp_path),
+            "CACHE_URL": "redis://127.0.0.1:6379/1",
         },
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+def test_check_deploy_reports_a_per_process_throttle_cache(tmp_path):
+    # given production variables but no CACHE_URL (the embedded default's per-process memory cache)
+    production = {
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+        "DJANGO_ALLOWED_HOSTS": "example.org",
+        "COINSITE_VAR_DIR": str(tmp_path),
+    }
+
+    # when the deployment checks run, and the plain checks (as migrate runs them)
+    deploy = run_manage("check", "--deploy", env_extra=production)
+    plain = run_manage("check", env_extra=production)
+
+    # then --deploy fails naming the cache and the fix; the release step's checks are not held up by it
+    assert deploy.returncode != 0
+    assert "coinsite.E001" in deploy.stderr and "LocMemCache, private to each process" in deploy.stderr
+    assert "Set CACHE_URL" in deploy.stderr
+    assert plain.returncode == 0, plain.stderr
 
 
 def test_production_refuses_to_start_without_a_secret_key(tmp_path):

@@ -25,7 +25,7 @@ from django.utils.html import format_html
 
 from .. import selectors, services
 from ..models import Coin
-from ..roles import can_review
+from ..roles import can_list_coins_in_admin, can_review
 from .audit import CorrectionInline
 from .base import image_url
 from .desk import ReviewDeskMixin
@@ -140,6 +140,9 @@ class CoinAdmin(ReviewDeskMixin, admin.ModelAdmin):
 
     def has_review_permission(self, request) -> bool:
         return can_review(request.user)
+
+    def has_view_permission(self, request, obj=None):
+        return can_list_coins_in_admin(request.user) and super().has_view_permission(request, obj)
 
     # --- the queue ---------------------------------------------------------------------------------------------------
 

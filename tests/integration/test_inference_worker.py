@@ -3,11 +3,12 @@ worker is killed with SIGKILL in the middle of a prediction."""
 
 import re
 import signal
+import time
 
 import pytest
 from django.conf import settings
 
-from predictions import services
+from predictions import housekeeping, services
 from predictions.models import Coin, Prediction
 from tests.factories import jpeg_bytes
 from tests.integration.conftest import wait_until
@@ -68,3 +69,39 @@ def test_worker_killed_mid_prediction_is_replaced_and_no_upload_is_lost(
     )
     for coin in coins:
         assert Prediction.objects.filter(coin=coin, model_version__version=production_model).count() == 1
+
+
+def test_coins_of_an_inference_worker_killed_without_beat_are_predicted_once_by_age(
+    start_worker, production_model, collector, tmp_path, settings, monkeypatch
+):
+    # given no beat, Redis's own redelivery an hour away (the default visibility timeout), and the web's housekeeping
+    # timer in this process (as in a gunicorn worker), ticking every 5 s and asking again for coins pending 20 s
+    env = {**worker_env(tmp_path), "CELERY_VISIBILITY_TIMEOUT": "3600"}
+    settings.COINSITE_HOUSEKEEPING_SECONDS = 5
+    settings.COINSITE_PENDING_REQUEUE_SECONDS = 20
+    monkeypatch.setattr(housekeeping, "FIRST_RUN_AFTER_SECONDS", 1.0)
+    monkeypatch.setattr(housekeeping, "_started", type(housekeeping._started)())
+    monkeypatch.setattr(housekeeping, "_jobs", [])
+    first = start_worker("inference", **env)
+    coins = [upload(collector, n) for n in range(4)]
+
+    # when the worker is killed (SIGKILL) once it holds a task, and its replacement starts
+    wait_until(lambda: re.search(r"coin_predict_task\[[^\]]+\] received", first.log()), timeout=90, message="a task")
+    first.kill(signal.SIGKILL)
+    killed = time.monotonic()
+    assert Prediction.objects.count() < len(coins), "the worker finished everything before it was killed"
+    second = start_worker("inference", **env)
+    timer = housekeeping.timer_start_if_enabled()
+    try:
+        # then every coin is predicted within 5 minutes, once
+        wait_until(
+            lambda: Coin.objects.filter(status=Coin.Status.PREDICTED).count() == len(coins),
+            timeout=300,
+            message=lambda: f"all coins predicted\n--- replacement worker log ---\n{second.log()}",
+        )
+        print(f"all {len(coins)} coins predicted {time.monotonic() - killed:.0f} s after the kill, without beat")
+    finally:
+        housekeeping.timer_stop()
+        timer.join(timeout=30)
+    for coin in coins:
+        assert Prediction.objects.filter(coin=coin).count() == 1

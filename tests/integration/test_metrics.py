@@ -52,7 +52,13 @@ def two_worker_server(tmp_path, production_model, mlflow_dir):
     server = Server(tmp_path, mlflow_dir)
     server.env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     server.env.update(
-        {"WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "2", "METRICS_TOKEN": TOKEN, "METRICS_ALLOWED_NETWORKS": ""}
+        {
+            "WEB_CONCURRENCY": "2",
+            "GUNICORN_THREADS": "2",
+            "METRICS_TOKEN": TOKEN,
+            "METRICS_ALLOWED_NETWORKS": "",
+            "COINSITE_ALLOW_LOCAL_CACHE": "1",  # two workers without CACHE_URL: no limit is tested here
+        }
     )
     server.prepare()
     server.start()

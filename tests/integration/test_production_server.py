@@ -76,6 +76,31 @@ def run(command: str, env: dict[str, str]) -> str:
     return result.stdout
 
 
+def gunicorn_start(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen, str]:
+    """gunicorn as the Procfile starts it (gunicorn.conf.py from the root), on a free port: (process, base URL)."""
+    port = free_port()
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [str(VENV_BIN / "gunicorn"), "coinsite.wsgi", "--bind", f"127.0.0.1:{port}"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return server, f"http://127.0.0.1:{port}"
+
+
+def gunicorn_stop(server: subprocess.Popen) -> None:
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
+
+
 class ProxiedClient:
     """Talks to the server as a TLS-terminating proxy forwards a browser: X-Forwarded-Proto https, and the cookies sent
     back by hand (they are Secure, so an http client would keep them to itself)."""
@@ -124,18 +149,9 @@ def production_server(tmp_path):
     )
     prepared = time.monotonic() - started
 
-    port = free_port()
     log_path = tmp_path / "gunicorn.log"
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            [str(VENV_BIN / "gunicorn"), "coinsite.wsgi", "--bind", f"127.0.0.1:{port}"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    client = ProxiedClient(f"http://127.0.0.1:{port}")
+    server, url = gunicorn_start(env, log_path)
+    client = ProxiedClient(url)
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -151,12 +167,7 @@ def production_server(tmp_path):
         client.cookies.clear()
         yield client, log_path
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=10)
+        gunicorn_stop(server)
 
 
 def check_page(client: ProxiedClient, path: str, static: set[str]) -> str:

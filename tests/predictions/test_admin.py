@@ -7,6 +7,7 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.urls import reverse
 from django.utils import timezone
 
@@ -461,3 +462,23 @@ def test_coins_cannot_be_edited_in_the_admin_form(client, curator, queued):
     assert response.status_code == 403
     coin.refresh_from_db()
     assert coin.verified_year is None
+
+
+def test_staff_whose_only_group_is_collector_cannot_list_the_coins_in_the_admin(client, collector):
+    # given a staff member whose only role is collector, and another collector's coin
+    staff = UserFactory(username="staff-collector", is_staff=True, roles=["collector"])
+    CoinFactory(owner=collector)
+    client.force_login(staff)
+
+    # when they open the coins in the admin, then they are refused, and the index offers no coins
+    assert client.get(reverse("admin:predictions_coin_changelist")).status_code == 403
+    assert reverse("admin:predictions_coin_changelist") not in client.get(reverse("admin:index")).content.decode()
+
+
+def test_staff_given_the_view_permission_of_their_own_may_list_the_coins(client, collector):
+    staff = UserFactory(username="staff-viewer", is_staff=True, roles=["collector"])
+    staff.user_permissions.add(Permission.objects.get(codename="view_coin", content_type__app_label="predictions"))
+    CoinFactory(owner=collector)
+    client.force_login(staff)
+
+    assert client.get(reverse("admin:predictions_coin_changelist")).status_code == 200

@@ -10,13 +10,14 @@ from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from predictions import services
+from predictions import inference, services
 from predictions.models import Coin, Correction
 from predictions.sweeps import photo_orphans_sweep
 from tests.factories import CoinFactory, ModelVersionFactory, PredictionFactory
 from training.models import DatasetVersion
 from training.selectors import dataset_manifest, labelled_coins
 from training.services.datasets import dataset_samples
+from training.services.rescore import coins_rescore_now
 
 pytestmark = pytest.mark.django_db
 
@@ -139,3 +140,36 @@ def test_a_coin_with_nothing_to_keep_is_deleted_with_its_photos(
         assert services.coin_delete(coin=coin) is False
     assert not Coin.objects.filter(pk=coin.pk).exists()
     assert files_under(settings.MEDIA_ROOT) == set()
+
+
+@pytest.fixture
+def hidden_without_photos(collector, curator, django_capture_on_commit_callbacks) -> Coin:
+    """A predicted coin a curator excluded, then its owner deleted: hidden, its photo names empty."""
+    coin = CoinFactory(owner=collector, status=Coin.Status.PREDICTED)
+    services.coin_correct(coin=coin, curator=curator, exclude=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.coin_delete(coin=coin)
+    coin.refresh_from_db()
+    assert not coin.front_image.name
+    return coin
+
+
+@pytest.mark.parametrize("query", ["", "?size=thumb"])
+def test_the_photo_of_a_coin_hidden_without_photos_is_a_404_not_a_500(client, curator, hidden_without_photos, query):
+    client.force_login(curator)  # curators may see hidden coins' photos; there are none left
+
+    response = client.get(reverse("coin-image", args=[hidden_without_photos.pk, "front"]) + query)
+
+    assert response.status_code == 404
+
+
+def test_re_scoring_skips_a_coin_hidden_without_photos_and_scores_the_others(
+    production_model, collector, hidden_without_photos
+):
+    # given a chunk holding the hidden coin and a coin with photos
+    other = CoinFactory(owner=collector, status=Coin.Status.PREDICTED)
+
+    # when the chunk is scored, then it does not fail: the other coin gets its prediction, the hidden one none
+    assert coins_rescore_now(coin_ids=[hidden_without_photos.pk, other.pk]) == 1
+    assert other.predictions.count() == 1 and hidden_without_photos.predictions.count() == 0
+    assert inference.coin_predict(coin_id=hidden_without_photos.pk, force=True) is None

@@ -6,9 +6,10 @@ import time
 import pytest
 
 from predictions import inference
-from predictions.models import Coin
+from predictions.models import Coin, Prediction
 from registry import serving
-from tests.factories import CoinFactory, jpeg_bytes
+from tests.concurrency import at_once
+from tests.factories import CoinFactory, UserFactory, jpeg_bytes
 from training.ml import tracking
 
 pytestmark = pytest.mark.django_db
@@ -205,3 +206,18 @@ def test_photos_decoded_while_checking_give_the_same_years_as_raw_bytes(producti
     from_pixels = serving.predict_checked(checked)
     from_bytes = serving.predict_pairs(pairs)
     assert [(r.year, r.low, r.high) for r in from_pixels] == [(r.year, r.low, r.high) for r in from_bytes]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_tasks_for_one_coin_at_once_store_one_prediction(production_model, postgres_row_locks):
+    # given a pending coin (committed: the threads read it on their own connections) asked for twice at once (a
+    # requeue by age beside its original message)
+    coin = CoinFactory(owner=UserFactory(roles=["collector"]))
+
+    # when both tasks run at once, on two threads with their own connections
+    outcomes = at_once(*[lambda: inference.coin_predict(coin_id=coin.id)] * 2)
+
+    # then one prediction row, which both return
+    assert not [outcome for outcome in outcomes if isinstance(outcome, BaseException)], outcomes
+    assert Prediction.objects.filter(coin=coin).count() == 1
+    assert {outcome.pk for outcome in outcomes} == {Prediction.objects.get(coin=coin).pk}

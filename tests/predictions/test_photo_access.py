@@ -13,6 +13,7 @@ from PIL import Image
 from predictions import services
 from predictions.models import Coin
 from tests.factories import CoinFactory, UserFactory
+from training.ml import decoding
 
 pytestmark = pytest.mark.django_db
 
@@ -127,3 +128,21 @@ def test_a_coin_its_owner_deleted_is_gone_for_them_but_curators_still_see_its_ph
 
     client.force_login(UserFactory(roles=["curator"]))
     assert client.get(url(coin)).status_code == 200
+
+
+def test_the_full_view_of_a_tiff_is_decoded_once_then_served_from_the_cache(client, collector, monkeypatch):
+    # given a TIFF coin, and the real decoder counted
+    buffer = io.BytesIO()
+    Image.new("RGB", (300, 200), (90, 80, 70)).save(buffer, "TIFF")
+    coin = CoinFactory(owner=collector, front_image=ContentFile(buffer.getvalue(), name="front.tif"))
+    decodes: list[int] = []
+    real_decode = decoding.decode
+    monkeypatch.setattr(decoding, "decode", lambda data, **kw: decodes.append(len(data)) or real_decode(data, **kw))
+    client.force_login(collector)
+
+    # when the full view is asked for three times (no ETag sent back: a new browser each time)
+    answers = [body(client.get(url(coin))) for _ in range(3)]
+
+    # then the photo was decoded once, and every answer is the same JPEG
+    assert len(decodes) == 1
+    assert answers[0] == answers[1] == answers[2] and Image.open(io.BytesIO(answers[0])).format == "JPEG"

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.management import call_command
+from django.utils import timezone
 
 from predictions import housekeeping, sweeps
 from predictions.models import Coin
@@ -63,9 +66,11 @@ def test_sweep_command_reports_and_requeues_coins_left_pending(settings, monkeyp
     assert "3 photo file(s) seen, 1 without a coin removed, 1 pending coin(s) asked for again" in out.getvalue()
 
 
-def test_embedded_timer_runs_the_sweeps_only_when_enabled_and_without_a_broker(settings, monkeypatch):
+def test_the_timer_runs_the_sweeps_only_when_enabled(settings, monkeypatch):
     runs: list[object] = []
-    monkeypatch.setattr("predictions.sweeps.housekeeping_run", lambda: runs.append("run") or sweeps.SweepResult(0, 0, 0))
+    monkeypatch.setattr(
+        "predictions.sweeps.housekeeping_run", lambda **kwargs: runs.append("run") or sweeps.SweepResult(0, 0, 0)
+    )
     monkeypatch.setattr(housekeeping, "FIRST_RUN_AFTER_SECONDS", 0.01)
     monkeypatch.setattr(housekeeping, "_started", type(housekeeping._started)())
     monkeypatch.setattr(housekeeping, "_jobs", [])  # the other apps' jobs (training's monitoring refresh) apart
@@ -73,10 +78,6 @@ def test_embedded_timer_runs_the_sweeps_only_when_enabled_and_without_a_broker(s
     settings.COINSITE_HOUSEKEEPING_SECONDS = 0
     assert housekeeping.timer_start_if_enabled() is None  # off by default (tests, tools)
     settings.COINSITE_HOUSEKEEPING_SECONDS = 60
-    settings.CELERY_TASK_ALWAYS_EAGER = False
-    assert housekeeping.timer_start_if_enabled() is None  # beat does it where a broker exists
-
-    settings.CELERY_TASK_ALWAYS_EAGER = True
     thread = housekeeping.timer_start_if_enabled()
     assert thread is not None and thread.daemon
     assert housekeeping.timer_start_if_enabled() is None  # once per process
@@ -140,3 +141,47 @@ def test_sweep_never_deletes_the_files_of_an_upload_still_in_flight_past_the_gra
     orphan = default_storage.save(f"coins/{owner.pk}/lost.jpg", ContentFile(jpeg_bytes(seed=9)))
     age(settings, orphan, 3601)
     assert sweeps.photo_orphans_sweep()[1] == 1
+
+
+def test_each_tick_has_one_owner_among_the_processes(settings, monkeypatch):
+    # given two timers sharing the cache (two gunicorn workers), and a pending coin's requeue counted
+    runs: list[int] = []
+    monkeypatch.setattr(
+        "predictions.sweeps.housekeeping_run",
+        lambda **kwargs: runs.append(kwargs["pending_after_seconds"]) or sweeps.SweepResult(0, 0, 0),
+    )
+    monkeypatch.setattr(housekeeping, "_jobs", [])
+    settings.COINSITE_PENDING_REQUEUE_SECONDS = 45
+
+    # when both tick in the same interval, then one runs the sweeps and the other does nothing
+    assert housekeeping.tick_claim(60, owner="worker-a") is True
+    assert housekeeping.tick_claim(60, owner="worker-b") is False
+    cache.delete(housekeeping.TICK_KEY)
+    assert [housekeeping.housekeeping_tick(60), housekeeping.housekeeping_tick(60)] == [True, False]
+    assert runs == [45]
+
+    # and once the claim lapses (a little before the interval ends), the next tick of any process runs
+    cache.delete(housekeeping.TICK_KEY)
+    assert housekeeping.housekeeping_tick(60) is True and runs == [45, 45]
+
+
+@pytest.mark.django_db
+def test_with_a_broker_a_tick_asks_for_pending_coins_only(settings, monkeypatch):
+    # given a broker (no eager Celery), a coin pending for 5 minutes and the orphan sweep watched
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.COINSITE_PENDING_REQUEUE_SECONDS = 120
+    swept: list[object] = []
+    monkeypatch.setattr("predictions.sweeps.housekeeping_run", lambda **kwargs: swept.append(kwargs))
+    asked: list[int] = []
+    monkeypatch.setattr(
+        "predictions.receivers.coin_predict_task.delay", lambda coin_id, force=False: asked.append(coin_id)
+    )
+    monkeypatch.setattr(housekeeping, "_jobs", [])
+    coin = CoinFactory(status=Coin.Status.PENDING)
+    Coin.objects.filter(pk=coin.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+
+    # when a web worker's timer ticks
+    assert housekeeping.housekeeping_tick(60) is True
+
+    # then the coin is asked for again, and no folder walk runs in the web worker
+    assert asked == [coin.pk] and swept == []

@@ -31,17 +31,6 @@ def token_client(user) -> APIClient:
     return client
 
 
-@pytest.fixture
-def rates(settings):
-    """Set some throttle rates for this test (the others keep their defaults)."""
-
-    def set_rates(**scopes: str) -> None:
-        current = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
-        settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {**current, **scopes}}
-
-    return set_rates
-
-
 def assert_throttled(response, *, limit: str, call: str) -> int:
     """The 429 of the API: its error shape, naming the limit and the call, with a Retry-After that says the same."""
     assert response.status_code == 429, response.content[:300]
@@ -287,6 +276,15 @@ def settings_in_subprocess(code: str, **environ: str) -> subprocess.CompletedPro
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
+ACCOUNT_RATES = {
+    "signin": "20/min",
+    "signin_account": "10/min",
+    "signup": "10/hour",
+    "password_reset": "5/hour",
+    "password_reset_email": "3/hour",
+}
+
+
 def test_rates_and_cache_come_from_the_environment():
     code = (
         "import json; from django.conf import settings; "
@@ -299,17 +297,18 @@ def test_rates_and_cache_come_from_the_environment():
         COINSITE_THROTTLE_PREDICT="100/hour",
         COINSITE_THROTTLE_UPLOAD="5/second",
         COINSITE_THROTTLE_TOKEN="3/min",
+        COINSITE_THROTTLE_SIGNIN="7/hour",
         CACHE_URL="redis://127.0.0.1:6379/1",
         COINSITE_TOKEN_TTL_HOURS="12",
     )
 
     assert json.loads(defaults.stdout) == [
-        {"predict": "30/min", "upload": "30/min", "token": "10/min"},
+        {"predict": "30/min", "upload": "30/min", "token": "10/min", **ACCOUNT_RATES},
         "django.core.cache.backends.locmem.LocMemCache",
         0,
     ], defaults.stderr[-2000:]
     assert json.loads(configured.stdout) == [
-        {"predict": "100/hour", "upload": "5/second", "token": "3/min"},
+        {"predict": "100/hour", "upload": "5/second", "token": "3/min", **ACCOUNT_RATES, "signin": "7/hour"},
         "django.core.cache.backends.redis.RedisCache",
         12,
     ], configured.stderr[-2000:]

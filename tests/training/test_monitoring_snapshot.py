@@ -159,7 +159,7 @@ def test_the_embedded_timer_refreshes_the_monitoring_figures_after_its_sweeps(se
 
     # given the timer of `make run` (no beat), whose sweeps find nothing to do
     ticks: list[str] = []
-    monkeypatch.setattr("predictions.sweeps.housekeeping_run", lambda: ticks.append("sweeps") or SweepResult(0, 0, 0))
+    monkeypatch.setattr("predictions.sweeps.housekeeping_run", lambda **kwargs: ticks.append("sweeps") or SweepResult(0, 0, 0))
     monkeypatch.setattr(housekeeping, "FIRST_RUN_AFTER_SECONDS", 0.01)
     monkeypatch.setattr(housekeeping, "_started", type(housekeeping._started)())
     monkeypatch.setattr(housekeeping, "_jobs", list(housekeeping._jobs))

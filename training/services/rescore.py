@@ -107,7 +107,9 @@ def coins_rescore_now(*, coin_ids: Sequence[int], requested_at: datetime | None 
     except serving.NoProductionModel:
         return 0
     mirror = model_version_mirror(version=version)
-    coins = Coin.objects.filter(pk__in=list(coin_ids)).order_by("id")
+    # A coin hidden with its photos deleted (coin_delete) has empty names: nothing to score, and opening one raised
+    # ValueError out of the whole chunk.
+    coins = Coin.objects.filter(pk__in=list(coin_ids)).exclude(front_image="").exclude(back_image="").order_by("id")
     if requested_at is not None:
         coins = coins.exclude(last_prediction__model_version=mirror, last_prediction__created_at__gte=requested_at)
     coins = list(coins.only("id", "owner_id", "front_image", "back_image"))

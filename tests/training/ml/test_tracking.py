@@ -457,3 +457,24 @@ def test_tracker_and_loading_work_against_an_mlflow_tracking_server(trained, tmp
     finally:
         _restore_mlflow(snapshot)
         stop_group(server)
+
+
+def test_processes_creating_a_fresh_sqlite_store_at_once_all_succeed(tmp_path):
+    # given 4 processes (gunicorn workers on a fresh embedded default), each past its imports, released together
+    uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
+    start_at = time.time() + 15
+    code = (
+        "import sys, time; from training.ml.tracking.store import configure; "
+        f"time.sleep(max(0, {start_at} - time.time())); "
+        f"configure({uri!r}, artifact_root={str(tmp_path / 'artifacts')!r}, experiment='race')"
+    )
+    root = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    processes = [
+        subprocess.Popen([sys.executable, "-c", code], cwd=root, env=env, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+
+    # when they create the store's tables at once, then every one succeeds
+    outcomes = [(process.wait(timeout=180), process.stderr.read()[-1500:]) for process in processes]
+    assert [code for code, _ in outcomes] == [0] * 4, outcomes

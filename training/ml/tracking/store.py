@@ -7,8 +7,11 @@ experiment is kept in a process-wide ``state`` because runs, loading and aliases
 
 from __future__ import annotations
 
+import fcntl
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -58,13 +61,11 @@ def configure(tracking_uri: str, *, artifact_root: str | None = None, experiment
     server (``http://host:5000``; the server then owns the artifact location and ``artifact_root`` is ignored).
     Idempotent and safe when two processes create the experiment at once.
     """
-    if tracking_uri.startswith("sqlite:///"):
-        db_path = tracking_uri[len("sqlite:///") :]
-        if db_path and db_path != ":memory:":
-            Path(db_path).expanduser().parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    with _sqlite_store_created(tracking_uri):
+        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        client.search_registered_models(max_results=1)  # the registry's tables: made now, under the lock
     location = _artifact_uri(artifact_root) if artifact_root and not _is_remote_store(tracking_uri) else None
     found = client.get_experiment_by_name(experiment)
     if found is None:
@@ -85,6 +86,26 @@ def configure(tracking_uri: str, *, artifact_root: str | None = None, experiment
         state.artifact_location = location
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
+
+
+@contextmanager
+def _sqlite_store_created(tracking_uri: str) -> Iterator[None]:
+    """For a local SQLite store: create (or migrate) its tables under an exclusive lock on a file beside it. MLflow
+    builds a fresh store with Alembic, whose steps two processes running at once collide in: two gunicorn workers
+    answering their first requests on a fresh embedded default gave "table _alembic_tmp_experiments already exists"
+    and a 500. Other stores (a tracking server) are the server's to create."""
+    db_path = tracking_uri[len("sqlite:///") :] if tracking_uri.startswith("sqlite:///") else ""
+    if not db_path or db_path == ":memory:":
+        yield
+        return
+    path = Path(db_path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.create-lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def client() -> MlflowClient:
