@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from tests.generalisation import camera, renderer
-from training.ml.config import TrainConfig
+from training.ml.config import seed_regression
 
 SIZE = 256
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +31,7 @@ def _change_inside(a: Image.Image, b: Image.Image, box: tuple[float, float, floa
 
 
 def test_years_span_the_range_training_reads():
-    config = TrainConfig()
+    config = seed_regression()
     assert (renderer.YEAR_MIN, renderer.YEAR_MAX) == (config.year_min, config.year_max)
 
 

@@ -52,6 +52,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from tqdm import tqdm
 
+from training.ml.years import YEAR_MAX, YEAR_MIN
+
 __all__ = [
     "YEAR_MIN",
     "YEAR_MAX",
@@ -64,8 +66,6 @@ __all__ = [
     "main",
 ]
 
-YEAR_MIN = 1700
-YEAR_MAX = 2025
 DEFAULT_SIZE = 256
 MIN_SIZE = 32
 LABELS_FILENAME = "labels.csv"
