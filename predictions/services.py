@@ -36,7 +36,9 @@ EXTENSIONS = {
     "BMP": "bmp",
     "TIFF": "tif",
 }
-# Lists and the review desk show photos at this size: a JPEG made from the upload's one decode and stored with it.
+# Lists and the review desk show photos at this size (160 CSS px, twice for dense screens), or down to 0.85 of it
+# (decoding.NEAR_RENDITION): a JPEG made from the upload's one decode and stored with it, without the Huffman
+# optimisation pass (0.3 ms a photo for 5 % fewer bytes).
 THUMBNAIL_PX = 320
 
 
@@ -75,7 +77,7 @@ def photo_check(data: bytes, *, field: str) -> CheckedPhoto:
     """
     try:
         decoded = decoding.decode(data, target=THUMBNAIL_PX, **_limits())
-        thumbnail = decoded.rendition_jpeg(THUMBNAIL_PX)
+        thumbnail = decoded.rendition_jpeg(THUMBNAIL_PX, optimize=False)
     except photo_errors.ImageError as error:
         raise _named(error, field) from None
     return CheckedPhoto(data=data, extension=EXTENSIONS.get(decoded.format, "img"), field=field, thumbnail=thumbnail)
@@ -101,7 +103,7 @@ def photo_decode(photo: CheckedPhoto, config) -> CheckedPhoto:
     try:
         decoded = decoding.decode(photo.data, target=2 * config.image_size, **_limits())
         image = decoded.model_image(size=config.image_size, grayscale=config.grayscale)
-        thumbnail = decoded.rendition_jpeg(THUMBNAIL_PX)
+        thumbnail = decoded.rendition_jpeg(THUMBNAIL_PX, optimize=False)
     except photo_errors.ImageError as error:
         raise _named(error, photo.field) from None
     return replace(photo, pixels=images.image_to_uint8(image), decoded_for=config, thumbnail=thumbnail)
