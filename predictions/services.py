@@ -20,11 +20,10 @@ from registry.outcomes import NoProductionModel
 from registry.services import model_version_mirror
 from training.ml import decoding, photo_errors
 
-from . import inference, quota, selectors, upload_guard
+from . import enqueue, inference, quota, selectors, upload_guard
 from .decisions import coin_decide
 from .models import Coin, Correction, Prediction
 from .roles import can_review
-from .signals import coin_prediction_requested
 
 EXTENSIONS = {
     "JPEG": "jpg",
@@ -315,14 +314,9 @@ def _coin_create_files_then_row(
 
 
 def coin_prediction_enqueue(*, coin_id: int, force: bool = False) -> None:
-    """Ask for a prediction once the coin is committed.
-
-    `robust=True`: a broker or registry failure while enqueueing (or, on the embedded default, while the eager task
-    runs) is logged and never undoes or fails an upload that is already stored; the pending sweeper retries it.
-    """
-    transaction.on_commit(
-        lambda: coin_prediction_requested.send(sender=Coin, coin_id=coin_id, force=force), robust=True
-    )
+    """Ask for a prediction once the coin is committed (enqueue.coin_predict_on_commit: an enqueue failure never fails
+    an upload that is already stored; the pending sweeper retries it)."""
+    enqueue.coin_predict_on_commit(coin_id=coin_id, force=force)
 
 
 def coin_correct(
@@ -377,7 +371,7 @@ def coins_requeue_pending(*, older_than_seconds: int = 120) -> int:
         Coin.objects.filter(status=Coin.Status.PENDING, created_at__lte=cutoff).values_list("id", flat=True)
     )
     for coin_id in coin_ids:
-        coin_prediction_requested.send(sender=Coin, coin_id=coin_id, force=False)
+        enqueue.coin_predict(coin_id=coin_id)
     return len(coin_ids)
 
 
