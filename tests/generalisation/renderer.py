@@ -33,8 +33,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from tests.generalisation import camera
-from training.ml.years import YEAR_MAX, YEAR_MIN
 
+# training.ml.years' range, written out: this renderer shares no code with the training side (a test checks both)
+YEAR_MIN, YEAR_MAX = 1700, 2025
 FONT_DIR = Path(__file__).resolve().parent / "fonts"
 FONTS = ("STIXGeneralBol.ttf", "DejaVuSerifCondensed-Bold.ttf", "DejaVuSansMono-Bold.ttf")
 LAYOUTS = ("under_value", "along_rim", "small_offset", "rotated", "big_horizontal", "split")
