@@ -10,9 +10,7 @@ from django.db import models, transaction
 from django.db.models import F, OrderBy, Q
 
 from training.ml.answer import REJECT_MESSAGES
-
-YEAR_MIN = 1700
-YEAR_MAX = 2025
+from training.ml.years import YEAR_MAX, YEAR_MIN
 
 
 def year_in_range(field: str, *, name: str) -> models.CheckConstraint:

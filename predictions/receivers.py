@@ -1,5 +1,5 @@
-"""Reactions of the predictions app: to sign-ups (every one becomes a collector), to its own services' requests for a
-prediction (the Celery task is enqueued here, so services need not import tasks) and to the registry's signals."""
+"""Reactions of the predictions app: to sign-ups (every one becomes a collector) and to the registry's signals. Its
+own services start its tasks with plain calls (predictions/enqueue.py), not signals."""
 
 from __future__ import annotations
 
@@ -15,8 +15,6 @@ from registry.signals import production_changed
 
 from .roles import COLLECTOR
 from .services import coins_requeue_pending
-from .signals import coin_prediction_requested
-from .tasks import coin_predict_task
 
 logger = logging.getLogger(__name__)
 
@@ -36,10 +34,3 @@ def coins_waiting_predict(sender: Any, *, previous: int | None, **kwargs: Any) -
         return
     count = coins_requeue_pending(older_than_seconds=0)
     logger.info("first model in production: %s waiting coins queued for prediction", count)
-
-
-@receiver(coin_prediction_requested, dispatch_uid="predictions_coin_predict_enqueue")
-def coin_predict_enqueue(sender: Any, *, coin_id: int, force: bool = False, **kwargs: Any) -> None:
-    """Hand the coin to the `inference` queue (eagerly in-process without a broker). The task re-reads the coin and
-    skips one the serving version already scored, so a duplicate request costs nothing."""
-    coin_predict_task.delay(coin_id, force=force)

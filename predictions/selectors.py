@@ -76,11 +76,6 @@ AWAITING_REVIEW = Q(
 collector."""
 
 
-def review_queue() -> QuerySet[Coin]:
-    """Coins awaiting a curator (AWAITING_REVIEW); oldest first."""
-    return _with_predictions(Coin.objects.filter(AWAITING_REVIEW)).order_by("created_at", "id")
-
-
 # --- review queue (admin) ---------------------------------------------------------------------------------------------
 
 

@@ -21,11 +21,10 @@ from registry.outcomes import NoProductionModel
 from registry.services import model_version_mirror
 from training.ml import decoding, photo_errors
 
-from . import inference, quota, selectors, upload_guard
+from . import enqueue, inference, quota, selectors, upload_guard
 from .decisions import coin_decide
 from .models import Coin, Correction, Prediction
 from .roles import can_review
-from .signals import coin_prediction_requested
 
 EXTENSIONS = {
     "JPEG": "jpg",
@@ -37,7 +36,9 @@ EXTENSIONS = {
     "BMP": "bmp",
     "TIFF": "tif",
 }
-# Lists and the review desk show photos at this size: a JPEG made from the upload's one decode and stored with it.
+# Lists and the review desk show photos at this size (160 CSS px, twice for dense screens), or down to 0.85 of it
+# (decoding.NEAR_RENDITION): a JPEG made from the upload's one decode and stored with it, without the Huffman
+# optimisation pass (0.3 ms a photo for 5 % fewer bytes).
 THUMBNAIL_PX = 320
 
 
@@ -76,7 +77,7 @@ def photo_check(data: bytes, *, field: str) -> CheckedPhoto:
     """
     try:
         decoded = decoding.decode(data, target=THUMBNAIL_PX, **_limits())
-        thumbnail = decoded.rendition_jpeg(THUMBNAIL_PX)
+        thumbnail = decoded.rendition_jpeg(THUMBNAIL_PX, optimize=False)
     except photo_errors.ImageError as error:
         raise _named(error, field) from None
     return CheckedPhoto(data=data, extension=EXTENSIONS.get(decoded.format, "img"), field=field, thumbnail=thumbnail)
@@ -102,7 +103,7 @@ def photo_decode(photo: CheckedPhoto, config) -> CheckedPhoto:
     try:
         decoded = decoding.decode(photo.data, target=2 * config.image_size, **_limits())
         image = decoded.model_image(size=config.image_size, grayscale=config.grayscale)
-        thumbnail = decoded.rendition_jpeg(THUMBNAIL_PX)
+        thumbnail = decoded.rendition_jpeg(THUMBNAIL_PX, optimize=False)
     except photo_errors.ImageError as error:
         raise _named(error, photo.field) from None
     return replace(photo, pixels=images.image_to_uint8(image), decoded_for=config, thumbnail=thumbnail)
@@ -314,14 +315,9 @@ def _coin_create_files_then_row(
 
 
 def coin_prediction_enqueue(*, coin_id: int, force: bool = False) -> None:
-    """Ask for a prediction once the coin is committed.
-
-    `robust=True`: a broker or registry failure while enqueueing (or, on the embedded default, while the eager task
-    runs) is logged and never undoes or fails an upload that is already stored; the pending sweeper retries it.
-    """
-    transaction.on_commit(
-        lambda: coin_prediction_requested.send(sender=Coin, coin_id=coin_id, force=force), robust=True
-    )
+    """Ask for a prediction once the coin is committed (enqueue.coin_predict_on_commit: an enqueue failure never fails
+    an upload that is already stored; the pending sweeper retries it)."""
+    enqueue.coin_predict_on_commit(coin_id=coin_id, force=force)
 
 
 def coin_correct(
@@ -376,7 +372,7 @@ def coins_requeue_pending(*, older_than_seconds: int = 120) -> int:
         Coin.objects.filter(status=Coin.Status.PENDING, created_at__lte=cutoff).values_list("id", flat=True)
     )
     for coin_id in coin_ids:
-        coin_prediction_requested.send(sender=Coin, coin_id=coin_id, force=False)
+        enqueue.coin_predict(coin_id=coin_id)
     return len(coin_ids)
 
 

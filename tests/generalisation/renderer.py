@@ -34,6 +34,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from tests.generalisation import camera
 
+# training.ml.years' range, written out: this renderer shares no code with the training side (a test checks both)
 YEAR_MIN, YEAR_MAX = 1700, 2025
 FONT_DIR = Path(__file__).resolve().parent / "fonts"
 FONTS = ("STIXGeneralBol.ttf", "DejaVuSerifCondensed-Bold.ttf", "DejaVuSansMono-Bold.ttf")

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from tests.generalisation import camera, renderer
-from training.ml.config import TrainConfig
+from training.ml import years
+from training.ml.config import seed_regression
 
 SIZE = 256
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +32,7 @@ def _change_inside(a: Image.Image, b: Image.Image, box: tuple[float, float, floa
 
 
 def test_years_span_the_range_training_reads():
-    config = TrainConfig()
+    config = seed_regression()
     assert (renderer.YEAR_MIN, renderer.YEAR_MAX) == (config.year_min, config.year_max)
 
 
@@ -97,6 +98,11 @@ def test_iter_pairs_yields_jpegs_whose_ith_coin_does_not_depend_on_count():
 def test_rejects_a_year_outside_the_range():
     with pytest.raises(ValueError, match="year"):
         renderer.render_pair(1, size=SIZE, year=1699)
+
+
+def test_draws_the_years_of_the_one_year_range():
+    # the renderer writes the range out (it imports nothing of the training side): it must be training.ml.years'
+    assert (renderer.YEAR_MIN, renderer.YEAR_MAX) == (years.YEAR_MIN, years.YEAR_MAX)
 
 
 def test_shares_no_code_with_the_training_generators():

@@ -21,7 +21,7 @@ from predictions.models import Coin
 from tests.factories import CoinFactory, jpeg_bytes
 from tests.hostile_photos import HOSTILE, Cost, cost_of
 from training.ml import decoding, images
-from training.ml.config import TrainConfig
+from training.ml.config import seed_regression
 from training.ml.data import CoinPairDataset, CoinSample
 
 pytestmark = pytest.mark.django_db
@@ -129,7 +129,7 @@ def test_a_stored_hostile_photo_fails_its_coin_cheaply_when_predicted_or_rescore
 def test_training_refuses_a_hostile_photo_in_its_dataset_cheaply(settings, name):
     refusal = expected_refusal(name)
     samples = [CoinSample(front=jpeg_bytes(seed=1), back=HOSTILE[name](), year=1900, key="coin 1")]
-    dataset = CoinPairDataset(samples, TrainConfig(), train=False, limits=settings.COINSITE_PHOTO_LIMITS)
+    dataset = CoinPairDataset(samples, seed_regression(), train=False, limits=settings.COINSITE_PHOTO_LIMITS)
 
     cost = cost_of(dataset.preload)
 

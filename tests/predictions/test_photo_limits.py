@@ -14,7 +14,7 @@ from predictions import inference
 from predictions.models import Coin
 from tests.factories import jpeg_bytes
 from training.ml import decoding, images
-from training.ml.config import TrainConfig
+from training.ml.config import seed_regression
 from training.ml.data import CoinPairDataset, CoinSample
 from training.ml.photo_limits import DEFAULT_LIMITS
 
@@ -62,7 +62,7 @@ def test_a_photo_over_the_library_default_but_within_raised_settings_is_predicte
     assert coin.status != Coin.Status.FAILED, coin.status_detail
     dataset = CoinPairDataset(
         [CoinSample(front=big, back=jpeg_bytes(), year=1900)],
-        TrainConfig(),
+        seed_regression(),
         train=False,
         limits=raised_limit.COINSITE_PHOTO_LIMITS,
     )

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from predictions import services
+from predictions import enqueue, services
 from predictions.models import Coin
 from tests.factories import CoinFactory
 
@@ -18,9 +18,9 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def asked(monkeypatch) -> list[int]:
-    """The coins the sweeper asked a prediction for (the signal's send, recorded instead of enqueued)."""
+    """The coins the sweeper asked a prediction for (enqueue.coin_predict, recorded instead of enqueued)."""
     calls: list[int] = []
-    monkeypatch.setattr(services.coin_prediction_requested, "send", lambda **kw: calls.append(kw["coin_id"]))
+    monkeypatch.setattr(enqueue, "coin_predict", lambda **kw: calls.append(kw["coin_id"]))
     return calls
 
 

@@ -54,7 +54,7 @@ def test_sweep_command_reports_and_requeues_coins_left_pending(settings, monkeyp
     coin = CoinFactory()
     Coin.objects.filter(pk=coin.pk).update(created_at=coin.created_at.replace(year=2020))
     asked: list[int] = []
-    monkeypatch.setattr("predictions.services.coin_prediction_requested.send", lambda **kw: asked.append(kw["coin_id"]))
+    monkeypatch.setattr("predictions.enqueue.coin_predict", lambda **kw: asked.append(kw["coin_id"]))
     default_storage.save("coins/7/lost.jpg", ContentFile(jpeg_bytes()))
 
     from io import StringIO

@@ -169,7 +169,8 @@ def test_coin_photo_thumbnail_is_a_small_jpeg(client, collector):
     assert response["Content-Type"] == "image/jpeg"
     with Image.open(io.BytesIO(response.content)) as thumb:
         assert thumb.format == "JPEG"
-        assert max(thumb.size) == 320
+        # at most 320 px, and a whole box reduction within 0.85 of it is the whole resize: 1200 / 4 = 300 px
+        assert thumb.size == (300, 225)
 
 
 def test_coin_photo_in_a_format_browsers_cannot_show_is_served_as_jpeg(client, collector):

@@ -10,8 +10,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
 from predictions.models import Coin
-from registry.models import Promotion
-from registry.services import model_version_promote, model_version_rollback
+from registry.services import model_version_promote
 from tests.factories import CoinFactory, PredictionFactory, UserFactory
 from training.errors import ERROR_MAX_CHARS, TrainingBusy, TrainingLeaseLost, error_text
 from training.models import DatasetVersion, TrainingRun
@@ -33,7 +32,8 @@ def verified_coins(count: int, *, year: int = 1850, **kwargs) -> list[Coin]:
     """Labelled coins of one owner (a new user per coin would spend the test hashing passwords)."""
     owner = kwargs.pop("owner", None) or UserFactory(username="collector1")
     return [
-        CoinFactory(owner=owner, verified_year=year + i % 100, verified_at=timezone.now(), **kwargs) for i in range(count)
+        CoinFactory(owner=owner, verified_year=year + i % 100, verified_at=timezone.now(), **kwargs)
+        for i in range(count)
     ]
 
 
@@ -94,9 +94,7 @@ def test_only_verified_non_excluded_coins_are_labels_raw_predictions_never_are(o
     predicted_only = PredictionFactory(year=1901, coin__owner=owner).coin  # a raw prediction, never verified
     excluded = CoinFactory(owner=owner, verified_year=1900, excluded_from_training=True)
 
-    rows = dataset_manifest(kind=DatasetVersion.Kind.TRAINING) + dataset_manifest(
-        kind=DatasetVersion.Kind.EVALUATION
-    )
+    rows = dataset_manifest(kind=DatasetVersion.Kind.TRAINING) + dataset_manifest(kind=DatasetVersion.Kind.EVALUATION)
 
     assert {row["coin_id"] for row in rows} == {coin.id for coin in labelled}
     assert predicted_only.id not in {row["coin_id"] for row in rows}
@@ -280,31 +278,6 @@ def test_error_text_is_short_and_hides_credentials():
     assert "s3cret" not in text and "RuntimeError" in text and len(text) <= ERROR_MAX_CHARS
 
 
-# --- promotion permissions (checked before anything is touched) ----------------------------------------------------
-
-
-@pytest.mark.parametrize("role", [None, "collector", "curator"])
-def test_only_model_owners_promote(role):
-    user = AnonymousUser() if role is None else UserFactory(roles=[role])
-
-    with pytest.raises(PermissionDenied):
-        model_version_promote(version=1, actor=user)
-    with pytest.raises(PermissionDenied):
-        model_version_rollback(actor=user)
-
-    assert not Promotion.objects.exists()
-
-
-def test_nobody_promotes_by_hand_as_the_system():
-    with pytest.raises(PermissionDenied):
-        model_version_promote(version=1, actor=None, action=Promotion.Action.PROMOTE)
-
-
-def test_rollback_without_history_is_refused(model_owner):
-    with pytest.raises(ValidationError):
-        model_version_rollback(actor=model_owner)
-
-
 # --- the schedule ------------------------------------------------------------------------------------------------------
 
 
@@ -357,15 +330,6 @@ def test_beat_schedule_exists_and_points_at_the_retrain_task():
 
     assert retrain.enabled and retrain.crontab.hour == "3" and retrain.crontab.minute == "0"
     assert reaper.enabled and reaper.interval.every == 5
-
-
-def test_promoting_a_version_that_is_not_registered_is_refused(model_owner, settings):
-    settings.MLFLOW_MODEL_NAME = "coin-year-never-registered"
-
-    with pytest.raises(ValidationError, match="no registered version 7"):
-        model_version_promote(version=7, actor=model_owner)
-
-    assert not Promotion.objects.exists()
 
 
 def test_fine_tuning_needs_a_production_version(model_owner, settings):

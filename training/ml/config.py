@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from training.ml.years import YEAR_MAX, YEAR_MIN
+
 BACKBONES = ("mobilenet_v3_small", "resnet18")
 HEADS = ("reader", "regression")
 MODES = ("shared", "dual")
@@ -25,23 +27,28 @@ SCHEDULES = ("onecycle", "cosine", "constant")
 OPTIMIZERS = ("adamw", "sgd")
 COMBINATIONS = ("soup", "ensemble")
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
-# What configs/default.yaml changes from the dataclass defaults: the date reader, from the pretrained base.
-DATE_READER = {"head": "reader", "init_from": "base", "image_size": 192, "lr": 0.001, "interval_level": 0.95}
+# The seed's regression model (kept available and measured: docs/model.md), as overrides of the defaults.
+SEED_REGRESSION = {"head": "regression", "init_from": None, "image_size": 128, "lr": 3e-3, "interval_level": 0.8}
+# Keys earlier versions had and stored (TrainingRun.config, a sweep's base, a registered model's config.json) and
+# nothing reads any more: a stored config that carries them still loads; a manifest or --set naming them is refused.
+# hard_example_*: the hard-example weighting is settings.HARD_EXAMPLE_WEIGHT/YEARS (training.selectors).
+RETIRED_KEYS = frozenset({"hard_example_weight", "hard_example_years"})
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything a training run depends on. The defaults are the seed's regression model (kept available and
-    measured); configs/default.yaml, what `make run`, train and retrain use, is these plus DATE_READER."""
+    """Everything a training run depends on. The defaults are configs/default.yaml's (what `make run`, train and
+    retrain use: the date reader, fine-tuned from the pretrained base; a test keeps the two equal);
+    seed_regression() gives the seed's regression model."""
 
     # model
-    head: str = "regression"  # reader: the date reader (training.ml.reader); regression: the seed's CoinYearNet
+    head: str = "reader"  # reader: the date reader (training.ml.reader); regression: the seed's CoinYearNet
     reader_width: int = 64
-    init_from: str | None = None  # "base": start from the pretrained date reader (training/ml/base/)
+    init_from: str | None = "base"  # "base": start from the pretrained date reader (training/ml/base/)
     backbone: str = "mobilenet_v3_small"
     mode: str = "shared"
     grayscale: bool = False
-    image_size: int = 128
+    image_size: int = 192
     projection_dim: int = 0
     head_hidden: int = 256
     dropout: float = 0.1
@@ -51,7 +58,7 @@ class TrainConfig:
     # optimisation
     epochs: int = 20
     batch_size: int = 32
-    lr: float = 3e-3
+    lr: float = 1e-3
     weight_decay: float = 1e-4
     schedule: str = "onecycle"
     optimizer: str = "adamw"  # adamw | sgd (Nesterov momentum 0.9): one of the choices a sweep searches
@@ -66,13 +73,11 @@ class TrainConfig:
     aug_color: float = 0.2
     aug_blur: float = 0.2
     # labels and the interval
-    year_min: int = 1700
-    year_max: int = 2025
-    interval_level: float = 0.8
+    year_min: int = YEAR_MIN
+    year_max: int = YEAR_MAX
+    interval_level: float = 0.95
     interval_spread_weight: float = 0.0
     calibration_share: float = 0.1
-    hard_example_weight: float = 1.0
-    hard_example_years: int = 20
     fine_tune_epochs: int = 3
 
     def __post_init__(self) -> None:
@@ -111,8 +116,6 @@ class TrainConfig:
         _check("interval_level", 0 < self.interval_level < 1, "must be in (0, 1)")
         _check("interval_spread_weight", 0 <= self.interval_spread_weight <= 1, "must be in [0, 1]")
         _check("calibration_share", 0 <= self.calibration_share < 0.5, "must be in [0, 0.5)")
-        _check("hard_example_weight", self.hard_example_weight > 0, "must be > 0")
-        _check("hard_example_years", self.hard_example_years >= 0, "must be >= 0")
         _check("fine_tune_epochs", self.fine_tune_epochs >= 1, "must be >= 1")
         if self.weights_path is not None:
             _check("weights_path", bool(self.weights_path.strip()), "must be a file path or null")
@@ -128,9 +131,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
-        """Build from a mapping; an unknown key raises ValueError naming it (a typo must never be ignored)."""
+        """Build from a stored mapping; an unknown key raises ValueError naming it (a typo must never be ignored),
+        a retired one (RETIRED_KEYS) is dropped."""
         if not isinstance(data, Mapping):
             raise ValueError(f"a config must be a mapping of key: value, got {type(data).__name__}")
+        data = {key: value for key, value in data.items() if key not in RETIRED_KEYS}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(str(k) for k in data if k not in known)
         if unknown:
@@ -140,6 +145,11 @@ class TrainConfig:
     def to_yaml(self) -> str:
         """The config as a YAML manifest that load_config reads back to an equal config."""
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def seed_regression(**overrides: Any) -> TrainConfig:
+    """The seed's regression model (SEED_REGRESSION), with `overrides`."""
+    return TrainConfig(**{**SEED_REGRESSION, **overrides})
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
@@ -161,6 +171,11 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
             loaded = {}
         if not isinstance(loaded, dict):
             raise ValueError(f"config file {path} must hold a mapping of key: value")
+        retired = sorted(RETIRED_KEYS & set(loaded))
+        if retired:
+            raise ValueError(
+                f"config file {path}: {', '.join(retired)} no longer exist (see RETIRED_KEYS); remove them"
+            )
         data.update(loaded)
     data.update(parse_overrides(overrides))
     return TrainConfig.from_dict(data)

@@ -63,6 +63,9 @@ from training.ml.photo_limits import MAX_IMAGE_PIXELS as MAX_IMAGE_PIXELS
 from training.ml.photo_limits import MAX_UPLOAD_BYTES as MAX_UPLOAD_BYTES
 from training.ml.photo_limits import PhotoLimits, resolve
 
+# A rendition (thumbnail) may come out this much under its max_px when a whole box reduction gets it there (one
+# tenth of the resize's cost; rendition_jpeg).
+NEAR_RENDITION = 0.85
 # Pillow's names. MPO is how Pillow names the multi-picture JPEGs many phones write.
 SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "HEIF", "AVIF", "BMP", "TIFF"})
 JPEG_FORMATS = frozenset({"JPEG", "MPO"})
@@ -140,25 +143,29 @@ class DecodedPhoto:
     def model_image(self, *, size: int, grayscale: bool) -> Image.Image:
         return finish(self.image, size=size, grayscale=grayscale, orientation=self.orientation)
 
-    def rendition_jpeg(self, max_px: int, *, quality: int = 82) -> bytes:
-        """The whole photo, upright, no larger than max_px on its longer side, as a JPEG.
+    def rendition_jpeg(self, max_px: int, *, quality: int = 82, optimize: bool = True) -> bytes:
+        """The whole photo, upright, no larger than max_px on its longer side (and at least NEAR_RENDITION of it), as
+        a JPEG; ``optimize``: Huffman tables fitted to the photo (5 % smaller, an extra pass).
 
-        Resampled with Hamming, not Lanczos: a 600 px upload is decoded whole (the model wants 384 px), so its 320 px
-        thumbnail is a 1.9x resize with no box reduction before it, and that resize was the largest cost of
-        POST /api/predict beyond decode and forward pass (Lanczos 4.0 ms per photo, 9.2 ms of a 33 ms request on
-        2 cores; Hamming 1.8 ms). The two differ by 48.5 dB PSNR on generated coins, far less than the JPEG at
-        quality 82 then loses (38.8 dB). Never resizes the decoded image in place: the model's input comes from it.
+        When a whole box reduction lands within NEAR_RENDITION under max_px, it is the whole resize: a 600 px upload
+        is decoded whole (the model wants 384 px), and its thumbnail is then 300 px, box-reduced by 2 in 0.2 ms,
+        where the Hamming resize to 320 px cost 2.0 ms per photo (POST /api/predict makes two). Otherwise the photo is
+        box-reduced by the whole factor that stays above max_px and resampled with Hamming, not Lanczos (Lanczos 4.0
+        ms per photo, Hamming 1.8 ms; they differ by 48.5 dB PSNR on generated coins, far less than the JPEG at
+        quality 82 then loses, 38.8 dB). Never resizes the decoded image in place: the model's input comes from it.
         """
         image = self.image
-        factor = max(image.size) // max_px
+        longest = max(image.size)
+        whole = -(-longest // max_px)  # the smallest whole reduction that fits max_px
+        factor = whole if longest // whole >= NEAR_RENDITION * max_px else longest // max_px
         if factor >= 2:
             image = reduce_box(image, factor, (0, 0, *image.size))
         image = _to_mode(transpose(image, self.orientation), "RGB")
         if image is self.image:  # thumbnail() resizes in place
             image = image.copy()
-        image.thumbnail((max_px, max_px), Image.Resampling.HAMMING)
+        image.thumbnail((max_px, max_px), Image.Resampling.HAMMING)  # a no-op when the reduction made it fit
         buffer = io.BytesIO()
-        image.save(buffer, "JPEG", quality=quality, optimize=True)
+        image.save(buffer, "JPEG", quality=quality, optimize=optimize)
         return buffer.getvalue()
 
 

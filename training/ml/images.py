@@ -169,15 +169,16 @@ def _open_checked(data: bytes, *, target: int, limits: PhotoLimits | None = None
 
 
 def image_to_uint8(image: Image.Image | torch.Tensor | np.ndarray) -> torch.Tensor:
-    """PIL image or array to a uint8 C x H x W tensor (no copy for tensors that already are one)."""
+    """PIL image or array to a uint8 C x H x W tensor (no copy for tensors that already are one).
+
+    The H x W x C -> C x H x W copy is numpy's: torch's permute().contiguous() took 1.5 ms for a 192 px photo on the
+    2-core machine against 0.07 ms (a serving request converts two)."""
     if isinstance(image, torch.Tensor):
         tensor = image
-    elif isinstance(image, Image.Image):
-        tensor = torch.from_numpy(np.asarray(image).copy())
-        tensor = tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1)
     else:
-        tensor = torch.from_numpy(np.asarray(image))
-        tensor = tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1)
+        array = np.asarray(image)
+        array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+        tensor = torch.from_numpy(np.array(array, order="C", copy=True))  # owned and writable, whatever the source
     if tensor.dtype != torch.uint8:
         raise ValueError(f"expected a uint8 image, got {tensor.dtype}")
     return tensor.contiguous()
@@ -385,22 +386,6 @@ def preprocess_batch(
         empty = torch.empty(0, config.in_channels, config.image_size, config.image_size)
         return empty, empty.clone()
     return transform.batch(torch.stack(fronts)), transform.batch(torch.stack(backs))
-
-
-def decode_and_preprocess_base64(
-    front_b64: str, back_b64: str, config: TrainConfig, **limits: Any
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Model-Serving JSON fields to tensors: base64 -> bytes -> the evaluation path."""
-    max_bytes = resolve(limits.get("limits"), **{k: v for k, v in limits.items() if k != "limits"}).max_bytes
-    sides = []
-    for side, text in (("front", front_b64), ("back", back_b64)):
-        try:
-            sides.append(decode_base64(text, max_bytes=max_bytes))
-        except ImageError as error:
-            error.field = error.field or f"{side}_image_base64"
-            error.message = f"{side} photo: {error.message}"
-            raise
-    return preprocess_pair(sides[0], sides[1], config, **limits)
 
 
 TransformFn = Callable[[Image.Image], torch.Tensor]

@@ -265,95 +265,229 @@ def fit_combine(
     With ``soup`` (the fold models averaged, soup.make_soup) the version serves it when it reads the holdout about as
     well as the ensemble; the calibration, the interval's figures and the holdout answers are then the soup's.
     ``curator_negatives``: how many curators' non-coins the run was given (FoldContext.curator_negatives); the
-    calibration measures the held-out ones (coin_head.curator_split), the fold metrics say how many trained."""
+    calibration measures the held-out ones (coin_head.curator_split), the fold metrics say how many trained.
+
+    The steps: gather the out-of-fold answers, choose between the soup and the ensemble, calibrate, answer the
+    holdout, then summarise (metrics, interval coverage)."""
     held_out = len(curator_split(config, curator_negatives)[0])
     outputs = sorted(outputs, key=lambda output: output.fold)
     if [output.fold for output in outputs] != list(range(config.folds)):
         raise ValueError(
             f"fit_combine needs one output per fold 0..{config.folds - 1}, got {[o.fold for o in outputs]}"
         )
-    cv_index, calibration_index, holdout = plan.cv_index, plan.calibration_index, plan.holdout
-    oof_pred = np.zeros(len(cv_index))
-    oof_fold = np.zeros(len(cv_index), dtype=np.int64)
-    oof_log_p: np.ndarray | None = None  # date reader: (len(cv_index), Y) log p(year) of the fold that held it out
-    for output in outputs:
-        oof_pred[output.val_pos] = output.predicted_years
-        oof_fold[output.val_pos] = output.fold
-        if output.log_p is not None:
-            if oof_log_p is None:
-                oof_log_p = np.zeros((len(cv_index), output.log_p.shape[1]))
-            oof_log_p[output.val_pos] = output.log_p
+    oof = _out_of_fold(outputs, len(plan.cv_index))
+    decision, reads = _served_reads(config, plan, years, outputs, soup, held_out)
+    fresh_matrix = np.stack([output.fresh_years for output in outputs])
+    calibrated = _calibrate(config, plan, years, outputs, oof.pred, fresh_matrix, reads, held_out)
+    calibration = calibrated.calibration
+    oof_p = None if oof.log_p is None else _softmax(oof.log_p / calibration.temperature)
+    oof_p_label, oof_p_top = _confidence(oof_p, years[plan.cv_index], config)
+    holdout_pred, holdout_p = _holdout_answers(config, plan, fresh_matrix, reads, calibration)
+    holdout_p_label, holdout_p_top = _confidence(holdout_p, years[plan.calibration_index], config)
     fold_metrics = [dict(output.metrics) for output in outputs]
     fold_baseline = [dict(output.baseline_metrics) for output in outputs]
-    history = [row for output in outputs for row in output.history]
-    fresh_reads = [(o.fresh_log_p, o.fresh_coin) for o in outputs if o.fresh_log_p is not None]
-    negative_reads = [o.negative_coin for o in outputs if o.negative_coin is not None]
-    interval_rows = np.zeros((0, 4))
-    decision: SoupDecision | None = None
-    if fresh_reads and soup is not None and holdout:
-        truth = years[calibration_index]
-        served_reads = ([r[0] for r in fresh_reads], [r[1] for r in fresh_reads], negative_reads)
-        ensemble_metrics = calibrate_reader(*served_reads, truth, config, curator_negatives=held_out)[1]
-        soup_metrics = calibrate_reader(
-            [soup.fresh_log_p],
-            [soup.fresh_coin],
-            [soup.negative_coin],
-            truth,
-            config,
-            curator_negatives=held_out,
-        )[1]
-        decision = decide(soup_metrics, ensemble_metrics)
-        if decision.served:
-            fresh_reads, negative_reads = [(soup.fresh_log_p, soup.fresh_coin)], [soup.negative_coin]
-
-    oof_true = years[cv_index]
-    fresh_matrix = np.stack([output.fresh_years for output in outputs])
-    calibration = calibrate_interval(
-        oof_true - oof_pred,
-        fresh_matrix,
-        level=config.interval_level,
-        fresh_truth=years[calibration_index] if holdout else None,
-        spread_source="holdout" if holdout else "oof",
-        spread_weight=config.interval_spread_weight,
+    oof_true = years[plan.cv_index]
+    summary_metrics = _summary_metrics(
+        fold_metrics, oof_true, oof.pred, decision, calibrated, reads, curator_negatives, held_out
     )
-    if fresh_reads:
-        truth = years[calibration_index] if holdout else years[cv_index]
-        reader_calibration, reader_metrics, interval_rows = calibrate_reader(
-            [r[0] for r in fresh_reads],
-            _threshold_coin_scores(outputs, [r[1] for r in fresh_reads], len(cv_index), holdout=holdout),
-            negative_reads,
-            truth,
-            config,
-            curator_negatives=held_out,
-        )
-        calibration = dataclasses.replace(calibration, **reader_calibration)
-    oof_p = None if oof_log_p is None else _softmax(oof_log_p / calibration.temperature)
-    oof_p_label, oof_p_top = _confidence(oof_p, years[cv_index], config)
-    holdout_pred = fresh_matrix.mean(axis=0) if holdout else np.zeros(0)
-    holdout_p = None
-    if fresh_reads and holdout:  # the served answer: the fold models' mixture at the temperature, its top year
-        holdout_p = np.mean([_softmax(r[0] / calibration.temperature) for r in fresh_reads], axis=0)
-        holdout_pred = (config.year_min + holdout_p.argmax(1)).astype(np.float64)
-    holdout_p_label, holdout_p_top = _confidence(holdout_p, years[calibration_index], config)
+    coverage, coverage_source = _interval_coverage(
+        summary_metrics, plan, years, fresh_matrix, oof_true - oof.pred, calibration, reads=bool(reads.fresh)
+    )
+    return FitResult(
+        config=config,
+        fold_states=[output.state for output in outputs],
+        fold_metrics=fold_metrics,
+        fold_baseline_metrics=fold_baseline,
+        metrics=summary_metrics,
+        baseline_metrics=summarise_folds(fold_baseline),
+        oof_index=plan.cv_index,
+        oof_pred=oof.pred,
+        oof_true=oof_true,
+        oof_fold=oof.fold,
+        calibration_index=plan.calibration_index,
+        calibration=calibration,
+        interval_coverage=coverage,
+        interval_coverage_source=coverage_source,
+        history=[row for output in outputs for row in output.history],
+        seconds=seconds,
+        calibration_fold_pred=fresh_matrix if plan.holdout else np.zeros((config.folds, 0)),
+        interval_rows=calibrated.interval_rows,
+        quantization_photos=quantization_photos,
+        oof_p_label=oof_p_label,
+        oof_p_top=oof_p_top,
+        holdout_pred=holdout_pred,
+        holdout_p_label=holdout_p_label,
+        holdout_p_top=holdout_p_top,
+        served_states=[soup.state] if soup is not None and decision is not None and decision.served else None,
+        soup=decision,
+    )
+
+
+def _summary_metrics(
+    fold_metrics: list[dict[str, float]],
+    oof_true: np.ndarray,
+    oof_pred: np.ndarray,
+    decision: SoupDecision | None,
+    calibrated: Calibrated,
+    reads: ServedReads,
+    curator_negatives: int,
+    held_out: int,
+) -> dict[str, float]:
+    """The run's metrics: the folds' summary, the soup's decision, the date reader's calibration and coin head, and
+    the pooled out-of-fold metrics (the interval's figures are added by _interval_coverage)."""
     summary_metrics = summarise_folds(fold_metrics)
     if decision is not None:
         summary_metrics.update(decision.metrics())
-    if fresh_reads:
-        summary_metrics.update(reader_metrics)
+    if reads.fresh:
+        summary_metrics.update(calibrated.reader_metrics)
         summary_metrics.update(_coin_head_metrics(fold_metrics, curator_negatives, held_out))
         summary_metrics["oof_exact"] = float(np.mean(np.abs(oof_true - oof_pred) <= 1))
     pooled = regression_metrics(oof_true, oof_pred)
     summary_metrics.update({f"oof_{k}": v for k, v in pooled.items() if k != "n"})
-    baseline_summary = summarise_folds(fold_baseline)
+    return summary_metrics
 
-    if holdout:
+
+@dataclass(frozen=True)
+class OutOfFold:
+    """Each CV coin's answer from the one fold model that held it out: its year, that fold, and for the date reader
+    its log p(year) (len(cv_index), Y)."""
+
+    pred: np.ndarray
+    fold: np.ndarray
+    log_p: np.ndarray | None
+
+
+def _out_of_fold(outputs: Sequence[FoldOutput], cv_count: int) -> OutOfFold:
+    pred = np.zeros(cv_count)
+    fold = np.zeros(cv_count, dtype=np.int64)
+    log_p: np.ndarray | None = None
+    for output in outputs:
+        pred[output.val_pos] = output.predicted_years
+        fold[output.val_pos] = output.fold
+        if output.log_p is not None:
+            if log_p is None:
+                log_p = np.zeros((cv_count, output.log_p.shape[1]))
+            log_p[output.val_pos] = output.log_p
+    return OutOfFold(pred, fold, log_p)
+
+
+@dataclass(frozen=True)
+class ServedReads:
+    """The date reader's reads of the fresh coins (log p(year), coin score: one pair per served model) and of the
+    negative pairs (one coin-score array per served model): the fold models', or the soup's when it is served.
+    Empty for the regression head."""
+
+    fresh: list[tuple[np.ndarray, np.ndarray]]
+    negative: list[np.ndarray]
+
+
+def _served_reads(
+    config: TrainConfig,
+    plan: FoldPlan,
+    years: np.ndarray,
+    outputs: Sequence[FoldOutput],
+    soup: SoupOutput | None,
+    held_out: int,
+) -> tuple[SoupDecision | None, ServedReads]:
+    """Whether the soup is served (decided on the holdout, soup.decide) and the reads of what is served."""
+    fresh = [(o.fresh_log_p, o.fresh_coin) for o in outputs if o.fresh_log_p is not None]
+    negative = [o.negative_coin for o in outputs if o.negative_coin is not None]
+    if not (fresh and soup is not None and plan.holdout):
+        return None, ServedReads(fresh, negative)
+    truth = years[plan.calibration_index]
+    ensemble_metrics = calibrate_reader(
+        [r[0] for r in fresh], [r[1] for r in fresh], negative, truth, config, curator_negatives=held_out
+    )[1]
+    soup_metrics = calibrate_reader(
+        [soup.fresh_log_p], [soup.fresh_coin], [soup.negative_coin], truth, config, curator_negatives=held_out
+    )[1]
+    decision = decide(soup_metrics, ensemble_metrics)
+    if decision.served:
+        return decision, ServedReads([(soup.fresh_log_p, soup.fresh_coin)], [soup.negative_coin])
+    return decision, ServedReads(fresh, negative)
+
+
+@dataclass(frozen=True)
+class Calibrated:
+    """The version's calibration; for the date reader also its calibration metrics and interval rows."""
+
+    calibration: IntervalCalibration
+    reader_metrics: dict[str, float]
+    interval_rows: np.ndarray
+
+
+def _calibrate(
+    config: TrainConfig,
+    plan: FoldPlan,
+    years: np.ndarray,
+    outputs: Sequence[FoldOutput],
+    oof_pred: np.ndarray,
+    fresh_matrix: np.ndarray,
+    reads: ServedReads,
+    held_out: int,
+) -> Calibrated:
+    """The interval from the out-of-fold errors and the folds' spread (interval.py); for the date reader, its
+    temperature, coin threshold and interval from the served reads (reader_calibration.py) on top."""
+    holdout = plan.holdout
+    calibration = calibrate_interval(
+        years[plan.cv_index] - oof_pred,
+        fresh_matrix,
+        level=config.interval_level,
+        fresh_truth=years[plan.calibration_index] if holdout else None,
+        spread_source="holdout" if holdout else "oof",
+        spread_weight=config.interval_spread_weight,
+    )
+    if not reads.fresh:
+        return Calibrated(calibration, {}, np.zeros((0, 4)))
+    truth = years[plan.calibration_index] if holdout else years[plan.cv_index]
+    reader_calibration, reader_metrics, interval_rows = calibrate_reader(
+        [r[0] for r in reads.fresh],
+        _threshold_coin_scores(outputs, [r[1] for r in reads.fresh], len(plan.cv_index), holdout=holdout),
+        reads.negative,
+        truth,
+        config,
+        curator_negatives=held_out,
+    )
+    return Calibrated(dataclasses.replace(calibration, **reader_calibration), reader_metrics, interval_rows)
+
+
+def _holdout_answers(
+    config: TrainConfig,
+    plan: FoldPlan,
+    fresh_matrix: np.ndarray,
+    reads: ServedReads,
+    calibration: IntervalCalibration,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The served answer on each held-out coin (year, and the date reader's p(year)): the fold models' mean year,
+    or the date reader's mixture at the calibrated temperature and its top year."""
+    if not plan.holdout:
+        return np.zeros(0), None
+    if not reads.fresh:
+        return fresh_matrix.mean(axis=0), None
+    holdout_p = np.mean([_softmax(r[0] / calibration.temperature) for r in reads.fresh], axis=0)
+    return (config.year_min + holdout_p.argmax(1)).astype(np.float64), holdout_p
+
+
+def _interval_coverage(
+    summary_metrics: dict[str, float],
+    plan: FoldPlan,
+    years: np.ndarray,
+    fresh_matrix: np.ndarray,
+    oof_errors: np.ndarray,
+    calibration: IntervalCalibration,
+    *,
+    reads: bool,
+) -> tuple[float, str]:
+    """How often the interval holds the true year, and on which coins ("holdout" or "oof"); adds the holdout's
+    metrics and the interval's figures to ``summary_metrics``."""
+    if plan.holdout:
         ensemble_years = fresh_matrix.mean(axis=0)
         halfwidth = interval_halfwidth(fresh_matrix, calibration)
-        truth = years[calibration_index]
+        truth = years[plan.calibration_index]
         coverage = float(np.mean(np.abs(truth - ensemble_years) <= halfwidth))
         coverage_source = "holdout"
         held = regression_metrics(truth, ensemble_years)
-        baseline_year = float(np.median(years[cv_index]))
+        baseline_year = float(np.median(years[plan.cv_index]))
         summary_metrics.update(
             holdout_mae=held["mae"],
             holdout_r2=held["r2"],
@@ -364,48 +498,20 @@ def fit_combine(
         # No coin is unseen by all fold models: the spread on training coins is too small, so the interval comes
         # out on the wide side. Report the out-of-fold coverage of the same rule applied to a single model.
         single = calibration.shape * calibration.oof_rms
-        coverage = float(np.mean(np.abs(oof_true - oof_pred) <= single))
+        coverage = float(np.mean(np.abs(oof_errors) <= single))
         coverage_source = "oof"
-    if fresh_reads:  # the date reader's interval comes from its distribution: report that one
+    if reads:  # the date reader's interval comes from its distribution: report that one
         coverage = summary_metrics["interval_coverage_reader"]
-        coverage_source = "holdout" if holdout else "oof"
+        coverage_source = "holdout" if plan.holdout else "oof"
     summary_metrics.update(
         interval_halfwidth=float(
             summary_metrics["interval_median_width"] / 2
-            if fresh_reads
+            if reads
             else math.sqrt(calibration.base**2 + calibration.spread_coef * calibration.mean_spread_var)
         ),
         interval_coverage=coverage,
     )
-
-    return FitResult(
-        config=config,
-        fold_states=[output.state for output in outputs],
-        fold_metrics=fold_metrics,
-        fold_baseline_metrics=fold_baseline,
-        metrics=summary_metrics,
-        baseline_metrics=baseline_summary,
-        oof_index=cv_index,
-        oof_pred=oof_pred,
-        oof_true=oof_true,
-        oof_fold=oof_fold,
-        calibration_index=calibration_index,
-        calibration=calibration,
-        interval_coverage=coverage,
-        interval_coverage_source=coverage_source,
-        history=history,
-        seconds=seconds,
-        calibration_fold_pred=fresh_matrix if holdout else np.zeros((config.folds, 0)),
-        interval_rows=interval_rows if fresh_reads else np.zeros((0, 4)),
-        quantization_photos=quantization_photos,
-        oof_p_label=oof_p_label,
-        oof_p_top=oof_p_top,
-        holdout_pred=holdout_pred,
-        holdout_p_label=holdout_p_label,
-        holdout_p_top=holdout_p_top,
-        served_states=[soup.state] if soup is not None and decision is not None and decision.served else None,
-        soup=decision,
-    )
+    return coverage, coverage_source
 
 
 def _threshold_coin_scores(

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from training.ml.years import YEAR_MAX, YEAR_MIN
+
 # History of one fold: one dict per epoch, e.g. {"epoch": 1, "train_loss": 0.3, "val_mae": 25.1}.
 FoldHistory = Sequence[Mapping[str, Any]]
 
@@ -89,8 +91,8 @@ def predicted_vs_true(
     y_true: Sequence[float],
     y_pred: Sequence[float],
     *,
-    year_min: int = 1700,
-    year_max: int = 2025,
+    year_min: int = YEAR_MIN,
+    year_max: int = YEAR_MAX,
     title: str = "Out-of-fold predictions",
 ) -> Figure:
     """Scatter of predicted against true year with the identity line; the title carries MAE and n."""

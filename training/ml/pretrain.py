@@ -84,6 +84,7 @@ class PretrainConfig:
         """The TrainConfig whose reader has this base's shape (what init_from: base must match)."""
         return TrainConfig(
             head="reader",
+            init_from=None,  # this is the base: pretraining starts from nothing
             image_size=self.image_size,
             reader_width=self.reader_width,
             year_min=self.year_min,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -233,6 +234,117 @@ def _seed_everything(seed: int) -> None:
     np.random.seed(seed % (2**32))
 
 
+@dataclass
+class FoldTraining:
+    """What one fold's epochs work with: the model, its optimiser and schedule, and the loaders."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    warmup_epochs: int
+    scaler: torch.amp.GradScaler | None
+    train_loader: DataLoader
+    val_loader: DataLoader
+    bn_loader: DataLoader | None  # a sample of the training pairs that re-estimates batch norm statistics
+
+
+@dataclass
+class BestWeights:
+    """The lowest validation MAE so far, its epoch and weights, and the epochs since then (early stopping)."""
+
+    mae: float = math.inf
+    epoch: int = 0
+    state: StateDict | None = None
+    stale: int = 0
+
+    def update(self, epoch: int, mae: float, model: nn.Module, *, warming_up: bool) -> None:
+        """Keep the model's weights when `mae` is the best yet; else count a stale epoch (not while warming up)."""
+        if mae < self.mae:
+            self.mae, self.epoch, self.stale = mae, epoch, 0
+            self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        elif not warming_up:
+            self.stale += 1
+
+
+def fold_training(
+    config: TrainConfig,
+    train_set: Subset,
+    val_set: Subset,
+    *,
+    fold: int,
+    device: torch.device,
+    epochs: int,
+    init_state: StateDict | None,
+) -> FoldTraining:
+    """The model (from `init_state` when given) on `device`, its optimiser, schedule and loaders for one fold."""
+    model = build_model(config)
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    model = prepare_model(model, device)
+    optimizer = build_optimizer(model, config)
+    train_loader = make_loader(
+        train_set,
+        batch_size=config.batch_size,
+        shuffle=True,
+        seed=config.seed + fold,
+        drop_last=len(train_set) > config.batch_size,
+    )
+    scheduler, warmup_epochs = _lr_scheduler(optimizer, config, len(train_loader), epochs)
+    return FoldTraining(
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        warmup_epochs=warmup_epochs,
+        scaler=torch.amp.GradScaler("cuda") if device.type == "cuda" else None,
+        train_loader=train_loader,
+        val_loader=make_loader(val_set, batch_size=2 * config.batch_size, shuffle=False),
+        bn_loader=_batchnorm_loader(train_set, config, fold, limit=BN_RECALIBRATION_PAIRS),
+    )
+
+
+def train_and_validate(
+    run: FoldTraining,
+    best: BestWeights,
+    config: TrainConfig,
+    *,
+    fold: int,
+    epoch: int,
+    device: torch.device,
+    progress: bool,
+) -> dict[str, float]:
+    """One epoch: train, re-estimate batch norm statistics, validate, keep the best weights; the epoch's metrics."""
+    lr = run.optimizer.param_groups[0]["lr"]
+    train_stats = train_one_epoch(
+        run.model,
+        run.train_loader,
+        run.optimizer,
+        device=device,
+        scheduler=run.scheduler,
+        scaler=run.scaler,
+        progress=progress,
+        desc=f"fold {fold + 1} epoch {epoch}",
+    )
+    started = time.perf_counter()
+    if run.bn_loader is not None:
+        recalibrate_batchnorm(run.model, run.bn_loader, device=device)
+    val = evaluate(run.model, run.val_loader, config, device)
+    best.update(epoch, val["mae"], run.model, warming_up=epoch <= run.warmup_epochs)
+    return {
+        "train_loss": train_stats["loss"],
+        "val_loss": val["loss"],
+        "val_mae": val["mae"],
+        "val_mse": val["mse"],
+        "val_r2": val["r2"],
+        "val_within_5": val["within_5"],
+        "val_within_10": val["within_10"],
+        "val_pred_std": val["pred_std"],
+        "best_val_mae": best.mae,
+        "lr": lr,
+        "train_seconds": train_stats["seconds"],
+        "val_seconds": time.perf_counter() - started,
+    }
+
+
 def train_fold(
     config: TrainConfig,
     train_set: Subset,
@@ -248,27 +360,14 @@ def train_fold(
     should_stop: ShouldStop | None = None,
     history: list[dict[str, float]] | None = None,
 ) -> tuple[CoinYearNet, dict[str, float]]:
-    """Train one model; return it with its best (lowest validation MAE) weights loaded, and a small report."""
+    """Train one model; return it with its best (lowest validation MAE) weights loaded, and a small report.
+
+    The steps: fold_training() builds what the epochs work with, train_and_validate() runs one epoch and keeps the
+    best weights (BestWeights), then the best weights are loaded and batch norm re-estimated on the whole fold."""
     epochs = epochs or config.epochs
     _seed_everything(config.seed + 7919 * fold)
-    model = build_model(config)
-    if init_state is not None:
-        model.load_state_dict(init_state)
-    model = prepare_model(model, device)
-    optimizer = build_optimizer(model, config)
-    train_loader = make_loader(
-        train_set,
-        batch_size=config.batch_size,
-        shuffle=True,
-        seed=config.seed + fold,
-        drop_last=len(train_set) > config.batch_size,
-    )
-    val_loader = make_loader(val_set, batch_size=2 * config.batch_size, shuffle=False)
-    scheduler, warmup_epochs = _lr_scheduler(optimizer, config, len(train_loader), epochs)
-    scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
-
-    bn_loader = _batchnorm_loader(train_set, config, fold, limit=BN_RECALIBRATION_PAIRS)
-    best_mae, best_epoch, best_state, stale = math.inf, 0, None, 0
+    run = fold_training(config, train_set, val_set, fold=fold, device=device, epochs=epochs, init_state=init_state)
+    best = BestWeights()
     epoch_bar = range(1, epochs + 1)
     if progress:
         epoch_bar = tqdm(epoch_bar, desc=f"fold {fold + 1}/{config.folds}", unit="epoch")
@@ -276,60 +375,27 @@ def train_fold(
     for epoch in epoch_bar:
         if should_stop is not None and should_stop():
             raise TrainingCancelled(f"cancelled before fold {fold + 1} epoch {epoch}")
-        lr = optimizer.param_groups[0]["lr"]
-        train_stats = train_one_epoch(
-            model,
-            train_loader,
-            optimizer,
-            device=device,
-            scheduler=scheduler,
-            scaler=scaler,
-            progress=progress,
-            desc=f"fold {fold + 1} epoch {epoch}",
-        )
-        started = time.perf_counter()
-        if bn_loader is not None:
-            recalibrate_batchnorm(model, bn_loader, device=device)
-        val = evaluate(model, val_loader, config, device)
+        metrics = train_and_validate(run, best, config, fold=fold, epoch=epoch, device=device, progress=progress)
         trained = epoch
-        if val["mae"] < best_mae:
-            best_mae, best_epoch, stale = val["mae"], epoch, 0
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        elif epoch > warmup_epochs:
-            stale += 1
-        metrics = {
-            "train_loss": train_stats["loss"],
-            "val_loss": val["loss"],
-            "val_mae": val["mae"],
-            "val_mse": val["mse"],
-            "val_r2": val["r2"],
-            "val_within_5": val["within_5"],
-            "val_within_10": val["within_10"],
-            "val_pred_std": val["pred_std"],
-            "best_val_mae": best_mae,
-            "lr": lr,
-            "train_seconds": train_stats["seconds"],
-            "val_seconds": time.perf_counter() - started,
-        }
         if history is not None:
             history.append({"fold": float(fold + 1), "epoch": float(epoch), **metrics})
         if progress:
             epoch_bar.set_postfix(
-                loss=f"{train_stats['loss']:.4f}", val_mae=f"{val['mae']:.1f}", best=f"{best_mae:.1f}"
+                loss=f"{metrics['train_loss']:.4f}", val_mae=f"{metrics['val_mae']:.1f}", best=f"{best.mae:.1f}"
             )
         if on_epoch is not None:
             on_epoch(fold + 1, epoch, metrics)
         if on_model is not None:
-            on_model(fold + 1, epoch, model)  # eval mode, statistics recalibrated: as it would be served
+            on_model(fold + 1, epoch, run.model)  # eval mode, statistics recalibrated: as it would be served
         if should_stop is not None and should_stop():
             raise TrainingCancelled(f"cancelled after fold {fold + 1} epoch {epoch}")
-        if config.patience and stale >= config.patience:
+        if config.patience and best.stale >= config.patience:
             break
     if progress:
         epoch_bar.close()
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if best.state is not None:
+        run.model.load_state_dict(best.state)
     final_bn_loader = _batchnorm_loader(train_set, config, fold, limit=None)
     if final_bn_loader is not None:
-        recalibrate_batchnorm(model, final_bn_loader, device=device)
-    return model, {"best_epoch": float(best_epoch), "epochs_trained": float(trained), "best_val_mae": best_mae}
+        recalibrate_batchnorm(run.model, final_bn_loader, device=device)
+    return run.model, {"best_epoch": float(best.epoch), "epochs_trained": float(trained), "best_val_mae": best.mae}

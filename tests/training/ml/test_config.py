@@ -5,28 +5,50 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import yaml
 
-from training.ml.config import DATE_READER, DEFAULT_CONFIG_PATH, TrainConfig, load_config
+from training.ml.config import DEFAULT_CONFIG_PATH, RETIRED_KEYS, TrainConfig, load_config, seed_regression
 
 
-def test_default_manifest_is_the_dataclass_defaults_plus_the_date_reader():
-    # given the manifest in the repository / when it is loaded / then it is exactly the documented default
+def test_default_manifest_is_exactly_the_dataclass_defaults():
+    # given the manifest in the repository / when it is loaded / then it is TrainConfig() itself: one source of truth
     assert DEFAULT_CONFIG_PATH.is_file()
     config = load_config()
-    assert config == TrainConfig(**DATE_READER)
+    assert config == TrainConfig()
     assert (config.head, config.init_from, config.image_size) == ("reader", "base", 192)
     assert (config.epochs, config.folds) == (20, 5)
 
 
-def test_dataclass_defaults_are_the_seed_regression_model():
-    config = TrainConfig()
-    assert (config.head, config.backbone, config.mode, config.grayscale, config.image_size) == (
+def test_the_manifest_names_every_field_and_no_other():
+    # given the manifest's keys / then every field is written out there (a newcomer reads every knob in one place)
+    keys = set(yaml.safe_load(DEFAULT_CONFIG_PATH.read_text(encoding="utf-8")))
+    assert keys == {field.name for field in dataclasses.fields(TrainConfig)}
+
+
+def test_seed_regression_is_the_seed_model():
+    config = seed_regression()
+    assert (config.head, config.init_from, config.backbone, config.mode, config.image_size) == (
         "regression",
+        None,
         "mobilenet_v3_small",
         "shared",
-        False,
         128,
     )
+
+
+def test_a_stored_config_with_a_retired_key_still_loads_but_a_manifest_naming_it_is_refused(tmp_path):
+    # given a run stored before the hard-example keys were retired (settings.HARD_EXAMPLE_* is what is read)
+    stored = {**TrainConfig().to_dict(), "hard_example_weight": 1.0, "hard_example_years": 20}
+    assert set(RETIRED_KEYS) <= set(stored)
+    # then it loads as the config it was
+    assert TrainConfig.from_dict(stored) == TrainConfig()
+    # but a manifest or an override naming one is a mistake to point out
+    path = tmp_path / "old.yaml"
+    path.write_text("hard_example_weight: 2.0\n")
+    with pytest.raises(ValueError, match="hard_example_weight"):
+        load_config(path)
+    with pytest.raises(ValueError, match="unknown config key: hard_example_years"):
+        load_config(overrides=["hard_example_years=3"])
 
 
 def test_overrides_are_parsed_to_the_field_types():

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from training.ml.config import TrainConfig
+from training.ml.config import seed_regression
 from training.ml.data import CoinPairDataset, CoinSample, kfold_indices, make_loader, read_labels_csv
 from training.ml.model import denormalise_year
 
@@ -110,7 +110,7 @@ def make_samples(n: int = 6) -> list[CoinSample]:
 
 
 def test_dataset_items_are_normalised_tensors_with_normalised_year_and_weight():
-    config = TrainConfig(image_size=32)
+    config = seed_regression(image_size=32)
     dataset = CoinPairDataset(make_samples(), config, train=False)
     front, back, target, weight = dataset[2]
     assert front.shape == back.shape == (3, 32, 32) and front.dtype == torch.float32
@@ -119,7 +119,7 @@ def test_dataset_items_are_normalised_tensors_with_normalised_year_and_weight():
 
 
 def test_batched_access_equals_item_access_for_evaluation():
-    dataset = CoinPairDataset(make_samples(), TrainConfig(image_size=32), train=False)
+    dataset = CoinPairDataset(make_samples(), seed_regression(image_size=32), train=False)
     fronts, backs, targets, _ = dataset.batch([4, 1])
     assert torch.equal(fronts[0], dataset[4][0]) and torch.equal(backs[1], dataset[1][1])
     assert torch.equal(targets, torch.stack([dataset[4][2], dataset[1][2]]))
@@ -132,7 +132,7 @@ def test_photos_are_decoded_once_and_shared_by_the_train_and_eval_views(tmp_path
         (tmp_path / f"{i}f.jpg").write_bytes(jpeg((60 * i, 0, 0)))
         (tmp_path / f"{i}b.jpg").write_bytes(jpeg((0, 60 * i, 0)))
         samples.append(CoinSample(front=tmp_path / f"{i}f.jpg", back=tmp_path / f"{i}b.jpg", year=1800 + i))
-    dataset = CoinPairDataset(samples, TrainConfig(image_size=32), train=True).preload()
+    dataset = CoinPairDataset(samples, seed_regression(image_size=32), train=True).preload()
     # when the files disappear after the preload
     for path in tmp_path.iterdir():
         path.unlink()
@@ -144,7 +144,7 @@ def test_photos_are_decoded_once_and_shared_by_the_train_and_eval_views(tmp_path
 
 
 def test_loaders_yield_stacked_batches_with_our_collate_and_with_torchs_default():
-    dataset = CoinPairDataset(make_samples(5), TrainConfig(image_size=32), train=True)
+    dataset = CoinPairDataset(make_samples(5), seed_regression(image_size=32), train=True)
     ours = next(iter(make_loader(dataset, batch_size=4, shuffle=True, seed=0)))
     default = next(iter(DataLoader(dataset, batch_size=4)))
     for batch in (ours, default):
@@ -152,7 +152,7 @@ def test_loaders_yield_stacked_batches_with_our_collate_and_with_torchs_default(
 
 
 def test_loader_order_is_seeded():
-    dataset = CoinPairDataset(make_samples(6), TrainConfig(image_size=32), train=False)
+    dataset = CoinPairDataset(make_samples(6), seed_regression(image_size=32), train=False)
 
     def order(seed):
         return torch.cat([b[2] for b in make_loader(dataset, batch_size=2, shuffle=True, seed=seed)])
@@ -162,6 +162,6 @@ def test_loader_order_is_seeded():
 
 def test_bad_photo_in_a_sample_names_the_sample():
     samples = [CoinSample(front=b"not a photo at all", back=jpeg((1, 2, 3)), year=1900, key="coin 7")]
-    dataset = CoinPairDataset(samples, TrainConfig(image_size=32), train=False)
+    dataset = CoinPairDataset(samples, seed_regression(image_size=32), train=False)
     with pytest.raises(ValueError, match="coin 7 front"):
         dataset[0]

@@ -7,9 +7,9 @@ import pytest
 
 from tests.training.ml.ocr_photos import dated_coin
 from training.ml import fusion, ocr, second_look
-from training.ml.config import TrainConfig
+from training.ml.config import seed_regression
 
-CONFIG = TrainConfig(head="reader")
+CONFIG = seed_regression(head="reader")
 CALIBRATION = {"coin_threshold": 0.5, "read_threshold": 0.3}
 YEARS = np.arange(CONFIG.year_min, CONFIG.year_max + 1)
 

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from training.ml import images
-from training.ml.config import TrainConfig
+from training.ml.config import seed_regression
 
 
 def encode(image: Image.Image, fmt: str = "JPEG", **params) -> bytes:
@@ -157,7 +157,7 @@ def test_error_field_can_be_set_by_the_caller():
 
 
 def test_preprocess_batch_error_names_the_side():
-    config = TrainConfig(image_size=32)
+    config = seed_regression(image_size=32)
     good = encode(photo(40, 40))
     with pytest.raises(images.NotAnImageError) as info:
         images.preprocess_batch([(good, good), (good, b"plain text, not a photo" * 4)], config)
@@ -189,7 +189,7 @@ def test_heif_photo_decodes():
 def test_grayscale_config_gives_single_channel():
     image = images.load_image(encode(photo(64, 64)), size=32, grayscale=True)
     assert image.mode == "L"
-    tensor = images.build_transforms(TrainConfig(image_size=32, grayscale=True), train=False)(image)
+    tensor = images.build_transforms(seed_regression(image_size=32, grayscale=True), train=False)(image)
     assert tensor.shape == (1, 32, 32)
 
 
@@ -228,7 +228,7 @@ def test_non_square_photo_is_centre_cropped_not_squashed():
 
 
 def test_train_transform_is_the_eval_transform_plus_augmentation_without_flips():
-    config = TrainConfig(image_size=32)
+    config = seed_regression(image_size=32)
     evaluation = images.build_transforms(config, train=False)
     training = images.build_transforms(config, train=True)
     names = [type(step).__name__ + getattr(step, "__name__", "") for step in training.steps]
@@ -242,7 +242,7 @@ def test_train_transform_is_the_eval_transform_plus_augmentation_without_flips()
 
 def test_augmentation_keeps_a_readable_asymmetric_coin_unmirrored():
     # the left half bright, right half dark: after augmentation the left stays brighter than the right
-    config = TrainConfig(image_size=32)
+    config = seed_regression(image_size=32)
     tensor = torch.zeros(64, 3, 32, 32, dtype=torch.uint8)
     tensor[:, :, :, :16] = 220
     out = images.build_transforms(config, train=True).batch(tensor)
@@ -250,12 +250,12 @@ def test_augmentation_keeps_a_readable_asymmetric_coin_unmirrored():
 
 
 def test_augment_off_in_config_means_no_augmentation():
-    config = TrainConfig(image_size=32, augment=False)
+    config = seed_regression(image_size=32, augment=False)
     assert not any(isinstance(s, images.Augment) for s in images.build_transforms(config, train=True).steps)
 
 
 def test_eval_transform_is_deterministic_and_shared_by_serving():
-    config = TrainConfig(image_size=32)
+    config = seed_regression(image_size=32)
     data = encode(photo(80, 80))
     transform = images.build_transforms(config, train=False)
     direct = transform(images.load_image(data, size=32))
@@ -267,13 +267,13 @@ def test_eval_transform_is_deterministic_and_shared_by_serving():
 
 
 def test_transform_accepts_a_raw_pil_photo_of_any_size():
-    config = TrainConfig(image_size=32)
+    config = seed_regression(image_size=32)
     out = images.build_transforms(config, train=False)(photo(120, 90))
     assert out.shape == (3, 32, 32)
 
 
 def test_train_transform_changes_the_image_but_not_its_shape():
-    config = TrainConfig(image_size=32)
+    config = seed_regression(image_size=32)
     image = images.load_image(encode(photo(64, 64)), size=32)
     torch.manual_seed(0)
     augmented = images.build_transforms(config, train=True)(image)

@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 
 from training.ml import images, synthetic
-from training.ml.config import TrainConfig
+from training.ml.config import seed_regression
 from training.ml.ensemble import CoinYearEnsemble, export_onnx
 from training.ml.interval import IntervalCalibration
 from training.ml.model import build_model
@@ -18,7 +18,7 @@ from training.ml.quantize import quantize_onnx
 from training.ml.tracking.loading import predictor_from_files
 from training.ml.tracking.packaging import write_model_artifacts
 
-CONFIG = TrainConfig(head="reader", image_size=192, reader_width=64, init_from="base")
+CONFIG = seed_regression(head="reader", image_size=192, reader_width=64, init_from="base")
 
 
 @pytest.fixture(scope="module")

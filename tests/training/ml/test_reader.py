@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from training.ml import images, negatives, synthetic
-from training.ml.config import TrainConfig
+from training.ml.config import seed_regression
 from training.ml.ensemble import CoinYearEnsemble, EnsemblePredictor, export_onnx, prediction_details
 from training.ml.model import CoinDateModel, build_model
 from training.ml.pretrain import coin_style, load_base_state
@@ -27,7 +27,7 @@ from training.ml.reader import (
 )
 from training.ml.reader_calibration import highest_density_interval
 
-CONFIG = TrainConfig(head="reader", image_size=32, reader_width=16, year_min=1700, year_max=2025)
+CONFIG = seed_regression(head="reader", image_size=32, reader_width=16, year_min=1700, year_max=2025)
 
 
 @pytest.fixture(autouse=True)
@@ -226,7 +226,7 @@ def test_details_reject_a_non_coin_and_an_unreadable_date_and_rank_alternatives(
 
 
 def test_regression_rows_get_year_and_interval_only():
-    details = prediction_details(np.array([1874.4, 1860.2, 1890.7]), TrainConfig(), {})
+    details = prediction_details(np.array([1874.4, 1860.2, 1890.7]), seed_regression(), {})
     assert details == {"year": 1874, "low": 1860, "high": 1891, "level": 0.8}
 
 
@@ -241,7 +241,7 @@ def test_fine_tuning_loss_from_year_labels_alone_is_finite_and_has_gradients():
 
 
 def test_reader_from_the_base_model_starts_from_its_weights():
-    config = TrainConfig(head="reader", init_from="base", image_size=32)
+    config = seed_regression(head="reader", init_from="base", image_size=32)
     model = build_model(config)
 
     state, _ = load_base_state()

@@ -11,7 +11,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from training.ml import second_look, synthetic
-from training.ml.config import TrainConfig
+from training.ml.config import seed_regression
 from training.ml.ensemble import CoinYearEnsemble, EnsemblePredictor
 from training.ml.model import build_model
 
@@ -22,7 +22,7 @@ CALIBRATION = {"coin_threshold": 0.5, "read_threshold": 0.15}
 def base_reader() -> EnsemblePredictor:
     """The committed pretrained date reader (training/ml/base/date_reader.pt) as a one-model ensemble on PyTorch."""
     torch.manual_seed(0)
-    config = TrainConfig(head="reader", init_from="base", image_size=192, reader_width=64)
+    config = seed_regression(head="reader", init_from="base", image_size=192, reader_width=64)
     ensemble = CoinYearEnsemble([build_model(config).eval()], config, 0.0, calibration=CALIBRATION)
     return EnsemblePredictor.from_torch(ensemble)
 
@@ -110,7 +110,7 @@ def test_find_disc_finds_a_small_coin_in_a_large_frame(size, centre, radius):
 
 def test_a_coin_that_fills_its_photo_is_not_cropped():
     front, _back = synthetic.generate_coin_jpegs(1900, 0, size=512)
-    config = TrainConfig(head="reader", image_size=192)
+    config = seed_regression(head="reader", image_size=192)
     view, cropped = second_look.framed_view(front, config)
     assert not cropped and tuple(view.shape) == (3, 192, 192)
 

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from training.ml import images, synthetic, tracking
-from training.ml.config import TrainConfig
+from training.ml.config import TrainConfig, seed_regression
 from training.ml.data import CoinSample
 from training.ml.kfold import FitResult, fit
 from training.ml.tracking import loading, store
@@ -51,7 +51,7 @@ def tiny_config(**overrides) -> TrainConfig:
         seed=3,
     )
     values.update(overrides)
-    return TrainConfig(**values)
+    return seed_regression(**values)
 
 
 def coin_photos(count: int = 12, seed: int = 5) -> list[tuple[bytes, bytes, int]]:

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from training.ml.config import TrainConfig
+from training.ml.config import seed_regression
 from training.ml.data import CoinSample
 from training.ml.interval import calibrate_interval, interval_halfwidth
 from training.ml.kfold import FitResult, fit
@@ -43,7 +43,7 @@ def tiny_samples(n: int, seed: int = 0) -> list[CoinSample]:
 
 def test_a_few_training_steps_lower_the_loss():
     # given a model and one fixed batch
-    config = TrainConfig(image_size=32, dropout=0.0, head_hidden=32)
+    config = seed_regression(image_size=32, dropout=0.0, head_hidden=32)
     torch.manual_seed(0)
     model = build_model(config)
     front, back = torch.randn(16, 3, 32, 32), torch.randn(16, 3, 32, 32)
@@ -77,7 +77,7 @@ def test_regression_metrics_on_a_known_example():
 
 def test_fit_returns_fold_metrics_with_the_constant_baseline_and_the_interval():
     # given 48 tiny coins, of which 22 are held out for the interval calibration
-    config = TrainConfig(**TINY, calibration_share=0.45)
+    config = seed_regression(**TINY, calibration_share=0.45)
     calls = []
     # when the K-fold training runs
     result = fit(config, tiny_samples(48), progress=False, on_epoch=lambda f, e, m: calls.append((f, e, m)))
@@ -121,7 +121,7 @@ def test_date_reader_fit_keeps_the_held_out_probability_of_every_label():
 
 
 def test_fit_is_reproducible_with_the_same_seed():
-    config = TrainConfig(**TINY)
+    config = seed_regression(**TINY)
     samples = tiny_samples(20)
     first = fit(config, samples, progress=False)
     second = fit(config, samples, progress=False)
@@ -132,11 +132,11 @@ def test_fit_is_reproducible_with_the_same_seed():
 
 def test_should_stop_cancels_the_run():
     with pytest.raises(TrainingCancelled):
-        fit(TrainConfig(**TINY), tiny_samples(16), progress=False, should_stop=lambda: True)
+        fit(seed_regression(**TINY), tiny_samples(16), progress=False, should_stop=lambda: True)
 
 
 def test_fine_tune_starts_from_the_given_weights():
-    config = TrainConfig(**{**TINY, "epochs": 1})
+    config = seed_regression(**{**TINY, "epochs": 1})
     torch.manual_seed(3)
     start = build_model(config).state_dict()
     tuned = fit(dataclasses.replace(config, lr=1e-12), tiny_samples(16), progress=False, init_state_dict=start)
@@ -145,7 +145,7 @@ def test_fine_tune_starts_from_the_given_weights():
 
 
 def test_summary_says_loudly_when_the_model_does_not_beat_the_baseline():
-    result = fit(TrainConfig(**TINY), tiny_samples(16), progress=False)
+    result = fit(seed_regression(**TINY), tiny_samples(16), progress=False)
     worse = dataclasses.replace(result, metrics={**result.metrics, "mae": result.baseline_metrics["mae"] + 1})
     assert not worse.beats_baseline
     assert "WARNING: model does NOT beat the constant baseline" in worse.summary()

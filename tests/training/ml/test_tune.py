@@ -6,7 +6,7 @@ import optuna
 import pytest
 
 from training.ml import synthetic, tune
-from training.ml.config import TrainConfig, load_config, parse_overrides
+from training.ml.config import load_config, parse_overrides, seed_regression
 from training.ml.data import CoinSample
 
 SPACE = {
@@ -26,7 +26,7 @@ SPACE = {
 def test_a_conditional_parameter_is_drawn_only_when_its_condition_holds():
     space = tune.SearchSpace.from_dict(SPACE)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
-    drawn = [space.suggest(study.ask(), TrainConfig()) for _ in range(20)]
+    drawn = [space.suggest(study.ask(), seed_regression()) for _ in range(20)]
 
     assert {d["head"] for d in drawn} == {"reader", "regression"}
     assert all(("backbone" in d) == (d["head"] == "regression") for d in drawn)
@@ -53,7 +53,7 @@ def test_a_bad_search_space_is_refused_naming_the_problem(change, message):
 
 def test_the_default_configuration_is_clipped_into_the_space():
     space = tune.SearchSpace.from_dict(SPACE)
-    base = TrainConfig(head="reader", epochs=20, lr=0.5)
+    base = seed_regression(head="reader", epochs=20, lr=0.5)
 
     defaults = space.defaults(base)
 
@@ -64,7 +64,7 @@ def test_the_default_configuration_is_clipped_into_the_space():
 
 def test_aug_strength_scales_the_augmentation_and_zero_turns_it_off():
     space = tune.SearchSpace.from_dict(SPACE)
-    base = TrainConfig()
+    base = seed_regression()
 
     doubled = tune.trial_config(base, space, {"aug_strength": 2.0})
     off = tune.trial_config(base, space, {"aug_strength": 0.0})
@@ -104,7 +104,7 @@ def samples(count: int) -> list[CoinSample]:
 
 
 def test_cv_objective_reports_every_epoch_of_every_fold_on_one_step_scale():
-    config = TrainConfig(
+    config = seed_regression(
         head="reader", init_from="base", image_size=128, folds=2, epochs=2, batch_size=8, patience=0, serve_int8=False
     )
     steps = []
@@ -116,7 +116,7 @@ def test_cv_objective_reports_every_epoch_of_every_fold_on_one_step_scale():
 
 
 def test_a_pruned_trial_stops_at_the_epoch_the_pruner_says():
-    config = TrainConfig(
+    config = seed_regression(
         head="reader", init_from="base", image_size=128, folds=2, epochs=3, batch_size=8, patience=0, serve_int8=False
     )
     seen = []
