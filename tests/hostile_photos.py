@@ -118,16 +118,18 @@ def _cpu(pid: int | str) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-# Threads that tick on their own and serve no request: an earlier test of the same process may have left them running
-# (the PostgreSQL stream measured 1.05 s of process CPU around a refused TIFF that costs 0.06 s alone).
-BACKGROUND_THREADS = {"housekeeping", "model-alias-poller"}
+# The threads that do a request's work: the caller's own (Django's test client runs the whole request in it; a lone
+# caller runs the forward pass itself) and the photo writers. Threads that earlier tests of the same process left
+# running are not the photo's: the PostgreSQL stream measured 1.05 s of process CPU twice around refusals that cost
+# 0.04-0.07 s alone (a background training run or monitoring refresh, a housekeeping tick may still be running).
+REQUEST_THREAD_PREFIXES = ("photo-writer",)
 
 
-def _background_cpu() -> float:
-    """CPU used so far by this process's periodic background threads (Linux: /proc/self/task/<tid>/stat)."""
-    total = 0.0
+def _request_threads_cpu() -> float:
+    """CPU used so far by this thread and by the request-serving pools (Linux: /proc/self/task/<tid>/stat)."""
+    total = time.thread_time()
     for thread in threading.enumerate():
-        if thread.name in BACKGROUND_THREADS and thread.native_id is not None:
+        if thread.name.startswith(REQUEST_THREAD_PREFIXES) and thread.native_id is not None:
             try:
                 total += _cpu(f"self/task/{thread.native_id}")
             except FileNotFoundError:  # ended meanwhile
@@ -143,8 +145,8 @@ def _helper_pid() -> int | None:
 
 
 def cost_of(call: Callable[[], object]) -> Cost:
-    """Run ``call`` with a started decode helper; CPU and peak RSS growth of this process and the helper. The CPU of
-    the process's periodic background threads (``BACKGROUND_THREADS``) is left out: it is not the photo's."""
+    """Run ``call`` with a started decode helper; CPU of the threads that serve the request (this one and the photo
+    writers, ``REQUEST_THREAD_PREFIXES``) and of the helper; peak RSS growth of this process and the helper."""
     from training.ml import decode_sandbox
 
     still = _save(Image.new("RGB", (8, 8)), "WEBP")
@@ -156,12 +158,12 @@ def cost_of(call: Callable[[], object]) -> Cost:
             refs.write("5")  # reset the peak RSS (VmHWM) of this process and of the helper
     rss = _status("self", "VmRSS")
     helper_rss = _status(helper, "VmRSS") if helper else 0
-    started, background = time.process_time(), _background_cpu()
+    started = _request_threads_cpu()
     try:
         outcome = call()
     except Exception as error:
         outcome = error
-    cpu = time.process_time() - started - (_background_cpu() - background)
+    cpu = _request_threads_cpu() - started
     growth = _status("self", "VmHWM") - rss
     if helper:
         try:

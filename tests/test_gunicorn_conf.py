@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import socket
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,6 +21,10 @@ CONF = Path(__file__).resolve().parents[1] / "gunicorn.conf.py"
 
 def load_conf(monkeypatch, tmp_path):
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # the file sets it when unset; keep it ours
+    # The file also defaults the housekeeping timer on for gunicorn's workers: undone after the test, or every later
+    # subprocess of the session would inherit it and start the timer (it broke tests/test_observability.py's log
+    # lines when both ran in one pytest process).
+    monkeypatch.setenv("COINSITE_HOUSEKEEPING_SECONDS", os.environ.get("COINSITE_HOUSEKEEPING_SECONDS", "0"))
     spec = importlib.util.spec_from_file_location("gunicorn_conf_under_test", CONF)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -81,3 +86,12 @@ def test_gunicorns_own_errors_are_written_in_the_api_json_shape(monkeypatch, tmp
     assert json.loads(body) == {"error": "Bad Request: Request Line is too large (9000 > 8190)", "field": None}
     assert f"Content-Length: {len(body)}" in head
     assert conf.limit_request_line == 8190
+
+
+def test_loading_the_config_leaves_the_test_process_environment_as_it_was(monkeypatch, tmp_path):
+    before = os.environ.get("COINSITE_HOUSEKEEPING_SECONDS")
+
+    with monkeypatch.context() as inner:
+        load_conf(inner, tmp_path)
+
+    assert os.environ.get("COINSITE_HOUSEKEEPING_SECONDS") == before

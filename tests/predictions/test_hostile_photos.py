@@ -137,14 +137,14 @@ def test_training_refuses_a_hostile_photo_in_its_dataset_cheaply(settings, name)
     assert isinstance(cost.outcome, images.ImageError) and type(cost.outcome) is type(refusal)
 
 
-def test_the_cost_counts_the_calls_own_cpu_and_not_a_periodic_background_thread_ticking_meanwhile():
+def test_the_cost_counts_the_calls_own_cpu_and_not_a_thread_an_earlier_test_left_running():
     stop = threading.Event()
 
     def spin() -> None:
         while not stop.is_set():
             sum(range(10_000))
 
-    background = threading.Thread(target=spin, name="housekeeping", daemon=True)
+    background = threading.Thread(target=spin, name="training-run-1", daemon=True)
     background.start()
     try:
         idle = cost_of(lambda: time.sleep(0.5))

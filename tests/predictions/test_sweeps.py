@@ -173,9 +173,7 @@ def test_with_a_broker_a_tick_asks_for_pending_coins_only(settings, monkeypatch)
     swept: list[object] = []
     monkeypatch.setattr("predictions.sweeps.housekeeping_run", lambda **kwargs: swept.append(kwargs))
     asked: list[int] = []
-    monkeypatch.setattr(
-        "predictions.receivers.coin_predict_task.delay", lambda coin_id, force=False: asked.append(coin_id)
-    )
+    monkeypatch.setattr("predictions.enqueue.coin_predict", lambda *, coin_id, force=False: asked.append(coin_id))
     monkeypatch.setattr(housekeeping, "_jobs", [])
     coin = CoinFactory(status=Coin.Status.PENDING)
     Coin.objects.filter(pk=coin.pk).update(created_at=timezone.now() - timedelta(minutes=5))
