@@ -171,10 +171,22 @@ class DataframeSplitSerializer(serializers.Serializer):
 
 
 @extend_schema_serializer(component_name="PredictParams")
+class JSONBooleanField(serializers.BooleanField):
+    """A JSON `true` or `false` and nothing else: DRF's BooleanField also takes 0, 1, "yes" or "off", which the
+    published schema (a boolean) refuses; a live schemathesis run flagged `{"details": 0}` answered 200."""
+
+    default_error_messages = {"invalid": "must be true or false (a JSON boolean)."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
 class PredictParamsSerializer(serializers.Serializer):
     """The model's parameters (its MLflow signature's ParamSchema)."""
 
-    details = serializers.BooleanField(
+    details = JSONBooleanField(
         required=False,
         default=False,
         help_text="Accepted for MLflow clients (there it returns the details instead of the years); the API always "
