@@ -13,7 +13,6 @@ import os
 import re
 import secrets
 import shlex
-import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.processes import stop_group
 from training.ml.synthetic import iter_coins
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -92,13 +92,7 @@ def gunicorn_start(env: dict[str, str], log_path: Path) -> tuple[subprocess.Pope
 
 
 def gunicorn_stop(server: subprocess.Popen) -> None:
-    if server.poll() is None:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=10)
+    stop_group(server, grace_seconds=30, kill_seconds=10)  # gunicorn's graceful shutdown may take its workers' time
 
 
 class ProxiedClient:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.processes import stop_group
 from training.ml import images, synthetic, tracking
 from training.ml.config import TrainConfig, seed_regression
 from training.ml.data import CoinSample
@@ -392,22 +392,6 @@ def wait_for_http(url: str, process: subprocess.Popen, timeout: float) -> None:
             pass
         time.sleep(0.5)
     raise AssertionError(f"{url} did not answer within {timeout:.0f} s")
-
-
-def stop_group(process: subprocess.Popen) -> None:
-    """Stop a server started with start_new_session=True and every child it spawned."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
-    else:  # the leader is gone; children may still hold the port
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 @pytest.mark.slow
